@@ -1,0 +1,68 @@
+/*-------------------------------------------------------------------------
+ *
+ * pacelc.c
+ *		Library entry point and the preload guard.
+ *
+ * pacelc keeps escrow counters and waiter state in shared memory and runs a
+ * background worker, so it only works when loaded through
+ * shared_preload_libraries.  Loaded any other way (LOAD, or the first call
+ * of a function in a session) _PG_init does nothing at all, and every entry
+ * point refuses with SQLSTATE 55000 instead of working half-way.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+
+#include "pacelc.h"
+
+PG_MODULE_MAGIC;
+
+bool		pacelc_preloaded = false;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	pacelc_preloaded = true;
+
+	stock_init();
+	session_lsn_init();
+	queue_init();
+	worker_init();
+
+	pacelc_shmem_install_hooks();
+}
+
+/*
+ * Every SQL-callable function calls this first: without the preloaded
+ * library there is no shared memory to work with.
+ */
+void
+pacelc_check_loaded(void)
+{
+	if (!pacelc_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pacelc must be loaded via shared_preload_libraries"),
+				 errhint("Add pacelc to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(pacelc_assert_loaded);
+
+/*
+ * SQL and PL/pgSQL functions of the extension call this so that they, too,
+ * fail cleanly when the library is not preloaded.
+ */
+Datum
+pacelc_assert_loaded(PG_FUNCTION_ARGS)
+{
+	pacelc_check_loaded();
+	PG_RETURN_VOID();
+}

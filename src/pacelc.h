@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * pacelc.h
+ *		Declarations shared by the pacelc modules.
+ *
+ * Each concern lives in its own file:
+ *		pacelc.c		_PG_init, the "is the library preloaded" guard
+ *		shmem.c			shared memory request/startup dispatch
+ *		stock.c			escrow stock reservation (SPEC section 1)
+ *		session_lsn.c	LSN session tokens for standby reads (section 2)
+ *		queue.c			compensation queue helpers (section 3)
+ *		worker.c		launcher and per-database background workers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PACELC_H
+#define PACELC_H
+
+#include "postgres.h"
+
+/* Application-facing SQLSTATEs, class PC (see README "Errors"). */
+#define ERRCODE_PACELC_INSUFFICIENT_STOCK		MAKE_SQLSTATE('P','C','0','0','1')
+#define ERRCODE_PACELC_UNKNOWN_SKU				MAKE_SQLSTATE('P','C','0','0','2')
+#define ERRCODE_PACELC_RESERVATION_NOT_ACTIVE	MAKE_SQLSTATE('P','C','0','0','3')
+#define ERRCODE_PACELC_REPLICA_WAIT_TIMEOUT		MAKE_SQLSTATE('P','C','0','1','0')
+#define ERRCODE_PACELC_REPLICA_TOO_STALE		MAKE_SQLSTATE('P','C','0','1','1')
+
+/* pacelc.c */
+extern bool pacelc_preloaded;
+extern void pacelc_check_loaded(void);
+
+/* shmem.c: each module reports its size and initialises its part */
+extern void pacelc_shmem_install_hooks(void);
+
+/* stock.c */
+extern void stock_init(void);
+extern Size stock_shmem_size(void);
+extern void stock_shmem_startup(void);
+extern void stock_shmem_request(void);
+
+/* session_lsn.c */
+extern void session_lsn_init(void);
+extern Size session_lsn_shmem_size(void);
+extern void session_lsn_shmem_startup(void);
+extern void session_lsn_shmem_request(void);
+
+/* queue.c */
+extern void queue_init(void);
+extern Size queue_shmem_size(void);
+extern void queue_shmem_startup(void);
+extern void queue_shmem_request(void);
+
+/* worker.c */
+extern void worker_init(void);
+
+#endif							/* PACELC_H */
