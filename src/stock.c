@@ -1,0 +1,1499 @@
+/*-------------------------------------------------------------------------
+ *
+ * stock.c
+ *		Escrow stock reservation (SPEC section 1).
+ *
+ * A row per SKU with SELECT ... FOR UPDATE serializes every buyer of a hot
+ * SKU on one row lock.  Instead, each SKU's "units that may still be
+ * promised" live in a shared-memory escrow counter:
+ *
+ *	- reserve() decrements the counter with a compare-and-swap (succeed or
+ *	  fail at once, never wait), then inserts a reservation row.  The SKU row
+ *	  is not touched.
+ *	- the decrement is given back if the (sub)transaction aborts;
+ *	- increases (release, expiry, restock) are applied only once their
+ *	  transaction has committed, so the counter never promises units whose
+ *	  return could still be rolled back.
+ *
+ * The counter therefore never exceeds on_hand - held of the committed
+ * tables, which is what makes overselling impossible.  It is a cache: after
+ * a restart, a crash or a promotion shared memory starts empty, and each SKU
+ * is rebuilt from the tables the first time it is used (one index lookup).
+ *
+ * Rebuild rule: a SKU's entry must exist (be READY) before any transaction
+ * changes that SKU's held or on-hand units.  Then the entry's loader, reading
+ * the tables with the latest snapshot, can never miss a change made in
+ * flight by someone else.  confirm() is the one writer exempt from it: it
+ * lowers held and on-hand together and leaves on_hand - held unchanged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pacelc.h"
+
+#define SKU_MAXLEN			63
+#define IDEMPOTENCY_MAXLEN	255
+#define STOCK_PARTITIONS	16
+#define MAX_CART			1000
+#define STATE_MAXLEN		16
+
+/*
+ * Shared-memory entries are keyed by database and by the OID of the
+ * pacelc.skus table, so that DROP EXTENSION + CREATE EXTENSION (or a
+ * restore) starts from fresh entries instead of stale counters.
+ */
+typedef struct StockKey
+{
+	Oid			dbid;
+	Oid			relid;
+	char		sku[SKU_MAXLEN + 1];
+} StockKey;
+
+#define ENTRY_LOADING	0
+#define ENTRY_READY		1
+
+typedef struct StockEntry
+{
+	StockKey	key;
+	pg_atomic_uint64 avail;		/* int64 escrow counter, stored unsigned */
+	pg_atomic_uint32 exists;	/* a committed pacelc.skus row exists */
+	uint64		generation;		/* tells a reused slot from the old one */
+	int			state;			/* ENTRY_*, under the partition lock */
+} StockEntry;
+
+typedef struct StockShared
+{
+	ConditionVariable loaded_cv;	/* broadcast when a load ends */
+	pg_atomic_uint64 next_generation;
+	pg_atomic_uint32 nentries;
+	LWLockPadded *locks;
+} StockShared;
+
+/*
+ * What this backend's open transaction did to escrow counters: negative
+ * deltas were already applied (give them back on abort), positive ones are
+ * pending (apply them at commit).
+ */
+typedef struct EscrowRecord
+{
+	StockEntry *entry;
+	uint64		generation;
+	int64		delta;
+	bool		mark_exists;	/* the transaction created the SKU row */
+	SubTransactionId subid;
+} EscrowRecord;
+
+static int	pacelc_max_skus = 100000;
+
+static StockShared *stock_shared = NULL;
+static HTAB *stock_htab = NULL;
+
+static EscrowRecord *escrow = NULL;
+static int	n_escrow = 0;
+static int	max_escrow = 0;
+
+/* An entry this backend is loading; removed again if the load fails. */
+static StockEntry *loading_entry = NULL;
+
+/* Saved SPI plans, prepared once per backend. */
+enum
+{
+	PLAN_LOAD,
+	PLAN_INSERT_RESERVATION,
+	PLAN_KEY_LOOKUP,
+	PLAN_KEY_INSERT,
+	PLAN_DELETE_RESERVATIONS,
+	PLAN_FIND_RESERVATION,
+	PLAN_CONFIRM,
+	PLAN_RELEASE,
+	PLAN_LOCK_SKU,
+	PLAN_CREATE_SKU,
+	PLAN_UNFOLDED,
+	PLAN_SET_BASE,
+	PLAN_DUE_HOLDS,
+	PLAN_EXPIRE,
+	PLAN_ENQUEUE_EXPIRED,
+	PLAN_STANDBY_AVAILABLE,
+	NUM_PLANS
+};
+static SPIPlanPtr plans[NUM_PLANS];
+
+static void stock_xact_callback(XactEvent event, void *arg);
+static void stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+
+/* ---------------------------------------------------------------------
+ * Set-up
+ * --------------------------------------------------------------------- */
+
+void
+stock_init(void)
+{
+	DefineCustomIntVariable("pacelc.max_skus",
+							"Maximum number of SKUs whose escrow counters fit in shared memory.",
+							"Counts SKUs of all databases together; each takes about 160 bytes.",
+							&pacelc_max_skus,
+							100000,
+							100,
+							INT_MAX / 2,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	RegisterXactCallback(stock_xact_callback, NULL);
+	RegisterSubXactCallback(stock_subxact_callback, NULL);
+}
+
+Size
+stock_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(StockShared)),
+					hash_estimate_size(pacelc_max_skus, sizeof(StockEntry)));
+}
+
+void
+stock_shmem_request(void)
+{
+	RequestNamedLWLockTranche("pacelc_stock", STOCK_PARTITIONS);
+}
+
+void
+stock_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	stock_shared = ShmemInitStruct("pacelc stock", sizeof(StockShared), &found);
+	if (!found)
+	{
+		ConditionVariableInit(&stock_shared->loaded_cv);
+		pg_atomic_init_u64(&stock_shared->next_generation, 1);
+		pg_atomic_init_u32(&stock_shared->nentries, 0);
+		stock_shared->locks = GetNamedLWLockTranche("pacelc_stock");
+	}
+
+	info.keysize = sizeof(StockKey);
+	info.entrysize = sizeof(StockEntry);
+	info.num_partitions = STOCK_PARTITIONS;
+	stock_htab = ShmemInitHash("pacelc stock entries",
+							   pacelc_max_skus, pacelc_max_skus,
+							   &info,
+							   HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+}
+
+/* ---------------------------------------------------------------------
+ * Argument checks
+ * --------------------------------------------------------------------- */
+
+/* NULL is never a valid value for the arguments that name what to change. */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/* Copies a SKU into a zero-padded key buffer, rejecting what cannot fit. */
+static void
+sku_from_text(text *t, char *buf)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sku must not be empty")));
+	if (len > SKU_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sku is too long"),
+				 errdetail("A SKU may have at most %d bytes; this one has %d.",
+						   SKU_MAXLEN, len)));
+	memset(buf, 0, SKU_MAXLEN + 1);
+	memcpy(buf, VARDATA_ANY(t), len);
+	if (memchr(buf, '\0', len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sku must not contain NUL bytes")));
+}
+
+static void
+check_qty(int64 qty)
+{
+	if (qty <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qty must be positive"),
+				 errdetail("Got %lld.", (long long) qty)));
+}
+
+static void
+check_ttl(Interval *ttl)
+{
+	Interval	zero = {0};
+
+	if (ttl && DatumGetInt32(DirectFunctionCall2(interval_cmp,
+												 IntervalPGetDatum(ttl),
+												 IntervalPGetDatum(&zero))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be positive")));
+}
+
+static void
+check_key(text *key)
+{
+	int			len;
+
+	if (key == NULL)
+		return;
+	len = VARSIZE_ANY_EXHDR(key);
+	if (len == 0 || len > IDEMPOTENCY_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency_key must have between 1 and %d bytes",
+						IDEMPOTENCY_MAXLEN)));
+}
+
+/* Writers refuse with the ordinary read-only error, on standbys too. */
+static void
+check_writable(const char *what)
+{
+	pacelc_check_loaded();
+	PreventCommandIfReadOnly(what);
+}
+
+/* ---------------------------------------------------------------------
+ * SPI helpers
+ * --------------------------------------------------------------------- */
+
+static SPIPlanPtr
+get_plan(int which, const char *sql, int nargs, Oid *argtypes)
+{
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		plans[which] = plan;
+	}
+	return plans[which];
+}
+
+static int
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+static int64
+spi_int64(int row, int col, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row],
+								  SPI_tuptable->tupdesc, col, &null);
+
+	if (isnull)
+		*isnull = null;
+	return null ? 0 : DatumGetInt64(d);
+}
+
+/* ---------------------------------------------------------------------
+ * Shared-memory entries
+ * --------------------------------------------------------------------- */
+
+static void
+stock_check_shmem(void)
+{
+	pacelc_check_loaded();
+	if (stock_htab == NULL)
+		elog(ERROR, "pacelc shared memory is not initialized");
+}
+
+static Oid
+skus_relid(void)
+{
+	Oid			nsp = get_namespace_oid("pacelc", false);
+	Oid			relid = get_relname_relid("skus", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table pacelc.skus does not exist");
+	return relid;
+}
+
+static void
+make_key(StockKey *key, const char *sku)
+{
+	memset(key, 0, sizeof(StockKey));
+	key->dbid = MyDatabaseId;
+	key->relid = skus_relid();
+	strlcpy(key->sku, sku, sizeof(key->sku));
+}
+
+static LWLock *
+partition_lock(uint32 hash)
+{
+	return &stock_shared->locks[hash % STOCK_PARTITIONS].lock;
+}
+
+/* Drops an entry whose load failed, and wakes whoever waits for it. */
+static void
+remove_loading_entry(void)
+{
+	StockEntry *entry = loading_entry;
+	uint32		hash;
+	LWLock	   *lock;
+
+	if (entry == NULL)
+		return;
+	loading_entry = NULL;
+	hash = get_hash_value(stock_htab, &entry->key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	hash_search_with_hash_value(stock_htab, &entry->key, hash, HASH_REMOVE, NULL);
+	LWLockRelease(lock);
+	pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
+	ConditionVariableBroadcast(&stock_shared->loaded_cv);
+}
+
+/*
+ * Reads on_hand - held of one SKU from the committed tables, with the
+ * latest snapshot even in REPEATABLE READ: the counter must reflect every
+ * committed change, not the transaction's view.  Returns false if the SKU
+ * has no row.
+ */
+static bool
+load_from_tables(const char *sku, int64 *avail)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	bool		found;
+	int			rc;
+
+	SPI_connect();
+	plan = get_plan(PLAN_LOAD,
+					"SELECT (k.on_hand_base"
+					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
+					"     WHERE r.sku = k.sku AND r.state = 'confirmed' AND NOT r.folded), 0)"
+					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
+					"     WHERE r.sku = k.sku AND r.state = 'held'), 0))::bigint"
+					"  FROM pacelc.skus k WHERE k.sku = $1",
+					1, argtypes);
+	values[0] = CStringGetTextDatum(sku);
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "loading SKU \"%s\" failed: %s", sku,
+			 SPI_result_code_string(rc));
+	found = SPI_processed > 0;
+	*avail = found ? spi_int64(0, 1, NULL) : 0;
+	SPI_finish();
+	return found;
+}
+
+static void
+raise_unknown_sku(const char *sku)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PACELC_UNKNOWN_SKU),
+			 errmsg("unknown sku \"%s\"", sku),
+			 errhint("Create it with pacelc.set_stock().")));
+}
+
+/*
+ * Finds the entry of a SKU, loading it from the tables on first use.
+ * Concurrent first users wait for the one loader rather than loading twice.
+ * With create, a SKU without a row gets an entry with a zero counter (the
+ * caller is about to create the row); without it, such a SKU is PC002.
+ */
+static StockEntry *
+stock_acquire(const char *sku, bool create, uint64 *generation)
+{
+	StockKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	StockEntry *entry;
+	bool		found;
+	int64		avail;
+
+	stock_check_shmem();
+	make_key(&key, sku);
+	hash = get_hash_value(stock_htab, &key);
+	lock = partition_lock(hash);
+
+	for (;;)
+	{
+		int			state = -1;
+
+		LWLockAcquire(lock, LW_SHARED);
+		entry = hash_search_with_hash_value(stock_htab, &key, hash, HASH_FIND, NULL);
+		if (entry)
+		{
+			state = entry->state;
+			*generation = entry->generation;
+		}
+		LWLockRelease(lock);
+
+		if (entry && state == ENTRY_READY)
+		{
+			if (!create && pg_atomic_read_u32(&entry->exists) == 0)
+				raise_unknown_sku(sku);
+			ConditionVariableCancelSleep();
+			return entry;
+		}
+		if (entry)
+		{
+			/* someone else is loading it: wait, then look again */
+			ConditionVariableTimedSleep(&stock_shared->loaded_cv, 10,
+										PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		ConditionVariableCancelSleep();
+
+		/* not there: create it in state LOADING, then load outside the lock */
+		if (pg_atomic_fetch_add_u32(&stock_shared->nentries, 1) >= (uint32) pacelc_max_skus)
+		{
+			pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("too many SKUs for pacelc shared memory"),
+					 errdetail("pacelc.max_skus (%d) SKUs are in use across all databases.",
+							   pacelc_max_skus),
+					 errhint("Increase pacelc.max_skus and restart the server.")));
+		}
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		entry = hash_search_with_hash_value(stock_htab, &key, hash,
+											HASH_ENTER_NULL, &found);
+		if (entry == NULL || found)
+		{
+			LWLockRelease(lock);
+			pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
+			if (entry == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of shared memory for pacelc SKUs"),
+						 errhint("Increase pacelc.max_skus and restart the server.")));
+			continue;			/* lost a race: somebody else created it */
+		}
+		entry->state = ENTRY_LOADING;
+		entry->generation = pg_atomic_fetch_add_u64(&stock_shared->next_generation, 1);
+		pg_atomic_init_u64(&entry->avail, 0);
+		pg_atomic_init_u32(&entry->exists, 0);
+		loading_entry = entry;
+		LWLockRelease(lock);
+
+		found = load_from_tables(sku, &avail);
+		if (!found && !create)
+		{
+			remove_loading_entry();
+			raise_unknown_sku(sku);
+		}
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		pg_atomic_write_u64(&entry->avail, (uint64) avail);
+		pg_atomic_write_u32(&entry->exists, found ? 1 : 0);
+		entry->state = ENTRY_READY;
+		*generation = entry->generation;
+		loading_entry = NULL;
+		LWLockRelease(lock);
+		ConditionVariableBroadcast(&stock_shared->loaded_cv);
+		return entry;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The escrow itself
+ * --------------------------------------------------------------------- */
+
+/* Grows the record array before a counter changes, so nothing can fail after. */
+static EscrowRecord *
+escrow_new_record(void)
+{
+	if (n_escrow >= max_escrow)
+	{
+		int			newmax = max_escrow ? max_escrow * 2 : 16;
+
+		if (escrow == NULL)
+			escrow = MemoryContextAlloc(TopMemoryContext,
+										newmax * sizeof(EscrowRecord));
+		else
+			escrow = repalloc(escrow, newmax * sizeof(EscrowRecord));
+		max_escrow = newmax;
+	}
+	return &escrow[n_escrow];
+}
+
+/*
+ * Takes qty units from the counter if that many are there, without waiting
+ * for anyone: the heart of "never oversell, never queue".
+ */
+static bool
+escrow_take(StockEntry *entry, uint64 generation, int64 qty)
+{
+	EscrowRecord *rec = escrow_new_record();
+	uint64		old = pg_atomic_read_u64(&entry->avail);
+
+	for (;;)
+	{
+		if ((int64) old < qty)
+			return false;
+		if (pg_atomic_compare_exchange_u64(&entry->avail, &old,
+										   (uint64) ((int64) old - qty)))
+			break;
+	}
+	rec->entry = entry;
+	rec->generation = generation;
+	rec->delta = -qty;
+	rec->mark_exists = false;
+	rec->subid = GetCurrentSubTransactionId();
+	n_escrow++;
+	return true;
+}
+
+/* Notes an increase to apply when (and if) the transaction commits. */
+static void
+escrow_add_on_commit(StockEntry *entry, uint64 generation, int64 qty,
+					 bool mark_exists)
+{
+	EscrowRecord *rec = escrow_new_record();
+
+	rec->entry = entry;
+	rec->generation = generation;
+	rec->delta = qty;
+	rec->mark_exists = mark_exists;
+	rec->subid = GetCurrentSubTransactionId();
+	n_escrow++;
+}
+
+/*
+ * Undoes the most recent take at once, for an idempotent retry that found
+ * the request already done by someone else.
+ */
+static void
+escrow_undo_last(int count)
+{
+	while (count-- > 0 && n_escrow > 0)
+	{
+		EscrowRecord *rec = &escrow[--n_escrow];
+
+		if (rec->delta < 0 && rec->entry->generation == rec->generation)
+			pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
+	}
+}
+
+static void
+escrow_apply(EscrowRecord *rec, bool commit)
+{
+	if (rec->entry->generation != rec->generation)
+		return;
+	if (commit && rec->delta > 0)
+		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) rec->delta);
+	else if (!commit && rec->delta < 0)
+		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
+	if (commit && rec->mark_exists)
+		pg_atomic_write_u32(&rec->entry->exists, 1);
+}
+
+/*
+ * Commit applies pending increases; abort returns taken units.  PREPARE is
+ * refused: a prepared transaction outlives this backend's memory, and its
+ * escrow could then be neither returned nor applied safely.
+ */
+static void
+stock_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (n_escrow > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has changed pacelc stock"),
+						 errdetail("The transaction reserved, released or restocked units."),
+						 errhint("Commit it directly, or do the stock changes in a separate transaction.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (i = 0; i < n_escrow; i++)
+				escrow_apply(&escrow[i], true);
+			n_escrow = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			remove_loading_entry();
+			for (i = 0; i < n_escrow; i++)
+				escrow_apply(&escrow[i], false);
+			n_escrow = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Rolling back to a savepoint returns what the subtransaction took; a
+ * released subtransaction hands its records to the parent.
+ */
+static void
+stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			i,
+				kept = 0;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = 0; i < n_escrow; i++)
+			if (escrow[i].subid == mySubid)
+				escrow[i].subid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		remove_loading_entry();
+		for (i = 0; i < n_escrow; i++)
+		{
+			if (escrow[i].subid == mySubid)
+				escrow_apply(&escrow[i], false);
+			else
+				escrow[kept++] = escrow[i];
+		}
+		n_escrow = kept;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Idempotency keys
+ * --------------------------------------------------------------------- */
+
+/*
+ * Looks the key up; returns the earlier answer (ids in request order) or
+ * NULL.  A key reused for a different request is an error, not a silent
+ * wrong answer.
+ */
+static ArrayType *
+idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID};
+	Datum		values[3];
+	Datum		result = (Datum) 0;
+	bool		found = false;
+	bool		isnull;
+
+	SPI_connect();
+	values[0] = PointerGetDatum(key);
+	values[1] = PointerGetDatum(skus);
+	values[2] = PointerGetDatum(qtys);
+	run_plan(get_plan(PLAN_KEY_LOOKUP,
+					  "SELECT ids, skus = $2 AND qtys = $3, skus::text, qtys::text"
+					  "  FROM pacelc.idempotency_keys WHERE key = $1",
+					  3, argtypes),
+			 values, NULL, false);
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency key \"%s\" was already used for a different request",
+							text_to_cstring(key)),
+					 errdetail("It reserved %s with quantities %s.",
+							   SPI_getvalue(tup, desc, 3),
+							   SPI_getvalue(tup, desc, 4))));
+		result = SPI_datumTransfer(SPI_getbinval(tup, desc, 1, &isnull), false, -1);
+		found = true;
+	}
+	SPI_finish();
+	/* detoast (short header) outside SPI's memory context */
+	return found ? DatumGetArrayTypeP(result) : NULL;
+}
+
+/*
+ * Records the key with its answer.  Returns false if a concurrent request
+ * with the same key committed first (ON CONFLICT waits for it to finish).
+ */
+static bool
+idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		values[4];
+	bool		inserted;
+
+	SPI_connect();
+	values[0] = PointerGetDatum(key);
+	values[1] = PointerGetDatum(skus);
+	values[2] = PointerGetDatum(qtys);
+	values[3] = PointerGetDatum(ids);
+	run_plan(get_plan(PLAN_KEY_INSERT,
+					  "INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids)"
+					  " VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+					  4, argtypes),
+			 values, NULL, false);
+	inserted = SPI_processed > 0;
+	SPI_finish();
+	return inserted;
+}
+
+static void
+delete_reservations(ArrayType *ids)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	SPI_connect();
+	values[0] = PointerGetDatum(ids);
+	run_plan(get_plan(PLAN_DELETE_RESERVATIONS,
+					  "DELETE FROM pacelc.reservation_data WHERE id = ANY ($1)",
+					  1, argtypes),
+			 values, NULL, false);
+	SPI_finish();
+}
+
+/* ---------------------------------------------------------------------
+ * Reserving
+ * --------------------------------------------------------------------- */
+
+static int64
+insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
+				   Jsonb *on_expire)
+{
+	Oid			argtypes[5] = {TEXTOID, INT8OID, INTERVALOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		id;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(sku);
+	values[1] = Int64GetDatum(qty);
+	values[2] = PointerGetDatum(ttl);
+	values[3] = PointerGetDatum(key);
+	values[4] = PointerGetDatum(on_expire);
+	if (ttl == NULL)
+		nulls[2] = 'n';
+	if (key == NULL)
+		nulls[3] = 'n';
+	if (on_expire == NULL)
+		nulls[4] = 'n';
+	run_plan(get_plan(PLAN_INSERT_RESERVATION,
+					  "INSERT INTO pacelc.reservation_data"
+					  " (sku, qty, expires_at, idempotency_key, on_expire)"
+					  " VALUES ($1, $2, clock_timestamp() + $3, $4, $5) RETURNING id",
+					  5, argtypes),
+			 values, nulls, false);
+	id = spi_int64(0, 1, NULL);
+	SPI_finish();
+	return id;
+}
+
+static void
+raise_insufficient(const char *sku, int64 qty, StockEntry *entry)
+{
+	int64		avail = (int64) pg_atomic_read_u64(&entry->avail);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_PACELC_INSUFFICIENT_STOCK),
+			 errmsg("insufficient stock for sku \"%s\"", sku),
+			 errdetail("Requested %lld, available %lld.",
+					   (long long) qty, (long long) Max(avail, 0))));
+}
+
+/*
+ * Holds every line of a cart or none.  Escrow takes never wait, so no order
+ * of SKUs can deadlock; a line that does not fit returns the earlier lines
+ * at once.  Returns NULL when try_only and some line did not fit.
+ */
+static ArrayType *
+reserve_lines(int n, char **skus, int64 *qtys, Interval *ttl, text *key,
+			  Jsonb *on_expire, bool try_only)
+{
+	StockEntry **entries = palloc(n * sizeof(StockEntry *));
+	uint64	   *gens = palloc(n * sizeof(uint64));
+	Datum	   *ids = palloc(n * sizeof(Datum));
+	Datum	   *sku_datums = palloc(n * sizeof(Datum));
+	Datum	   *qty_datums = palloc(n * sizeof(Datum));
+	ArrayType  *sku_array;
+	ArrayType  *qty_array;
+	ArrayType  *id_array;
+	ArrayType  *earlier;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		sku_datums[i] = CStringGetTextDatum(skus[i]);
+		qty_datums[i] = Int64GetDatum(qtys[i]);
+	}
+	sku_array = construct_array(sku_datums, n, TEXTOID, -1, false, TYPALIGN_INT);
+	qty_array = construct_array(qty_datums, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+
+	if (key && (earlier = idempotent_answer(key, sku_array, qty_array)) != NULL)
+		return earlier;
+
+	for (i = 0; i < n; i++)
+		entries[i] = stock_acquire(skus[i], false, &gens[i]);
+
+	for (i = 0; i < n; i++)
+	{
+		if (!escrow_take(entries[i], gens[i], qtys[i]))
+		{
+			escrow_undo_last(i);
+			if (try_only)
+				return NULL;
+			raise_insufficient(skus[i], qtys[i], entries[i]);
+		}
+	}
+
+	for (i = 0; i < n; i++)
+		ids[i] = Int64GetDatum(insert_reservation(skus[i], qtys[i], ttl, key, on_expire));
+	id_array = construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+
+	if (key && !idempotent_record(key, sku_array, qty_array, id_array))
+	{
+		/* the same request committed meanwhile: undo ours, answer with theirs */
+		delete_reservations(id_array);
+		escrow_undo_last(n);
+		earlier = idempotent_answer(key, sku_array, qty_array);
+		if (earlier == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to a concurrent request with idempotency key \"%s\"",
+							text_to_cstring(key)),
+					 errhint("Retry the transaction.")));
+		return earlier;
+	}
+	return id_array;
+}
+
+/* reserve() and try_reserve(): one line through the cart path. */
+static Datum
+reserve_one(FunctionCallInfo fcinfo, bool try_only)
+{
+	char		sku[SKU_MAXLEN + 1];
+	char	   *skus[1];
+	int64		qty;
+	Interval   *ttl;
+	text	   *key;
+	Jsonb	   *on_expire;
+	ArrayType  *ids;
+
+	check_writable(try_only ? "try_reserve()" : "reserve()");
+	require_arg(fcinfo, 0, "sku");
+	require_arg(fcinfo, 1, "qty");
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	qty = PG_GETARG_INT64(1);
+	check_qty(qty);
+	ttl = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
+	check_ttl(ttl);
+	key = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	check_key(key);
+	on_expire = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+
+	skus[0] = sku;
+	ids = reserve_lines(1, skus, &qty, ttl, key, on_expire, try_only);
+	if (ids == NULL)
+		PG_RETURN_NULL();
+	/* a one-element int8 array without nulls */
+	PG_RETURN_INT64(((int64 *) ARR_DATA_PTR(ids))[0]);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_reserve);
+Datum
+pacelc_reserve(PG_FUNCTION_ARGS)
+{
+	return reserve_one(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_try_reserve);
+Datum
+pacelc_try_reserve(PG_FUNCTION_ARGS)
+{
+	return reserve_one(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_reserve_all);
+Datum
+pacelc_reserve_all(PG_FUNCTION_ARGS)
+{
+	ArrayType  *sku_arr;
+	ArrayType  *qty_arr;
+	Datum	   *sku_datums;
+	Datum	   *qty_datums;
+	bool	   *sku_nulls;
+	bool	   *qty_nulls;
+	int			nskus,
+				nqtys,
+				i,
+				j;
+	char	  **skus;
+	int64	   *qtys;
+	Interval   *ttl;
+	text	   *key;
+	Jsonb	   *on_expire;
+
+	check_writable("reserve_all()");
+	require_arg(fcinfo, 0, "skus");
+	require_arg(fcinfo, 1, "qtys");
+	sku_arr = PG_GETARG_ARRAYTYPE_P(0);
+	qty_arr = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(sku_arr) > 1 || ARR_NDIM(qty_arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("skus and qtys must be one-dimensional arrays")));
+	deconstruct_array(sku_arr, TEXTOID, -1, false, TYPALIGN_INT,
+					  &sku_datums, &sku_nulls, &nskus);
+	deconstruct_array(qty_arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &qty_datums, &qty_nulls, &nqtys);
+	if (nskus != nqtys)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("skus and qtys must have the same length"),
+				 errdetail("skus has %d elements, qtys has %d.", nskus, nqtys)));
+	if (nskus == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a cart must have at least one line")));
+	if (nskus > MAX_CART)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a cart may have at most %d lines", MAX_CART)));
+
+	skus = palloc(nskus * sizeof(char *));
+	qtys = palloc(nskus * sizeof(int64));
+	for (i = 0; i < nskus; i++)
+	{
+		if (sku_nulls[i] || qty_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("skus and qtys must not contain nulls")));
+		skus[i] = palloc(SKU_MAXLEN + 1);
+		sku_from_text(DatumGetTextPP(sku_datums[i]), skus[i]);
+		qtys[i] = DatumGetInt64(qty_datums[i]);
+		check_qty(qtys[i]);
+		for (j = 0; j < i; j++)
+			if (strcmp(skus[i], skus[j]) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("sku \"%s\" appears more than once in the cart", skus[i]),
+						 errhint("Add the quantities into one line.")));
+	}
+	ttl = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
+	check_ttl(ttl);
+	key = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	check_key(key);
+	on_expire = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+
+	PG_RETURN_ARRAYTYPE_P(reserve_lines(nskus, skus, qtys, ttl, key, on_expire, false));
+}
+
+/* ---------------------------------------------------------------------
+ * Ending a reservation
+ * --------------------------------------------------------------------- */
+
+/*
+ * Reads a reservation's SKU, state and whether its ttl has passed; raises
+ * PC003 if it does not exist.
+ */
+static void
+find_reservation(int64 id, char *sku, char *state, bool *expired)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+
+	SPI_connect();
+	values[0] = Int64GetDatum(id);
+	run_plan(get_plan(PLAN_FIND_RESERVATION,
+					  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false)"
+					  "  FROM pacelc.reservation_data WHERE id = $1",
+					  1, argtypes),
+			 values, NULL, false);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("reservation %lld does not exist", (long long) id)));
+	strlcpy(sku, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+			SKU_MAXLEN + 1);
+	strlcpy(state, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+			STATE_MAXLEN);
+	*expired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 3, &isnull));
+	SPI_finish();
+}
+
+static void
+raise_not_active(int64 id, const char *state, const char *action)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+			 errmsg("cannot %s reservation %lld because it is not held",
+					action, (long long) id),
+			 errdetail("The reservation is %s.", state)));
+}
+
+/*
+ * Moves a held reservation to new_state; returns its qty, or -1 when it was
+ * no longer held (a concurrent confirm/release/expiry won the row).
+ */
+static int64
+end_reservation(int plan_no, const char *sql, int64 id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	int64		qty = -1;
+
+	SPI_connect();
+	values[0] = Int64GetDatum(id);
+	run_plan(get_plan(plan_no, sql, 1, argtypes), values, NULL, false);
+	if (SPI_processed > 0)
+		qty = spi_int64(0, 1, NULL);
+	SPI_finish();
+	return qty;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_confirm);
+Datum
+pacelc_confirm(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	char		sku[SKU_MAXLEN + 1];
+	char		state[STATE_MAXLEN];
+	bool		expired;
+
+	check_writable("confirm()");
+	require_arg(fcinfo, 0, "id");
+	id = PG_GETARG_INT64(0);
+	find_reservation(id, sku, state, &expired);
+	if (strcmp(state, "held") == 0 && expired)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("cannot confirm reservation %lld because it has expired",
+						(long long) id),
+				 errdetail("Its ttl has passed; its units go back to stock.")));
+
+	/* confirm leaves on_hand - held unchanged: no escrow change needed */
+	if (end_reservation(PLAN_CONFIRM,
+						"UPDATE pacelc.reservation_data"
+						"   SET state = 'confirmed', ended_at = clock_timestamp()"
+						" WHERE id = $1 AND state = 'held'"
+						"   AND (expires_at IS NULL OR expires_at > clock_timestamp())"
+						" RETURNING qty", id) < 0)
+	{
+		find_reservation(id, sku, state, &expired);
+		raise_not_active(id, strcmp(state, "held") == 0 ? "expired" : state, "confirm");
+	}
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pacelc_release);
+Datum
+pacelc_release(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	char		sku[SKU_MAXLEN + 1];
+	char		state[STATE_MAXLEN];
+	bool		expired;
+	StockEntry *entry;
+	uint64		gen;
+	int64		qty;
+
+	check_writable("release()");
+	require_arg(fcinfo, 0, "id");
+	id = PG_GETARG_INT64(0);
+	find_reservation(id, sku, state, &expired);
+	if (strcmp(state, "held") != 0)
+		raise_not_active(id, state, "release");
+
+	/* the entry must be loaded before the row changes (see file header) */
+	entry = stock_acquire(sku, true, &gen);
+	qty = end_reservation(PLAN_RELEASE,
+						  "UPDATE pacelc.reservation_data"
+						  "   SET state = 'released', ended_at = clock_timestamp()"
+						  " WHERE id = $1 AND state = 'held' RETURNING qty", id);
+	if (qty < 0)
+	{
+		find_reservation(id, sku, state, &expired);
+		raise_not_active(id, state, "release");
+	}
+	escrow_add_on_commit(entry, gen, qty, false);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Stock levels
+ * --------------------------------------------------------------------- */
+
+/*
+ * Locks the SKU row (creating it if asked) and returns on_hand_base and the
+ * unfolded confirmed units.  The lock serializes restocks of one SKU with
+ * each other and with fold_confirmed(), never with buyers.
+ */
+static bool
+lock_sku(const char *sku, bool create, int64 *base, int64 *unfolded)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		found;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(sku);
+	run_plan(get_plan(PLAN_LOCK_SKU,
+					  "SELECT on_hand_base FROM pacelc.skus WHERE sku = $1 FOR UPDATE",
+					  1, argtypes),
+			 values, NULL, false);
+	if (SPI_processed == 0 && create)
+	{
+		run_plan(get_plan(PLAN_CREATE_SKU,
+						  "INSERT INTO pacelc.skus (sku, on_hand_base) VALUES ($1, 0)"
+						  " ON CONFLICT (sku) DO NOTHING",
+						  1, argtypes),
+				 values, NULL, false);
+		run_plan(plans[PLAN_LOCK_SKU], values, NULL, false);
+	}
+	found = SPI_processed > 0;
+	if (found)
+	{
+		*base = spi_int64(0, 1, NULL);
+		/* a new statement: in READ COMMITTED it sees every committed fold */
+		run_plan(get_plan(PLAN_UNFOLDED,
+						  "SELECT coalesce(sum(qty), 0)::bigint FROM pacelc.reservation_data"
+						  " WHERE sku = $1 AND state = 'confirmed' AND NOT folded",
+						  1, argtypes),
+				 values, NULL, false);
+		*unfolded = spi_int64(0, 1, NULL);
+	}
+	SPI_finish();
+	return found;
+}
+
+static void
+set_base(const char *sku, int64 base)
+{
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(sku);
+	values[1] = Int64GetDatum(base);
+	run_plan(get_plan(PLAN_SET_BASE,
+					  "UPDATE pacelc.skus SET on_hand_base = $2, updated_at = now()"
+					  " WHERE sku = $1",
+					  2, argtypes),
+			 values, NULL, false);
+	SPI_finish();
+}
+
+static void
+raise_overflow(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("stock count out of range for type bigint")));
+}
+
+/*
+ * Changes on_hand of a locked SKU by delta.  A decrease must come out of
+ * the escrow now (units that are held or being reserved cannot be written
+ * off); an increase becomes available when the transaction commits.
+ */
+static int64
+change_on_hand(const char *sku, StockEntry *entry, uint64 gen, int64 base,
+			   int64 unfolded, int64 delta, bool created)
+{
+	int64		old_on_hand = base - unfolded;
+	int64		new_on_hand;
+	int64		new_base;
+
+	if (pg_add_s64_overflow(old_on_hand, delta, &new_on_hand) ||
+		pg_add_s64_overflow(base, delta, &new_base))
+		raise_overflow();
+	if (new_on_hand < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_INSUFFICIENT_STOCK),
+				 errmsg("cannot reduce stock of sku \"%s\" below zero", sku),
+				 errdetail("On hand is %lld, the change is %lld.",
+						   (long long) old_on_hand, (long long) delta)));
+	if (delta < 0 && !escrow_take(entry, gen, -delta))
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_INSUFFICIENT_STOCK),
+				 errmsg("cannot reduce stock of sku \"%s\" by %lld", sku, (long long) -delta),
+				 errdetail("Only %lld units are neither held nor being reserved.",
+						   (long long) Max((int64) pg_atomic_read_u64(&entry->avail), 0)),
+				 errhint("Release or confirm reservations first.")));
+	if (delta > 0 || created)
+		escrow_add_on_commit(entry, gen, Max(delta, 0), created);
+	set_base(sku, new_base);
+	return new_on_hand;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_set_stock);
+Datum
+pacelc_set_stock(PG_FUNCTION_ARGS)
+{
+	char		sku[SKU_MAXLEN + 1];
+	int64		on_hand;
+	int64		base = 0,
+				unfolded = 0;
+	StockEntry *entry;
+	uint64		gen;
+	bool		created;
+
+	check_writable("set_stock()");
+	require_arg(fcinfo, 0, "sku");
+	require_arg(fcinfo, 1, "on_hand");
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	on_hand = PG_GETARG_INT64(1);
+	if (on_hand < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_hand must not be negative"),
+				 errdetail("Got %lld.", (long long) on_hand)));
+
+	entry = stock_acquire(sku, true, &gen);
+	created = pg_atomic_read_u32(&entry->exists) == 0;
+	if (!lock_sku(sku, true, &base, &unfolded))
+		elog(ERROR, "could not create sku \"%s\"", sku);
+	change_on_hand(sku, entry, gen, base, unfolded,
+				   on_hand - (base - unfolded), created);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pacelc_add_stock);
+Datum
+pacelc_add_stock(PG_FUNCTION_ARGS)
+{
+	char		sku[SKU_MAXLEN + 1];
+	int64		delta;
+	int64		base = 0,
+				unfolded = 0;
+	StockEntry *entry;
+	uint64		gen;
+
+	check_writable("add_stock()");
+	require_arg(fcinfo, 0, "sku");
+	require_arg(fcinfo, 1, "delta");
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	delta = PG_GETARG_INT64(1);
+
+	entry = stock_acquire(sku, false, &gen);
+	if (!lock_sku(sku, false, &base, &unfolded))
+		raise_unknown_sku(sku);
+	PG_RETURN_INT64(change_on_hand(sku, entry, gen, base, unfolded, delta, false));
+}
+
+/* On a standby there is no escrow: answer from the tables. */
+static int64
+available_from_tables(const char *sku)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int64		avail;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(sku);
+	run_plan(get_plan(PLAN_STANDBY_AVAILABLE,
+					  "SELECT available FROM pacelc.stock WHERE sku = $1",
+					  1, argtypes),
+			 values, NULL, true);
+	if (SPI_processed == 0)
+		raise_unknown_sku(sku);
+	avail = spi_int64(0, 1, NULL);
+	SPI_finish();
+	return avail;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_available);
+Datum
+pacelc_available(PG_FUNCTION_ARGS)
+{
+	char		sku[SKU_MAXLEN + 1];
+	StockEntry *entry;
+	uint64		gen;
+	int64		avail;
+
+	pacelc_check_loaded();
+	require_arg(fcinfo, 0, "sku");
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	if (RecoveryInProgress())
+		PG_RETURN_INT64(available_from_tables(sku));
+
+	entry = stock_acquire(sku, false, &gen);
+	avail = (int64) pg_atomic_read_u64(&entry->avail);
+	PG_RETURN_INT64(Max(avail, 0));
+}
+
+/* verify()'s view of shared memory: the counter, or NULL if not loaded. */
+PG_FUNCTION_INFO_V1(pacelc_escrow_available);
+Datum
+pacelc_escrow_available(PG_FUNCTION_ARGS)
+{
+	char		sku[SKU_MAXLEN + 1];
+	StockKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	StockEntry *entry;
+	bool		ready = false;
+	int64		avail = 0;
+
+	stock_check_shmem();
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	make_key(&key, sku);
+	hash = get_hash_value(stock_htab, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_SHARED);
+	entry = hash_search_with_hash_value(stock_htab, &key, hash, HASH_FIND, NULL);
+	if (entry && entry->state == ENTRY_READY &&
+		pg_atomic_read_u32(&entry->exists) != 0)
+	{
+		ready = true;
+		avail = (int64) pg_atomic_read_u64(&entry->avail);
+	}
+	LWLockRelease(lock);
+	if (!ready)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(avail);
+}
+
+/* ---------------------------------------------------------------------
+ * Expiry
+ * --------------------------------------------------------------------- */
+
+/*
+ * Expires one due hold: its units return at commit, and its on_expire
+ * payload (with id, sku and qty) goes to the queue "expired" in the same
+ * transaction.  Returns false if someone ended it first.
+ */
+static bool
+expire_one(int64 id, const char *sku)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Oid			qargtypes[4] = {INT8OID, TEXTOID, INT8OID, JSONBOID};
+	Datum		values[4];
+	StockEntry *entry;
+	uint64		gen;
+	int64		qty;
+	bool		isnull;
+	Datum		payload;
+
+	entry = stock_acquire(sku, true, &gen);
+
+	SPI_connect();
+	values[0] = Int64GetDatum(id);
+	run_plan(get_plan(PLAN_EXPIRE,
+					  "UPDATE pacelc.reservation_data"
+					  "   SET state = 'expired', ended_at = clock_timestamp()"
+					  " WHERE id = $1 AND state = 'held' RETURNING qty, on_expire",
+					  1, argtypes),
+			 values, NULL, false);
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return false;
+	}
+	qty = spi_int64(0, 1, NULL);
+	payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	escrow_add_on_commit(entry, gen, qty, false);
+	if (!isnull)
+	{
+		values[0] = Int64GetDatum(id);
+		values[1] = CStringGetTextDatum(sku);
+		values[2] = Int64GetDatum(qty);
+		values[3] = payload;
+		run_plan(get_plan(PLAN_ENQUEUE_EXPIRED,
+						  "SELECT pacelc.enqueue('expired',"
+						  " jsonb_build_object('reservation_id', $1, 'sku', $2,"
+						  "                    'qty', $3, 'payload', $4))",
+						  4, qargtypes),
+				 values, NULL, false);
+	}
+	SPI_finish();
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_expire_holds);
+Datum
+pacelc_expire_holds(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int32		batch;
+	int64		n = 0;
+	uint64		ndue,
+				i;
+	int64	   *ids;
+	char	  **skus;
+
+	check_writable("expire_holds()");
+	require_arg(fcinfo, 0, "batch");
+	batch = PG_GETARG_INT32(0);
+	if (batch < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch must be positive")));
+
+	SPI_connect();
+	values[0] = Int32GetDatum(batch);
+	run_plan(get_plan(PLAN_DUE_HOLDS,
+					  "SELECT id, sku FROM pacelc.reservation_data"
+					  " WHERE state = 'held' AND expires_at <= statement_timestamp()"
+					  " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+					  1, argtypes),
+			 values, NULL, false);
+	ndue = SPI_processed;
+	ids = SPI_palloc(Max(ndue, 1) * sizeof(int64));
+	skus = SPI_palloc(Max(ndue, 1) * sizeof(char *));
+	for (i = 0; i < ndue; i++)
+	{
+		ids[i] = spi_int64(i, 1, NULL);
+		skus[i] = SPI_palloc(SKU_MAXLEN + 1);
+		strlcpy(skus[i], SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2),
+				SKU_MAXLEN + 1);
+	}
+	SPI_finish();
+
+	for (i = 0; i < ndue; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (expire_one(ids[i], skus[i]))
+			n++;
+	}
+	PG_RETURN_INT64(n);
+}
