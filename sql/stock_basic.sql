@@ -216,6 +216,28 @@ SELECT pg_temp.err($$SELECT pacelc.set_stock('hat', 1)$$);
 SELECT pacelc.available('hat');
 COMMIT;
 
+-- a transaction may reserve what it created, restocked or released itself
+BEGIN;
+SELECT pacelc.set_stock('fresh', 3);
+SELECT pacelc.reserve('fresh', 2) IS NOT NULL AS got;
+SELECT pg_temp.err($$SELECT pacelc.reserve('fresh', 2)$$);
+ROLLBACK;
+SELECT pg_temp.err($$SELECT pacelc.reserve('fresh')$$);
+BEGIN;
+SELECT pacelc.set_stock('fresh', 3);
+SELECT pacelc.reserve('fresh', 2) AS f1 \gset
+SAVEPOINT a;
+SELECT pacelc.reserve('fresh', 1) IS NOT NULL AS got;
+ROLLBACK TO SAVEPOINT a;
+SELECT pacelc.release(:f1);
+SELECT pacelc.reserve('fresh', 3) IS NOT NULL AS got_released_units;
+SELECT pacelc.add_stock('fresh', 2);
+SELECT pacelc.reserve('fresh', 2) IS NOT NULL AS got_restocked_units;
+SELECT pacelc.available('fresh');
+COMMIT;
+SELECT sku, on_hand, held, available, pacelc.available(sku) AS escrow
+  FROM pacelc.stock WHERE sku = 'fresh';
+
 -- everything adds up
 SELECT * FROM pacelc.verify();
 SELECT count(*) AS mismatched FROM pacelc.stock s

@@ -105,6 +105,8 @@ typedef struct EscrowRecord
 	StockEntry *entry;
 	uint64		generation;
 	int64		delta;
+	bool		from_pending;	/* a take out of this transaction's own
+								 * pending increases, not the counter */
 	bool		mark_exists;	/* the transaction created the SKU row */
 	SubTransactionId subid;
 } EscrowRecord;
@@ -144,6 +146,7 @@ enum
 };
 static SPIPlanPtr plans[NUM_PLANS];
 
+static bool escrow_created_here(StockEntry *entry, uint64 generation);
 static void stock_xact_callback(XactEvent event, void *arg);
 static void stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -472,7 +475,8 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 
 		if (entry && state == ENTRY_READY)
 		{
-			if (!create && pg_atomic_read_u32(&entry->exists) == 0)
+			if (!create && pg_atomic_read_u32(&entry->exists) == 0 &&
+				!escrow_created_here(entry, *generation))
 				raise_unknown_sku(sku);
 			ConditionVariableCancelSleep();
 			return entry;
@@ -543,12 +547,12 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
  * --------------------------------------------------------------------- */
 
 /* Grows the record array before a counter changes, so nothing can fail after. */
-static EscrowRecord *
-escrow_new_record(void)
+static void
+escrow_make_room(int k)
 {
-	if (n_escrow >= max_escrow)
+	if (n_escrow + k > max_escrow)
 	{
-		int			newmax = max_escrow ? max_escrow * 2 : 16;
+		int			newmax = Max(max_escrow * 2, n_escrow + k + 16);
 
 		if (escrow == NULL)
 			escrow = MemoryContextAlloc(TopMemoryContext,
@@ -557,33 +561,87 @@ escrow_new_record(void)
 			escrow = repalloc(escrow, newmax * sizeof(EscrowRecord));
 		max_escrow = newmax;
 	}
-	return &escrow[n_escrow];
 }
 
 /*
- * Takes qty units from the counter if that many are there, without waiting
- * for anyone: the heart of "never oversell, never queue".
+ * Units this transaction restocked or released are not in the shared counter
+ * before commit, yet the transaction itself may reserve them: what is left of
+ * its own pending increases for an entry.
+ */
+static int64
+escrow_own_pending(StockEntry *entry, uint64 generation)
+{
+	int64		sum = 0;
+	int			i;
+
+	for (i = 0; i < n_escrow; i++)
+		if (escrow[i].entry == entry && escrow[i].generation == generation &&
+			(escrow[i].delta > 0 || escrow[i].from_pending))
+			sum += escrow[i].delta;
+	return sum;
+}
+
+/* Did this transaction create the SKU (its row is not committed yet)? */
+static bool
+escrow_created_here(StockEntry *entry, uint64 generation)
+{
+	int			i;
+
+	for (i = 0; i < n_escrow; i++)
+		if (escrow[i].entry == entry && escrow[i].generation == generation &&
+			escrow[i].mark_exists)
+			return true;
+	return false;
+}
+
+static void
+escrow_push(StockEntry *entry, uint64 generation, int64 delta,
+			bool from_pending, bool mark_exists)
+{
+	EscrowRecord *rec;
+
+	escrow_make_room(1);
+	rec = &escrow[n_escrow];
+	rec->entry = entry;
+	rec->generation = generation;
+	rec->delta = delta;
+	rec->from_pending = from_pending;
+	rec->mark_exists = mark_exists;
+	rec->subid = GetCurrentSubTransactionId();
+	n_escrow++;
+}
+
+/*
+ * Takes qty units if that many are there, without waiting for anyone: the
+ * heart of "never oversell, never queue".  The transaction's own pending
+ * increases are used first, then the shared counter (compare-and-swap).
  */
 static bool
 escrow_take(StockEntry *entry, uint64 generation, int64 qty)
 {
-	EscrowRecord *rec = escrow_new_record();
-	uint64		old = pg_atomic_read_u64(&entry->avail);
+	int64		own = escrow_own_pending(entry, generation);
+	int64		from_own = Min(own, qty);
+	int64		rest = qty - from_own;
+	uint64		old;
 
-	for (;;)
+	/* make room first: nothing may fail once the counter has changed */
+	escrow_make_room(2);
+
+	if (rest > 0)
 	{
-		if ((int64) old < qty)
-			return false;
-		if (pg_atomic_compare_exchange_u64(&entry->avail, &old,
-										   (uint64) ((int64) old - qty)))
-			break;
+		old = pg_atomic_read_u64(&entry->avail);
+		for (;;)
+		{
+			if ((int64) old < rest)
+				return false;
+			if (pg_atomic_compare_exchange_u64(&entry->avail, &old,
+											   (uint64) ((int64) old - rest)))
+				break;
+		}
+		escrow_push(entry, generation, -rest, false, false);
 	}
-	rec->entry = entry;
-	rec->generation = generation;
-	rec->delta = -qty;
-	rec->mark_exists = false;
-	rec->subid = GetCurrentSubTransactionId();
-	n_escrow++;
+	if (from_own > 0)
+		escrow_push(entry, generation, -from_own, true, false);
 	return true;
 }
 
@@ -592,40 +650,39 @@ static void
 escrow_add_on_commit(StockEntry *entry, uint64 generation, int64 qty,
 					 bool mark_exists)
 {
-	EscrowRecord *rec = escrow_new_record();
-
-	rec->entry = entry;
-	rec->generation = generation;
-	rec->delta = qty;
-	rec->mark_exists = mark_exists;
-	rec->subid = GetCurrentSubTransactionId();
-	n_escrow++;
+	escrow_push(entry, generation, qty, false, mark_exists);
 }
 
 /*
- * Undoes the most recent take at once, for an idempotent retry that found
- * the request already done by someone else.
+ * Undoes every take made since mark at once, for a cart line that did not
+ * fit or an idempotent retry that found its request already done.
  */
 static void
-escrow_undo_last(int count)
+escrow_undo_to(int mark)
 {
-	while (count-- > 0 && n_escrow > 0)
+	while (n_escrow > mark)
 	{
 		EscrowRecord *rec = &escrow[--n_escrow];
 
-		if (rec->delta < 0 && rec->entry->generation == rec->generation)
+		if (rec->delta < 0 && !rec->from_pending &&
+			rec->entry->generation == rec->generation)
 			pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
 	}
 }
 
+/*
+ * Ends one record.  At commit, pending increases and the takes out of them
+ * go to the counter (increases first, see the callback); at abort, takes
+ * from the counter go back and everything else is dropped.
+ */
 static void
 escrow_apply(EscrowRecord *rec, bool commit)
 {
 	if (rec->entry->generation != rec->generation)
 		return;
-	if (commit && rec->delta > 0)
+	if (commit && (rec->delta > 0 || rec->from_pending))
 		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) rec->delta);
-	else if (!commit && rec->delta < 0)
+	else if (!commit && rec->delta < 0 && !rec->from_pending)
 		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
 	if (commit && rec->mark_exists)
 		pg_atomic_write_u32(&rec->entry->exists, 1);
@@ -653,8 +710,13 @@ stock_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			/* increases first, so the counter never dips on the way */
 			for (i = 0; i < n_escrow; i++)
-				escrow_apply(&escrow[i], true);
+				if (escrow[i].delta > 0)
+					escrow_apply(&escrow[i], true);
+			for (i = 0; i < n_escrow; i++)
+				if (escrow[i].delta <= 0)
+					escrow_apply(&escrow[i], true);
 			n_escrow = 0;
 			break;
 		case XACT_EVENT_ABORT:
@@ -855,6 +917,7 @@ reserve_lines(int n, char **skus, int64 *qtys, Interval *ttl, text *key,
 	ArrayType  *qty_array;
 	ArrayType  *id_array;
 	ArrayType  *earlier;
+	int			mark;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -871,11 +934,12 @@ reserve_lines(int n, char **skus, int64 *qtys, Interval *ttl, text *key,
 	for (i = 0; i < n; i++)
 		entries[i] = stock_acquire(skus[i], false, &gens[i]);
 
+	mark = n_escrow;
 	for (i = 0; i < n; i++)
 	{
 		if (!escrow_take(entries[i], gens[i], qtys[i]))
 		{
-			escrow_undo_last(i);
+			escrow_undo_to(mark);
 			if (try_only)
 				return NULL;
 			raise_insufficient(skus[i], qtys[i], entries[i]);
@@ -890,7 +954,7 @@ reserve_lines(int n, char **skus, int64 *qtys, Interval *ttl, text *key,
 	{
 		/* the same request committed meanwhile: undo ours, answer with theirs */
 		delete_reservations(id_array);
-		escrow_undo_last(n);
+		escrow_undo_to(mark);
 		earlier = idempotent_answer(key, sku_array, qty_array);
 		if (earlier == NULL)
 			ereport(ERROR,
