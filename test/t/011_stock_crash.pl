@@ -1,0 +1,160 @@
+# Stress: 16 clients hammer one SKU with random rollbacks, savepoint
+# rollbacks, releases and confirms, while backends are terminated; then a
+# backend is killed with SIGKILL (crash restart of shared memory) and later
+# every process of the server, postmaster first, is killed with SIGKILL.  After
+# each restart verify() is clean, the escrow counter equals on_hand - held of
+# the tables, and units held + confirmed never exceed units stocked.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $stocked = 100000;
+my $clients = 16;
+
+my $node = PostgreSQL::Test::Cluster->new('stress');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pacelc'
+max_connections = 60
+restart_after_crash = on
+log_statement = none
+});
+$node->start;
+$node->safe_psql('postgres', qq{
+	CREATE EXTENSION pacelc;
+	SELECT pacelc.set_stock('hot', $stocked);
+});
+
+my $script = $node->basedir . '/buy.sql';
+open my $fh, '>', $script or die;
+print $fh <<'SQL';
+\set r random(1, 100)
+\set q random(1, 3)
+BEGIN;
+SELECT coalesce(pacelc.try_reserve('hot', :q), 0) AS id \gset
+\if :r <= 15
+ROLLBACK;
+\elif :r <= 30
+SAVEPOINT a;
+SELECT pacelc.try_reserve('hot', 2);
+ROLLBACK TO SAVEPOINT a;
+COMMIT;
+\elif :r <= 40
+\if :id > 0
+SELECT pacelc.release(:id);
+\endif
+COMMIT;
+\elif :r <= 45
+SELECT pacelc.try_reserve('hot', 1);
+COMMIT;
+\else
+COMMIT;
+\if :id > 0
+SELECT pacelc.confirm(:id);
+\endif
+\endif
+SQL
+close $fh;
+
+# pgbench in the background; its clients die with the server, which is fine
+sub start_load
+{
+	my ($seconds) = @_;
+	my ($out, $err) = ('', '');
+	local $ENV{PGAPPNAME} = 'pgbench';
+	my $h = IPC::Run::start(
+		[
+			'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $seconds,
+			'-f', $script, '-h', $node->host, '-p', $node->port, 'postgres'
+		],
+		'>', \$out, '2>', \$err);
+	return ($h, \$out, \$err);
+}
+
+sub check_books
+{
+	my ($label) = @_;
+	$node->poll_query_until('postgres', 'SELECT true') or die;
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM pacelc.verify()'),
+		'0', "$label: verify() is clean");
+	my $row = $node->safe_psql('postgres', q{
+		SELECT coalesce(sum(qty) FILTER (WHERE state = 'held'), 0) || ',' ||
+		       coalesce(sum(qty) FILTER (WHERE state = 'confirmed'), 0)
+		  FROM pacelc.reservations WHERE sku = 'hot'});
+	my ($held, $sold) = split /,/, $row;
+	note "$label: held $held, sold $sold, stocked $stocked";
+	ok($held + $sold <= $stocked, "$label: held + sold <= stocked");
+	is($node->safe_psql('postgres',
+			q{SELECT on_hand || ',' || held || ',' || available || ',' || pacelc.available(sku) FROM pacelc.stock WHERE sku = 'hot'}),
+		join(',', $stocked - $sold, $held, $stocked - $sold - $held, $stocked - $sold - $held),
+		"$label: tables and escrow counter agree");
+	return ($held, $sold);
+}
+
+# 1. load with terminated backends
+my ($h, $out, $err) = start_load(6);
+my $terminated = 0;
+for (1 .. 10)
+{
+	usleep(300_000);
+	$terminated += $node->safe_psql('postgres', q{
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		 WHERE application_name = 'pgbench' AND pid <> pg_backend_pid()
+		   AND random() < 0.2});
+}
+$h->finish;
+ok($terminated > 0, "terminated $terminated backends under load");
+my ($held1, $sold1) = check_books('after terminations');
+ok($sold1 > 0, "load sold something ($sold1)");
+
+# 2. SIGKILL one backend: the postmaster reinitializes shared memory
+($h, $out, $err) = start_load(30);
+usleep(2_000_000);
+my $victim = $node->safe_psql('postgres', q{
+	SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1});
+ok($victim, "found a backend to kill: $victim");
+kill 'KILL', $victim;
+$h->finish;
+ok($node->log_contains('terminated by signal 9'), 'crash restart happened');
+my ($held2, $sold2) = check_books('after backend SIGKILL');
+ok($sold2 >= $sold1, 'nothing sold was lost');
+
+# 3. SIGKILL the postmaster and then every process it had started
+($h, $out, $err) = start_load(30);
+usleep(2_000_000);
+my $pm = $node->{_pid};
+my @children = split /\s+/, `pgrep -P $pm`;
+kill 'KILL', $pm;
+kill 'KILL', grep { /^\d+$/ } @children;
+$h->finish;
+# wait until the killed postmaster is gone (reaped), then start again
+for (1 .. 100)
+{
+	last unless kill 0, $pm;
+	usleep(100_000);
+}
+$node->{_pid} = undef;    # the pid file is stale; the server cleans it up
+$node->start;
+my ($held3, $sold3) = check_books('after postmaster SIGKILL');
+ok($sold3 >= $sold2, 'nothing sold was lost');
+
+# 4. sell out: run until nothing is left, then every unit is accounted for
+$node->safe_psql('postgres', q{
+	SELECT pacelc.release(id) FROM pacelc.reservations WHERE state = 'held'});
+($h, $out, $err) = start_load(4);
+$h->finish;
+$node->safe_psql('postgres', q{
+	DO $$ BEGIN
+	  WHILE pacelc.try_reserve('hot', 100) IS NOT NULL LOOP END LOOP;
+	  WHILE pacelc.try_reserve('hot', 1) IS NOT NULL LOOP END LOOP;
+	END $$});
+my ($held4, $sold4) = check_books('after selling out');
+is($held4 + $sold4, $stocked, 'sold out exactly: held + sold = stocked');
+is($node->safe_psql('postgres', q{SELECT pacelc.try_reserve('hot') IS NULL}),
+	't', 'nothing left to reserve');
+
+$node->stop;
+done_testing();
