@@ -160,7 +160,7 @@ stock_init(void)
 {
 	DefineCustomIntVariable("pacelc.max_skus",
 							"Maximum number of SKUs whose escrow counters fit in shared memory.",
-							"Counts SKUs of all databases together; each takes about 160 bytes.",
+							"Counts SKUs of all databases together; each takes about 128 bytes.",
 							&pacelc_max_skus,
 							100000,
 							100,
