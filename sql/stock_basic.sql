@@ -238,6 +238,20 @@ COMMIT;
 SELECT sku, on_hand, held, available, pacelc.available(sku) AS escrow
   FROM pacelc.stock WHERE sku = 'fresh';
 
+-- every isolation level
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pacelc.confirm(pacelc.reserve('hat', 1));
+SELECT pacelc.release(pacelc.reserve('hat', 1));
+SELECT pacelc.add_stock('hat', 1);
+COMMIT;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT pacelc.confirm(pacelc.reserve('hat', 1));
+SELECT pacelc.release(id) FROM unnest(pacelc.reserve_all('{hat,mug}', '{1,1}')) id;
+SELECT pacelc.set_stock('mug', 20);
+COMMIT;
+SELECT sku, on_hand, held, available, pacelc.available(sku) AS escrow
+  FROM pacelc.stock WHERE sku IN ('hat', 'mug') ORDER BY sku;
+
 -- everything adds up
 SELECT * FROM pacelc.verify();
 SELECT count(*) AS mismatched FROM pacelc.stock s
