@@ -9,6 +9,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib "$ENV{PACELC_ROOT}/test/perl";
+use PacelcTest;
 use Time::HiRes qw(usleep);
 
 my $stocked = 100000;
@@ -59,20 +61,6 @@ SELECT pacelc.confirm(:id);
 SQL
 close $fh;
 
-# pgbench in the background; its clients die with the server, which is fine
-sub start_load
-{
-	my ($seconds) = @_;
-	my ($out, $err) = ('', '');
-	local $ENV{PGAPPNAME} = 'pgbench';
-	my $h = IPC::Run::start(
-		[
-			'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $seconds,
-			'-f', $script, '-h', $node->host, '-p', $node->port, 'postgres'
-		],
-		'>', \$out, '2>', \$err);
-	return ($h, \$out, \$err);
-}
 
 sub check_books
 {
@@ -95,7 +83,7 @@ sub check_books
 }
 
 # 1. load with terminated backends
-my ($h, $out, $err) = start_load(6);
+my $h = start_pgbench($node, $script, clients => $clients, seconds => 6);
 my $terminated = 0;
 for (1 .. 10)
 {
@@ -111,7 +99,7 @@ my ($held1, $sold1) = check_books('after terminations');
 ok($sold1 > 0, "load sold something ($sold1)");
 
 # 2. SIGKILL one backend: the postmaster reinitializes shared memory
-($h, $out, $err) = start_load(30);
+$h = start_pgbench($node, $script, clients => $clients, seconds => 30);
 usleep(2_000_000);
 my $victim = $node->safe_psql('postgres', q{
 	SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1});
@@ -123,7 +111,7 @@ my ($held2, $sold2) = check_books('after backend SIGKILL');
 ok($sold2 >= $sold1, 'nothing sold was lost');
 
 # 3. SIGKILL the postmaster and then every process it had started
-($h, $out, $err) = start_load(30);
+$h = start_pgbench($node, $script, clients => $clients, seconds => 30);
 usleep(2_000_000);
 my $pm = $node->{_pid};
 my @children = split /\s+/, `pgrep -P $pm`;
@@ -144,7 +132,7 @@ ok($sold3 >= $sold2, 'nothing sold was lost');
 # 4. sell out: run until nothing is left, then every unit is accounted for
 $node->safe_psql('postgres', q{
 	SELECT pacelc.release(id) FROM pacelc.reservations WHERE state = 'held'});
-($h, $out, $err) = start_load(4);
+$h = start_pgbench($node, $script, clients => $clients, seconds => 4);
 $h->finish;
 $node->safe_psql('postgres', q{
 	DO $$ BEGIN

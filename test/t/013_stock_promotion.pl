@@ -8,6 +8,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib "$ENV{PACELC_ROOT}/test/perl";
+use PacelcTest;
 
 my $stocked = 50000;
 
@@ -51,18 +53,6 @@ SELECT pacelc.confirm(:id);
 SQL
 close $fh;
 
-sub load
-{
-	my ($node, $seconds) = @_;
-	my ($out, $err) = ('', '');
-	local $ENV{PGAPPNAME} = 'pgbench';
-	return IPC::Run::start(
-		[
-			'pgbench', '-n', '-c', 16, '-j', 2, '-T', $seconds, '-f', $script,
-			'-h', $node->host, '-p', $node->port, 'postgres'
-		],
-		'>', \$out, '2>', \$err);
-}
 
 sub books
 {
@@ -82,7 +72,7 @@ sub books
 	return ($held, $sold);
 }
 
-my $h = load($primary, 30);
+my $h = start_pgbench($primary, $script, seconds => 30);
 sleep 3;
 $primary->stop('immediate');
 $h->finish;
@@ -91,7 +81,7 @@ $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die;
 my ($held1, $sold1) = books($standby, 'promoted standby');
 ok($sold1 > 0, "the primary had sold $sold1 before it died");
 
-$h = load($standby, 4);
+$h = start_pgbench($standby, $script, seconds => 4);
 $h->finish;
 my ($held2, $sold2) = books($standby, 'after more load on the promoted node');
 ok($sold2 > $sold1, "the promoted node went on selling ($sold2)");
