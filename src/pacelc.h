@@ -45,7 +45,20 @@ extern void session_lsn_shmem_startup(void);
 extern void session_lsn_shmem_request(void);
 
 /* queue.c */
+typedef struct PacelcWorkerSlot
+{
+	bool		in_use;
+	Oid			dbid;
+	int			pid;
+	struct PGPROC *proc;
+} PacelcWorkerSlot;
+
 extern void queue_init(void);
+extern bool queue_claim_slot(Oid dbid);
+extern void queue_release_slot(int code, Datum arg);
+extern bool queue_database_served(Oid dbid);
+extern void queue_set_launcher(struct PGPROC *proc);
+extern bool queue_take_rescan(void);
 extern Size queue_shmem_size(void);
 extern void queue_shmem_startup(void);
 extern void queue_shmem_request(void);

@@ -1,15 +1,555 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		(placeholder: the launcher and per-database workers)
+ *		The launcher and the per-database background workers.
+ *
+ * The launcher is a static background worker, started by the postmaster
+ * once recovery has finished (so it does nothing on a standby and starts
+ * after a promotion) and restarted after a crash.  It connects to no
+ * database, reads pg_database and starts one dynamic worker per database
+ * (optionally only those in pacelc.databases); a worker whose database has
+ * no pacelc extension exits, and the launcher looks again later or as soon
+ * as CREATE EXTENSION pacelc asks it to.
+ *
+ * A database worker sleeps on its latch.  A committing enqueue sets it, so a
+ * due message is handled within milliseconds; otherwise it sleeps until the
+ * next due message or hold expiry, at most pacelc.worker_naptime.  Each
+ * round it expires due holds, folds confirmed units, and runs the handlers
+ * of due messages, a batch per transaction: each handler call in its own
+ * subtransaction, as the queue's owner, under pacelc.handler_timeout.  The
+ * handler's effects and the message's "done" commit together, which is what
+ * makes a crash at any moment lose nothing and run nothing twice.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
 #include "pacelc.h"
+
+PGDLLEXPORT void pacelc_launcher_main(Datum arg);
+PGDLLEXPORT void pacelc_worker_main(Datum arg);
+
+static int	worker_batch = 100;
+static int	handler_timeout_ms = 30000;
+static int	worker_naptime_s = 5;
+static int	launcher_naptime_s = 30;
+static int	done_retention_s = 86400;
+static char *worker_databases = NULL;
+
+#define MAX_DATABASES 1024
+
+/* ---------------------------------------------------------------------
+ * Registration
+ * --------------------------------------------------------------------- */
 
 void
 worker_init(void)
 {
+	BackgroundWorker bgw;
+
+	DefineCustomIntVariable("pacelc.worker_batch",
+							"Messages a worker handles per transaction.",
+							NULL, &worker_batch, 100, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.handler_timeout",
+							"Time limit for one handler call.",
+							"A handler still running then is cancelled and counts as a failed attempt.",
+							&handler_timeout_ms, 30000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.worker_naptime",
+							"Longest sleep of a database worker between rounds.",
+							"Enqueues wake the worker at once; this bounds how late expiry and housekeeping can run.",
+							&worker_naptime_s, 5, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.launcher_naptime",
+							"How often the launcher looks for databases to serve.",
+							"CREATE EXTENSION pacelc wakes it at once.",
+							&launcher_naptime_s, 30, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.done_retention",
+							"How long handled messages are kept before the worker deletes them (0 keeps them).",
+							NULL, &done_retention_s, 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("pacelc.databases",
+							   "Databases the worker serves (comma-separated); empty serves every database that has the extension.",
+							   NULL, &worker_databases, "",
+							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "pacelc", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "pacelc_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "pacelc launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "pacelc launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* ---------------------------------------------------------------------
+ * Launcher
+ * --------------------------------------------------------------------- */
+
+typedef struct DbCandidate
+{
+	Oid			dbid;
+	char		name[NAMEDATALEN];
+} DbCandidate;
+
+/* Is this database named in pacelc.databases (or is the list empty)? */
+static bool
+database_wanted(const char *name)
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+	bool		wanted = false;
+
+	if (worker_databases == NULL || worker_databases[0] == '\0')
+		return true;
+	raw = pstrdup(worker_databases);
+	if (!SplitIdentifierString(raw, ',', &names))
+		return false;
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			wanted = true;
+	list_free(names);
+	pfree(raw);
+	return wanted;
+}
+
+/* Lists the databases that accept connections, like autovacuum does. */
+static int
+list_databases(DbCandidate *out, int max)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	int			n = 0;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (n < max && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		if (!database_wanted(NameStr(db->datname)))
+			continue;
+		out[n].dbid = db->oid;
+		strlcpy(out[n].name, NameStr(db->datname), NAMEDATALEN);
+		n++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return n;
+}
+
+static bool
+start_database_worker(Oid dbid, const char *dbname)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "pacelc", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "pacelc_worker_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "pacelc worker for %s", dbname);
+	strlcpy(bgw.bgw_type, "pacelc worker", BGW_MAXLEN);
+	bgw.bgw_main_arg = ObjectIdGetDatum(dbid);
+	bgw.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+	{
+		ereport(LOG,
+				(errmsg("pacelc launcher could not start a worker for database \"%s\"", dbname),
+				 errhint("Increase max_worker_processes.")));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Starts a worker for each wanted database that has none.  Databases whose
+ * worker found no extension are retried only after launcher_naptime (or at
+ * once on a rescan request).
+ */
+static void
+launcher_scan(HTAB *next_try, bool rescan)
+{
+	DbCandidate *dbs = palloc(sizeof(DbCandidate) * MAX_DATABASES);
+	int			n = list_databases(dbs, MAX_DATABASES);
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		bool		found;
+		TimestampTz *when;
+
+		if (queue_database_served(dbs[i].dbid))
+			continue;
+		when = hash_search(next_try, &dbs[i].dbid, HASH_ENTER, &found);
+		if (found && !rescan && *when > now)
+			continue;
+		if (start_database_worker(dbs[i].dbid, dbs[i].name))
+			*when = TimestampTzPlusMilliseconds(now, launcher_naptime_s * 1000L);
+	}
+	pfree(dbs);
+}
+
+/* Withdraws the launcher's latch from shared memory when it exits. */
+static void
+launcher_exit(int code, Datum arg)
+{
+	queue_set_launcher(NULL);
+}
+
+void
+pacelc_launcher_main(Datum arg)
+{
+	HASHCTL		ctl;
+	HTAB	   *next_try;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("pacelc launcher");
+
+	queue_set_launcher(MyProc);
+	before_shmem_exit(launcher_exit, (Datum) 0);
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(Oid) + sizeof(TimestampTz);
+	next_try = hash_create("pacelc launcher databases", 64, &ctl,
+						   HASH_ELEM | HASH_BLOBS);
+
+	for (;;)
+	{
+		bool		rescan;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		rescan = queue_take_rescan();
+		launcher_scan(next_try, rescan);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 launcher_naptime_s * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Database worker
+ * --------------------------------------------------------------------- */
+
+static void
+begin_work(const char *what)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, what);
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+exec_sql(const char *sql)
+{
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "pacelc worker: \"%s\" failed", sql);
+}
+
+/* Exits quietly when the database has no (or no longer any) pacelc. */
+static void
+exit_if_no_extension(void)
+{
+	bool		present;
+
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid("pacelc", true));
+	CommitTransactionCommand();
+	if (!present)
+		proc_exit(0);
+}
+
+/* Expiry of holds, folding of confirmed units, purge of old messages. */
+static void
+housekeeping(bool full)
+{
+	begin_work("pacelc: housekeeping");
+	exec_sql("SELECT pacelc.expire_holds(1000)");
+	if (full)
+	{
+		exec_sql("SELECT pacelc.fold_confirmed(1000)");
+		if (done_retention_s > 0)
+		{
+			char		sql[128];
+
+			snprintf(sql, sizeof(sql), "SELECT pacelc.purge_done('%d s')",
+					 done_retention_s);
+			exec_sql(sql);
+		}
+	}
+	end_work();
+}
+
+typedef struct DueMessage
+{
+	int64		id;
+	int32		attempts;
+	Oid			handler;
+	Oid			owner;
+	char	   *payload;		/* jsonb as text */
+} DueMessage;
+
+/*
+ * Runs one handler in a subtransaction, as the queue's owner, under the
+ * handler timeout, and marks the message done in the same subtransaction.
+ * A failure is rolled back and recorded with its error; it never stops the
+ * batch.
+ */
+static void
+handle_message(DueMessage *m)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(m->payload);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		char		done[128];
+		char	   *fname = get_func_name(m->handler);
+		char	   *call;
+
+		if (fname == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("handler function %u of the queue no longer exists", m->handler)));
+		call = psprintf("SELECT %s($1::jsonb)",
+						quote_qualified_identifier(get_namespace_name(get_func_namespace(m->handler)),
+												   fname));
+		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		enable_timeout_after(STATEMENT_TIMEOUT, handler_timeout_ms);
+		if (SPI_execute_with_args(call, 1, argtypes, values, NULL, false, 0) < 0)
+			elog(ERROR, "handler call failed");
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		SetUserIdAndSecContext(save_userid, save_sec);
+
+		snprintf(done, sizeof(done),
+				 "UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp(),"
+				 " attempts = attempts + 1 WHERE id = " INT64_FORMAT, m->id);
+		exec_sql(done);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		Oid			fargtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
+		Datum		fvalues[4];
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		/* the subtransaction's abort restored the user id */
+
+		fvalues[0] = Int64GetDatum(m->id);
+		fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
+		fvalues[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+		fvalues[3] = Int32GetDatum(m->attempts + 1);
+		if (SPI_execute_with_args("SELECT pacelc._fail(m, $2, $3, NULL, $4)"
+								  "  FROM pacelc.messages m WHERE m.id = $1",
+								  4, fargtypes, fvalues, NULL, false, 0) < 0)
+			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Handles up to pacelc.worker_batch due messages in one transaction.
+ * Returns how many it took.
+ */
+static int
+handle_batch(void)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	DueMessage *msgs;
+	int			n,
+				i;
+
+	begin_work("pacelc: handling messages");
+	values[0] = Int32GetDatum(worker_batch);
+	if (SPI_execute_with_args("SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload::text"
+							  "  FROM pacelc.messages m JOIN pacelc.queues q ON q.name = m.queue"
+							  " WHERE q.handler IS NOT NULL AND m.state = 'ready'"
+							  "   AND m.run_at <= clock_timestamp()"
+							  " ORDER BY m.run_at, m.id LIMIT $1"
+							  "   FOR UPDATE OF m SKIP LOCKED",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pacelc worker: could not read due messages");
+	n = (int) SPI_processed;
+	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		msgs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		msgs[i].payload = pstrdup(SPI_getvalue(tup, desc, 5));
+	}
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		handle_message(&msgs[i]);
+	}
+	end_work();
+	return n;
+}
+
+/* Milliseconds until the next due message or hold expiry, capped. */
+static long
+next_sleep_ms(void)
+{
+	long		ms = worker_naptime_s * 1000L;
+	bool		isnull;
+	Datum		next;
+
+	begin_work("pacelc: planning");
+	if (SPI_execute("SELECT pacelc._worker_next_wakeup()", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), DatumGetTimestampTz(next),
+								&secs, &usecs);
+			ms = Min(ms, secs * 1000L + usecs / 1000 + 1);
+			/* due but locked by someone else: do not spin */
+			if (secs == 0 && usecs == 0)
+				ms = 100;
+		}
+	}
+	end_work();
+	return ms;
+}
+
+void
+pacelc_worker_main(Datum arg)
+{
+	Oid			dbid = DatumGetObjectId(arg);
+	TimestampTz last_full = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (!queue_claim_slot(dbid))
+		proc_exit(0);			/* someone else serves this database */
+	before_shmem_exit(queue_release_slot, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	pgstat_report_appname("pacelc worker");
+	exit_if_no_extension();
+
+	for (;;)
+	{
+		TimestampTz now;
+		bool		full;
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		exit_if_no_extension();
+
+		now = GetCurrentTimestamp();
+		full = TimestampDifferenceExceeds(last_full, now, worker_naptime_s * 1000);
+		housekeeping(full);
+		if (full)
+			last_full = now;
+
+		while (handle_batch() >= worker_batch)
+			CHECK_FOR_INTERRUPTS();
+
+		sleep_ms = next_sleep_ms();
+		if (sleep_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
 }
