@@ -51,6 +51,7 @@ typedef struct PacelcWorkerSlot
 	Oid			dbid;
 	int			pid;
 	struct PGPROC *proc;
+	int64		next_wakeup;	/* TimestampTz the worker sleeps until */
 } PacelcWorkerSlot;
 
 extern void queue_init(void);
@@ -59,6 +60,8 @@ extern void queue_release_slot(int code, Datum arg);
 extern bool queue_database_served(Oid dbid);
 extern void queue_set_launcher(struct PGPROC *proc);
 extern bool queue_take_rescan(void);
+extern void queue_set_next_wakeup(int64 when);
+extern void queue_wake_worker_by(int64 when);
 extern Size queue_shmem_size(void);
 extern void queue_shmem_startup(void);
 extern void queue_shmem_request(void);

@@ -23,6 +23,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "pacelc.h"
 
@@ -39,6 +40,9 @@ static QueueShared *queue_shared = NULL;
 
 /* Set by an enqueue in this transaction; acted upon at commit. */
 static bool wake_at_commit = false;
+
+/* Earliest hold expiry this transaction created (0: none). */
+static TimestampTz wake_by = 0;
 
 static void queue_xact_callback(XactEvent event, void *arg);
 
@@ -114,6 +118,7 @@ queue_claim_slot(Oid dbid)
 		queue_shared->slots[free_slot].dbid = dbid;
 		queue_shared->slots[free_slot].proc = MyProc;
 		queue_shared->slots[free_slot].pid = MyProcPid;
+		queue_shared->slots[free_slot].next_wakeup = 0;
 		ok = true;
 	}
 	SpinLockRelease(&queue_shared->mutex);
@@ -158,6 +163,31 @@ queue_set_launcher(PGPROC *proc)
 	SpinLockRelease(&queue_shared->mutex);
 }
 
+/* A database worker publishes when it plans to wake up next. */
+void
+queue_set_next_wakeup(int64 when)
+{
+	int			i;
+
+	SpinLockAcquire(&queue_shared->mutex);
+	for (i = 0; i < queue_shared->nslots; i++)
+		if (queue_shared->slots[i].in_use && queue_shared->slots[i].pid == MyProcPid)
+			queue_shared->slots[i].next_wakeup = when;
+	SpinLockRelease(&queue_shared->mutex);
+}
+
+/*
+ * A hold with a ttl: if it expires before the worker would wake up anyway,
+ * wake the worker at commit so the expiry is on time.  Long ttls (the
+ * usual case) cost nothing.
+ */
+void
+queue_wake_worker_by(int64 when)
+{
+	if (wake_by == 0 || when < wake_by)
+		wake_by = when;
+}
+
 /* Launcher: was a rescan asked for since the last call? */
 bool
 queue_take_rescan(void)
@@ -189,20 +219,24 @@ wake_launcher(void)
  * database yet.  Called after commit, so it must not fail.
  */
 static void
-wake_database_worker(Oid dbid)
+wake_database_worker(Oid dbid, TimestampTz by)
 {
 	PGPROC	   *proc = NULL;
+	TimestampTz planned = 0;
 	int			i;
 
 	SpinLockAcquire(&queue_shared->mutex);
 	for (i = 0; i < queue_shared->nslots; i++)
 		if (queue_shared->slots[i].in_use && queue_shared->slots[i].dbid == dbid)
+		{
 			proc = queue_shared->slots[i].proc;
+			planned = queue_shared->slots[i].next_wakeup;
+		}
 	SpinLockRelease(&queue_shared->mutex);
-	if (proc)
-		SetLatch(&proc->procLatch);
-	else
+	if (proc == NULL)
 		wake_launcher();
+	else if (by == 0 || by < planned)
+		SetLatch(&proc->procLatch);
 }
 
 static void
@@ -212,14 +246,18 @@ queue_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit && queue_shared != NULL)
-				wake_database_worker(MyDatabaseId);
+			if (queue_shared != NULL && wake_at_commit)
+				wake_database_worker(MyDatabaseId, 0);
+			else if (queue_shared != NULL && wake_by != 0)
+				wake_database_worker(MyDatabaseId, wake_by);
 			wake_at_commit = false;
+			wake_by = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
+			wake_by = 0;
 			break;
 		default:
 			break;

@@ -879,10 +879,20 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 	run_plan(get_plan(PLAN_INSERT_RESERVATION,
 					  "INSERT INTO pacelc.reservation_data"
 					  " (sku, qty, expires_at, idempotency_key, on_expire)"
-					  " VALUES ($1, $2, clock_timestamp() + $3, $4, $5) RETURNING id",
+					  " VALUES ($1, $2, clock_timestamp() + $3, $4, $5)"
+					  " RETURNING id, expires_at",
 					  5, argtypes),
 			 values, nulls, false);
 	id = spi_int64(0, 1, NULL);
+	if (ttl != NULL)
+	{
+		bool		isnull;
+		Datum		expires = SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (!isnull)
+			queue_wake_worker_by(DatumGetTimestampTz(expires));
+	}
 	SPI_finish();
 	return id;
 }

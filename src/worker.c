@@ -545,6 +545,7 @@ pacelc_worker_main(Datum arg)
 			CHECK_FOR_INTERRUPTS();
 
 		sleep_ms = next_sleep_ms();
+		queue_set_next_wakeup(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms));
 		if (sleep_ms > 0)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
