@@ -404,13 +404,16 @@ COMMENT ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) I
 	'create a durable queue; with a handler, the background worker consumes it as the calling role';
 
 /*
- * Changes a queue.  Only its owner (or a superuser) may; installing a handler
- * makes the caller the owner, since the handler will run as that role.
+ * Changes a queue.  Only its owner (or a superuser) may.  Installing a
+ * handler makes the caller the owner, since the handler will run as that
+ * role; new_owner hands a queue over (how the built-in queue "expired",
+ * owned by the role that created the extension, gets a handler).
  */
 CREATE FUNCTION pacelc.alter_queue(name text, handler regprocedure DEFAULT NULL,
 								   max_attempts integer DEFAULT NULL,
 								   backoff interval DEFAULT NULL,
-								   drop_handler boolean DEFAULT false) RETURNS void
+								   drop_handler boolean DEFAULT false,
+								   new_owner regrole DEFAULT NULL) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
 	AS $$
 DECLARE
@@ -433,6 +436,9 @@ BEGIN
 		q.handler := handler;
 		q.owner := caller;
 	END IF;
+	IF new_owner IS NOT NULL THEN
+		q.owner := new_owner;
+	END IF;
 	PERFORM pacelc._check_queue_args(q.name, q.handler, q.max_attempts, q.backoff, q.owner);
 	UPDATE pacelc.queues SET handler = q.handler, owner = q.owner,
 		   max_attempts = q.max_attempts, backoff = q.backoff
@@ -440,8 +446,8 @@ BEGIN
 	PERFORM pacelc._wake_worker_at_commit();
 END
 $$;
-COMMENT ON FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean) IS
-	'change a queue''s handler, max_attempts or backoff';
+COMMENT ON FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole) IS
+	'change a queue''s handler, max_attempts, backoff or owner';
 
 CREATE FUNCTION pacelc.drop_queue(name text) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
