@@ -260,6 +260,36 @@ COMMENT ON FUNCTION pacelc.verify() IS
  * Section 2: session LSN tokens.  src/session_lsn.c
  * ====================================================================== */
 
+
+CREATE FUNCTION pacelc.commit_lsn() RETURNS pg_lsn
+	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pacelc_commit_lsn';
+COMMENT ON FUNCTION pacelc.commit_lsn() IS
+	'end of this session''s last commit (NULL if none): the read-your-writes token';
+
+CREATE FUNCTION pacelc.replay_lsn() RETURNS pg_lsn
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_replay_lsn';
+COMMENT ON FUNCTION pacelc.replay_lsn() IS
+	'what this node has applied: replay position on a standby, insert position on a primary';
+
+CREATE FUNCTION pacelc.wait_for_lsn(target pg_lsn, timeout interval DEFAULT '5s') RETURNS pg_lsn
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_wait_for_lsn';
+COMMENT ON FUNCTION pacelc.wait_for_lsn(pg_lsn, interval) IS
+	'on a standby, wait until replay reaches target (PC010 on timeout); returns at once on a primary';
+
+CREATE FUNCTION pacelc._replica_status(OUT role text, OUT replay_lsn pg_lsn,
+									   OUT receive_lsn pg_lsn, OUT lag_bytes bigint,
+									   OUT last_replayed_commit timestamptz,
+									   OUT staleness_seconds float8,
+									   OUT wal_receiver text, OUT waiters integer,
+									   OUT waits bigint, OUT wait_timeouts bigint,
+									   OUT avg_wait_ms float8, OUT max_wait_ms float8,
+									   OUT total_wait_ms float8)
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_replica_status';
+
+CREATE VIEW pacelc.replica_status AS SELECT * FROM pacelc._replica_status();
+COMMENT ON VIEW pacelc.replica_status IS
+	'this node: role, replay/receive LSN, lag in bytes and time, waiters and wait statistics';
+
 /* ---------------------------- end of section 2 ---------------------------- */
 
 
