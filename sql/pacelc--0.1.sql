@@ -260,6 +260,36 @@ COMMENT ON FUNCTION pacelc.verify() IS
  * Section 2: session LSN tokens.  src/session_lsn.c
  * ====================================================================== */
 
+
+CREATE FUNCTION pacelc.commit_lsn() RETURNS pg_lsn
+	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pacelc_commit_lsn';
+COMMENT ON FUNCTION pacelc.commit_lsn() IS
+	'end of this session''s last commit (NULL if none): the read-your-writes token';
+
+CREATE FUNCTION pacelc.replay_lsn() RETURNS pg_lsn
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_replay_lsn';
+COMMENT ON FUNCTION pacelc.replay_lsn() IS
+	'what this node has applied: replay position on a standby, insert position on a primary';
+
+CREATE FUNCTION pacelc.wait_for_lsn(target pg_lsn, timeout interval DEFAULT '5s') RETURNS pg_lsn
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_wait_for_lsn';
+COMMENT ON FUNCTION pacelc.wait_for_lsn(pg_lsn, interval) IS
+	'on a standby, wait until replay reaches target (PC010 on timeout); returns at once on a primary';
+
+CREATE FUNCTION pacelc._replica_status(OUT role text, OUT replay_lsn pg_lsn,
+									   OUT receive_lsn pg_lsn, OUT lag_bytes bigint,
+									   OUT last_replayed_commit timestamptz,
+									   OUT staleness_seconds float8,
+									   OUT wal_receiver text, OUT waiters integer,
+									   OUT waits bigint, OUT wait_timeouts bigint,
+									   OUT avg_wait_ms float8, OUT max_wait_ms float8,
+									   OUT total_wait_ms float8)
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pacelc_replica_status';
+
+CREATE VIEW pacelc.replica_status AS SELECT * FROM pacelc._replica_status();
+COMMENT ON VIEW pacelc.replica_status IS
+	'this node: role, replay/receive LSN, lag in bytes and time, waiters and wait statistics';
+
 /* ---------------------------- end of section 2 ---------------------------- */
 
 
@@ -404,13 +434,16 @@ COMMENT ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) I
 	'create a durable queue; with a handler, the background worker consumes it as the calling role';
 
 /*
- * Changes a queue.  Only its owner (or a superuser) may; installing a handler
- * makes the caller the owner, since the handler will run as that role.
+ * Changes a queue.  Only its owner (or a superuser) may.  Installing a
+ * handler makes the caller the owner, since the handler will run as that
+ * role; new_owner hands a queue over (how the built-in queue "expired",
+ * owned by the role that created the extension, gets a handler).
  */
 CREATE FUNCTION pacelc.alter_queue(name text, handler regprocedure DEFAULT NULL,
 								   max_attempts integer DEFAULT NULL,
 								   backoff interval DEFAULT NULL,
-								   drop_handler boolean DEFAULT false) RETURNS void
+								   drop_handler boolean DEFAULT false,
+								   new_owner regrole DEFAULT NULL) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
 	AS $$
 DECLARE
@@ -433,6 +466,9 @@ BEGIN
 		q.handler := handler;
 		q.owner := caller;
 	END IF;
+	IF new_owner IS NOT NULL THEN
+		q.owner := new_owner;
+	END IF;
 	PERFORM pacelc._check_queue_args(q.name, q.handler, q.max_attempts, q.backoff, q.owner);
 	UPDATE pacelc.queues SET handler = q.handler, owner = q.owner,
 		   max_attempts = q.max_attempts, backoff = q.backoff
@@ -440,8 +476,8 @@ BEGIN
 	PERFORM pacelc._wake_worker_at_commit();
 END
 $$;
-COMMENT ON FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean) IS
-	'change a queue''s handler, max_attempts or backoff';
+COMMENT ON FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole) IS
+	'change a queue''s handler, max_attempts, backoff or owner';
 
 CREATE FUNCTION pacelc.drop_queue(name text) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc

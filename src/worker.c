@@ -503,11 +503,32 @@ next_sleep_ms(void)
 	return ms;
 }
 
+/*
+ * One round: expiry and housekeeping, then due messages batch after batch.
+ * Returns how long to sleep.
+ */
+static long
+worker_round(TimestampTz *last_full)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		full = TimestampDifferenceExceeds(*last_full, now,
+												  worker_naptime_s * 1000);
+
+	exit_if_no_extension();
+	housekeeping(full);
+	if (full)
+		*last_full = now;
+	while (handle_batch() >= worker_batch)
+		CHECK_FOR_INTERRUPTS();
+	return next_sleep_ms();
+}
+
 void
 pacelc_worker_main(Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_full = 0;
+	MemoryContext round_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -519,13 +540,18 @@ pacelc_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("pacelc worker");
-	exit_if_no_extension();
 
+	/*
+	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker
+	 * be the one that notices and gives way, not the user's command.
+	 */
+	SetConfigOption("deadlock_timeout", "10ms", PGC_SUSET, PGC_S_OVERRIDE);
+
+	round_context = AllocSetContextCreate(TopMemoryContext, "pacelc worker round",
+										  ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		TimestampTz now;
-		bool		full;
-		long		sleep_ms;
+		long		sleep_ms = worker_naptime_s * 1000L;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -533,18 +559,25 @@ pacelc_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		exit_if_no_extension();
 
-		now = GetCurrentTimestamp();
-		full = TimestampDifferenceExceeds(last_full, now, worker_naptime_s * 1000);
-		housekeeping(full);
-		if (full)
-			last_full = now;
+		MemoryContextSwitchTo(round_context);
+		PG_TRY();
+		{
+			sleep_ms = worker_round(&last_full);
+		}
+		PG_CATCH();
+		{
+			/* log it, clean up, and try again after a pause */
+			MemoryContextSwitchTo(round_context);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			sleep_ms = 1000;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(round_context);
 
-		while (handle_batch() >= worker_batch)
-			CHECK_FOR_INTERRUPTS();
-
-		sleep_ms = next_sleep_ms();
 		queue_set_next_wakeup(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms));
 		if (sleep_ms > 0)
 		{

@@ -1,0 +1,140 @@
+-- Compensation queue: every function, the views and the error paths.
+CREATE EXTENSION pacelc;
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+SELECT queue, handler, max_attempts, backoff, depth FROM pacelc.queue_status;
+
+-- a queue for an external consumer
+SELECT pacelc.create_queue('refunds', max_attempts => 2, backoff => '0');
+SELECT pacelc.enqueue('refunds', '{"order": 1}') AS m1 \gset
+SELECT pacelc.enqueue('refunds', '{"order": 2}', idempotency_key => 'r-2') AS m2 \gset
+SELECT pacelc.enqueue('refunds', '{"order": 2}', idempotency_key => 'r-2') = :m2 AS same_id;
+SELECT pacelc.enqueue('refunds', '{"order": 3}', delay => '1 hour') AS m3 \gset
+SELECT queue, due, scheduled, in_flight, depth, done, dead FROM pacelc.queue_status WHERE queue = 'refunds';
+
+-- transactional: rolled back, it never existed
+BEGIN;
+SELECT pacelc.enqueue('refunds', '{"order": 4}') IS NOT NULL;
+ROLLBACK;
+SELECT count(*) FROM pacelc.messages WHERE payload = '{"order": 4}';
+
+-- dequeue leases due messages; a leased message is not handed out twice
+SELECT id = :m1 AS first, payload, attempts FROM pacelc.dequeue('refunds');
+SELECT id = :m2 AS second, payload FROM pacelc.dequeue('refunds', 10);
+SELECT count(*) FROM pacelc.dequeue('refunds', 10);
+SELECT in_flight, scheduled FROM pacelc.queue_status WHERE queue = 'refunds';
+SELECT pacelc.ack(:m1);
+SELECT pg_temp.err(format('SELECT pacelc.ack(%s)', :m1));
+-- a failure: retried, then dead after max_attempts
+SELECT pacelc.nack(:m2, 'bank down', retry_in => '0');
+SELECT state, attempts, last_error FROM pacelc.messages WHERE id = :m2;
+SELECT id = :m2 AS again FROM pacelc.dequeue('refunds');
+SELECT pacelc.nack(:m2, 'bank still down');
+SELECT id = :m2 AS dead, attempts, last_error FROM pacelc.dead_letters;
+SELECT pg_temp.err(format('SELECT pacelc.nack(%s, %L)', :m2, 'x'));
+SELECT message_id = :m2, attempt, error FROM pacelc.message_errors ORDER BY attempt;
+SELECT pacelc.retry(:m2);
+SELECT state, attempts FROM pacelc.messages WHERE id = :m2;
+SELECT pg_temp.err(format('SELECT pacelc.retry(%s)', :m2));
+SELECT queue, depth, in_flight, done, dead, failed_attempts FROM pacelc.stats() WHERE queue = 'refunds';
+
+-- a lease that runs out makes the message reappear
+SELECT pacelc.create_queue('short');
+SELECT pacelc.enqueue('short', '{}') AS s1 \gset
+SELECT count(*) FROM pacelc.dequeue('short', 1, '50 ms');
+SELECT count(*) FROM pacelc.dequeue('short');
+SELECT pg_sleep(0.1);
+SELECT id = :s1 AS back, attempts FROM pacelc.dequeue('short');
+
+-- errors
+SELECT pg_temp.err($$SELECT pacelc.enqueue('nope', '{}')$$);
+SELECT pg_temp.err($$SELECT pacelc.dequeue('nope')$$);
+SELECT pg_temp.err($$SELECT pacelc.drop_queue('nope')$$);
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('nope', max_attempts => 2)$$);
+SELECT pg_temp.err($$SELECT pacelc.enqueue(NULL, '{}')$$);
+SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', '-1 s')$$);
+SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', idempotency_key => '')$$);
+SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', 0)$$);
+SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', 1, '0 s')$$);
+SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.ack(NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.ack(424242)$$);
+SELECT pg_temp.err($$SELECT pacelc.nack(424242, 'x')$$);
+SELECT pg_temp.err(format('SELECT pacelc.nack(%s, NULL)', :m3));
+SELECT pg_temp.err(format('SELECT pacelc.nack(%s, %L, %L)', :m3, 'x', '-1 s'));
+SELECT pg_temp.err($$SELECT pacelc.retry(424242)$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue(NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('refunds')$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('')$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('x''; DROP TABLE pacelc.messages; --')$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('has space')$$);
+SELECT pg_temp.err(format('SELECT pacelc.create_queue(%L)', repeat('q', 57)));
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', max_attempts => 0)$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', max_attempts => NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', backoff => '-1 s')$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'lower(text)')$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'nonexistent(jsonb)')$$);
+SELECT pg_temp.err($$SELECT pacelc.drop_queue('expired')$$);
+SELECT pg_temp.err($$SELECT pacelc.drop_queue(NULL)$$);
+SELECT count(*) AS messages_intact FROM pacelc.messages;
+
+-- handlers: never as a superuser; they run as the role that installs them
+CREATE FUNCTION public.note_refund(p jsonb) RETURNS void LANGUAGE sql
+	AS $$ SELECT 1 $$;
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)')$$);
+CREATE ROLE queue_app LOGIN;
+GRANT USAGE ON SCHEMA pacelc TO queue_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO queue_app;
+GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO queue_app;
+REVOKE EXECUTE ON FUNCTION public.note_refund(jsonb) FROM PUBLIC;
+SET ROLE queue_app;
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)')$$);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION public.note_refund(jsonb) TO queue_app;
+SET ROLE queue_app;
+SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)');
+SELECT queue, handler, owner FROM pacelc.queue_status WHERE queue = 'q0';
+SELECT pg_temp.err($$SELECT pacelc.drop_queue('refunds')$$);
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('refunds', max_attempts => 5)$$);
+SELECT pacelc.alter_queue('q0', max_attempts => 5, backoff => '2 s');
+RESET ROLE;
+-- the built-in queue gets a handler from an ordinary role
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)')$$);
+SET ROLE queue_app;
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)')$$);
+RESET ROLE;
+SELECT pacelc.alter_queue('expired', new_owner => 'queue_app');
+SET ROLE queue_app;
+SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)');
+SELECT queue, handler, owner FROM pacelc.queue_status WHERE queue = 'expired';
+SELECT pacelc.alter_queue('expired', drop_handler => true);
+RESET ROLE;
+SELECT queue, handler, max_attempts, backoff FROM pacelc.queue_status ORDER BY queue;
+SELECT pacelc.drop_queue('q0');
+SELECT pacelc.drop_queue('short');
+SELECT queue FROM pacelc.queue_status ORDER BY queue;
+
+-- an expired hold reports its on_expire payload on the queue "expired"
+SELECT pacelc.set_stock('exp', 3);
+SELECT pacelc.reserve('exp', 2, ttl => '10 ms', on_expire => '{"cart": 7}') AS h1 \gset
+SELECT pacelc.reserve('exp', 1, ttl => '10 ms') AS h2 \gset
+SELECT pg_sleep(0.05);
+SELECT pacelc.expire_holds() >= 0;
+SELECT state FROM pacelc.reservations WHERE sku = 'exp' ORDER BY id;
+SELECT payload->'reservation_id' = to_jsonb(:h1) AS id_ok, payload - 'reservation_id'
+  FROM pacelc.messages WHERE queue = 'expired';
+SELECT pacelc.available('exp');
+
+DROP EXTENSION pacelc;
+DROP FUNCTION public.note_refund(jsonb);
+DROP OWNED BY queue_app;
+DROP ROLE queue_app;

@@ -1,0 +1,63 @@
+# A standby's worker does nothing (messages stay ready, holds stay held);
+# after promotion the queue is processed and due holds expire.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('qprimary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pacelc'
+pacelc.launcher_naptime = 1s
+pacelc.worker_naptime = 1s
+});
+$primary->start;
+$primary->safe_psql('postgres', q{
+	CREATE EXTENSION pacelc;
+	CREATE ROLE shop LOGIN;
+	GRANT USAGE ON SCHEMA pacelc TO shop;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop;
+	CREATE TABLE seen (payload jsonb);
+	GRANT INSERT ON seen TO shop;
+	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen VALUES (p) $$;
+	SET ROLE shop;
+	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
+});
+$primary->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('qstandby');
+$standby->init_from_backup($primary, 'b', has_streaming => 1);
+$standby->start;
+
+# the primary stops serving (as if it had died before handling anything)
+$primary->append_conf('postgresql.conf', "pacelc.databases = 'none_here'");
+$primary->reload;
+$primary->safe_psql('postgres', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pacelc worker'});
+sleep 1;
+$primary->safe_psql('postgres', q{
+	SELECT pacelc.enqueue('q', jsonb_build_object('i', i)) FROM generate_series(1, 10) i;
+	SELECT pacelc.set_stock('s', 5);
+	SELECT pacelc.reserve('s', 2, ttl => '1 s');
+});
+$primary->wait_for_catchup($standby);
+sleep 2;
+is($standby->safe_psql('postgres', q{SELECT count(*) FROM seen}), '0',
+	'nothing handled while everything is only on the standby');
+is($standby->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'pacelc%'}),
+	'0', 'no pacelc worker runs on the standby');
+is($standby->safe_psql('postgres', q{SELECT state FROM pacelc.reservations}), 'held',
+	'the standby does not expire holds');
+
+$primary->stop('immediate');
+$standby->promote;
+ok($standby->poll_query_until('postgres', q{SELECT count(*) = 10 FROM seen}),
+	'after promotion the queue is processed');
+ok($standby->poll_query_until('postgres', q{SELECT state = 'expired' FROM pacelc.reservations}),
+	'and due holds expire');
+is($standby->safe_psql('postgres', q{SELECT pacelc.available('s')}), '5', 'units back');
+
+$standby->stop;
+done_testing();
