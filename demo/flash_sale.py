@@ -219,6 +219,7 @@ class Demo:
         self.q("SELECT pacelc.set_stock('tv-round3', %s)", (a.stock,))
         self.q("SELECT pacelc.set_stock('tv-round4', 1000000)")
         self.q("SELECT pacelc.set_stock('tv-round5', %s)", (a.stock5,))
+        self.wait_standby_caught_up()
 
     # ------------------------------------------------------------------ round 1
     def round1(self):
