@@ -308,7 +308,7 @@ class Demo:
     def round3(self):
         a = self.a
         log("\n-- Round 3: pacelc.reserve on the primary (escrow counter, no row lock)")
-        log("   %d buyers, %d clients: reserve 'tv-round3' (one transaction), then confirm + insert the order (a second one)."
+        log("   %d buyers, %d clients: reserve 'tv-round3' (one transaction), then confirm + insert the order (a second)."
             % (a.buyers, a.clients))
 
         def buyer(c, n, st):
@@ -318,11 +318,10 @@ class Demo:
                     cur.execute("SELECT pacelc.reserve('tv-round3', 1, ttl => '15 min', "
                                 "idempotency_key => %s)", ("r3-%d" % n,))
                     rid = cur.fetchone()[0]
-                    cur.execute("BEGIN")
-                    cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                    cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                "VALUES (3, %s, 'tv-round3', 1, %s)", (n, rid))
-                    cur.execute("COMMIT")
+                    # one round trip, one (implicit) transaction
+                    cur.execute("SELECT pacelc.confirm(%s); "
+                                "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                "VALUES (3, %s, 'tv-round3', 1, %s)", (rid, n, rid))
                 st.add(sold=1)
                 st.lat_ok.append(time.perf_counter() - t0)
             except psycopg2.Error as e:
@@ -410,11 +409,9 @@ class Demo:
                     with c.p.cursor() as cur:
                         cur.execute("SELECT pacelc.reserve('tv-round4', 1)")
                         rid = cur.fetchone()[0]
-                        cur.execute("BEGIN")
-                        cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                        cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                    "VALUES (4, %s, 'tv-round4', 1, %s)", (base + n, rid))
-                        cur.execute("COMMIT")
+                        cur.execute("SELECT pacelc.confirm(%s); "
+                                    "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                    "VALUES (4, %s, 'tv-round4', 1, %s)", (rid, base + n, rid))
                     token = self.token_after_commit(c.p) if with_token else None
                     st.add(sold=1)
                     time.sleep(rng.uniform(0, a.think))
@@ -503,11 +500,9 @@ class Demo:
                     elif fate < a.pay_fail + a.abandon:
                         st.add(abandoned=1)     # walks away; the ttl will return the unit
                     else:
-                        cur.execute("BEGIN")
-                        cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                        cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                    "VALUES (5, %s, 'tv-round5', 1, %s)", (n, rid))
-                        cur.execute("COMMIT")
+                        cur.execute("SELECT pacelc.confirm(%s); "
+                                    "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                    "VALUES (5, %s, 'tv-round5', 1, %s)", (rid, n, rid))
                         st.add(sold=1)
             except psycopg2.Error as e:
                 rollback(c.p)
@@ -625,10 +620,10 @@ def main():
     ap.add_argument("--standby", required=True, help="libpq connection string of the standby")
     ap.add_argument("--lag", type=float, default=2.0, help="the standby's replay delay in seconds (for display)")
     ap.add_argument("--short", action="store_true", help="small, fast run (the test suite's mode)")
-    ap.add_argument("--buyers", type=int, help="buyers in rounds 1-3 (default 1000; short 150)")
-    ap.add_argument("--clients", type=int, help="concurrent client connections (default 32; short 8)")
-    ap.add_argument("--stock", type=int, help="units of the hot SKU in rounds 1-3 (default 300; short 50)")
-    ap.add_argument("--lock-timeout", type=int, default=100, help="round 2 lock_timeout in ms (default 100)")
+    ap.add_argument("--buyers", type=int, help="buyers in rounds 1-3 (default 1500; short 150)")
+    ap.add_argument("--clients", type=int, help="concurrent client connections (default 48; short 8)")
+    ap.add_argument("--stock", type=int, help="units of the hot SKU in rounds 1-3 (default 500; short 50)")
+    ap.add_argument("--lock-timeout", type=int, default=50, help="round 2 lock_timeout in ms (default 50)")
     ap.add_argument("--buyers4", type=int, help="buyers in round 4 (default 48; short 12)")
     ap.add_argument("--clients4", type=int, help="clients in round 4 (default 24; short 12)")
     ap.add_argument("--think", type=float, help="round 4: max browsing time before reading (default 1.5 x lag)")
@@ -641,9 +636,9 @@ def main():
     ap.add_argument("--rounds", default="1,2,3,4,5", help="which rounds to play")
     a = ap.parse_args()
     short = a.short
-    a.buyers = a.buyers or (150 if short else 1000)
-    a.clients = a.clients or (8 if short else 32)
-    a.stock = a.stock or (50 if short else 300)
+    a.buyers = a.buyers or (150 if short else 1500)
+    a.clients = a.clients or (8 if short else 48)
+    a.stock = a.stock or (50 if short else 500)
     a.buyers4 = a.buyers4 or (12 if short else 48)
     a.clients4 = a.clients4 or (12 if short else 24)
     a.think = a.think if a.think is not None else 1.5 * a.lag
