@@ -20,6 +20,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 
+case " $* " in
+	*" -h "*|*" --help "*) sed -n '2,17p' "$0"; exec /usr/bin/python3 "$HERE/flash_sale.py" --help ;;
+esac
+
 if [ "$(id -u)" = 0 ]; then
 	ROOT=$(cd "$HERE/.." && pwd)
 	bash "$ROOT/test/install-deps.sh"
@@ -43,7 +47,6 @@ while [ $# -gt 0 ]; do
 		--lag) LAG=$2; args+=("$1" "$2"); shift 2 ;;
 		--lag=*) LAG=${1#--lag=}; args+=("$1"); shift ;;
 		--short) SHORT=1; args+=("$1"); shift ;;
-		-h|--help) sed -n '2,17p' "$0"; exec /usr/bin/python3 "$HERE/flash_sale.py" --help ;;
 		*) args+=("$1"); shift ;;
 	esac
 done

@@ -58,6 +58,7 @@ class Stats:
         self.errors = 0
         self.stale = 0
         self.lat = []
+        self.lat_ok = []        # latencies of the checkouts that bought
         self.extra = []         # round-specific samples (e.g. token waits)
         self.failed_pay = 0
         self.abandoned = 0
@@ -189,11 +190,11 @@ class Demo:
         self.rows.append(dict(
             rnd=rnd, approach=approach, sold=stats.sold, stock=stock,
             oversold=oversold, stale=stale,
-            tput=(stats.done / elapsed) if elapsed > 0 else 0.0,
+            tput=(stats.done / elapsed) if elapsed > 0 and str(rnd)[0] != "4" else None,
             p50=pct(lat, 50), p99=pct(lat, 99), errors=stats.errors, note=note))
         r = self.rows[-1]
-        log("   => sold %d of %d, oversold %s, stale reads %s, %.0f checkouts/s, p50 %s ms, p99 %s ms, errors %d%s" % (
-            r["sold"], stock, oversold, stale, r["tput"], fmt(r["p50"]), fmt(r["p99"]), r["errors"],
+        log("   => sold %d of %d, oversold %s, stale reads %s, %s checkouts/s, p50 %s ms, p99 %s ms, errors %d%s" % (
+            r["sold"], stock, oversold, stale, "-" if r["tput"] is None else "%.0f" % r["tput"], fmt(r["p50"]), fmt(r["p99"]), r["errors"],
             (" " + json.dumps(stats.error_kinds)) if stats.error_kinds else ""))
         if note:
             log("      " + note)
@@ -218,6 +219,7 @@ class Demo:
         self.q("SELECT pacelc.set_stock('tv-round3', %s)", (a.stock,))
         self.q("SELECT pacelc.set_stock('tv-round4', 1000000)")
         self.q("SELECT pacelc.set_stock('tv-round5', %s)", (a.stock5,))
+        self.wait_standby_caught_up()
 
     # ------------------------------------------------------------------ round 1
     def round1(self):
@@ -281,7 +283,11 @@ class Demo:
                         cur.execute("UPDATE shop.stock SET available = available - 1 WHERE sku = 'tv-round2'")
                         cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty) VALUES (2, %s, 'tv-round2', 1)", (n,))
                 c.p.commit()
-                st.add(sold=1) if avail >= 1 else st.add(soldout=1)
+                if avail >= 1:
+                    st.add(sold=1)
+                    st.lat_ok.append(time.perf_counter() - t0)
+                else:
+                    st.add(soldout=1)
             except psycopg2.Error as e:
                 c.p.rollback()
                 st.error(e)
@@ -291,16 +297,18 @@ class Demo:
         sold = self.q1("SELECT count(*) FROM shop.orders WHERE round = 2")
         over = max(0, sold - a.stock)
         self.check(over == 0, "round 2 oversold %d" % over)
-        note = ""
+        note = "buyers who got a unit: p50 %s ms, p99 %s ms; %d told 'sold out' after waiting for the lock" % (
+            fmt(pct(st.lat_ok, 50)), fmt(pct(st.lat_ok, 99)), st.soldout)
         if st.errors:
-            note = "%d buyers got 'canceling statement due to lock timeout' (55P03) and could not buy" % st.errors
+            note += ("\n      %d buyers got 'canceling statement due to lock timeout' (55P03) and could not buy"
+                     % st.errors)
         self.row(2, "SELECT ... FOR UPDATE", a.stock, st, el, over, 0, note=note)
 
     # ------------------------------------------------------------------ round 3
     def round3(self):
         a = self.a
         log("\n-- Round 3: pacelc.reserve on the primary (escrow counter, no row lock)")
-        log("   %d buyers, %d clients: reserve 'tv-round3' (one transaction), then confirm + insert the order (a second one)."
+        log("   %d buyers, %d clients: reserve 'tv-round3' (one transaction), then confirm + insert the order (a second)."
             % (a.buyers, a.clients))
 
         def buyer(c, n, st):
@@ -310,12 +318,12 @@ class Demo:
                     cur.execute("SELECT pacelc.reserve('tv-round3', 1, ttl => '15 min', "
                                 "idempotency_key => %s)", ("r3-%d" % n,))
                     rid = cur.fetchone()[0]
-                    cur.execute("BEGIN")
-                    cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                    cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                "VALUES (3, %s, 'tv-round3', 1, %s)", (n, rid))
-                    cur.execute("COMMIT")
+                    # one round trip, one (implicit) transaction
+                    cur.execute("SELECT pacelc.confirm(%s); "
+                                "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                "VALUES (3, %s, 'tv-round3', 1, %s)", (rid, n, rid))
                 st.add(sold=1)
+                st.lat_ok.append(time.perf_counter() - t0)
             except psycopg2.Error as e:
                 rollback(c.p)
                 if e.pgcode == "PC001":
@@ -338,7 +346,8 @@ class Demo:
             self.check(sold == a.stock, "round 3 sold %d, not the whole stock %d" % (sold, a.stock))
         self.verify_clean("round 3")
         self.row(3, "pacelc.reserve + confirm", a.stock, st, el, over, 0,
-                 note="%d buyers told 'sold out' (PC001) at once; verify() clean" % st.soldout)
+                 note="buyers who got a unit: p50 %s ms, p99 %s ms; %d told 'sold out' (PC001) at once; verify() clean"
+                 % (fmt(pct(st.lat_ok, 50)), fmt(pct(st.lat_ok, 99)), st.soldout))
 
     # ------------------------------------------------------------------ round 4
     def token_after_commit(self, conn):
@@ -400,11 +409,9 @@ class Demo:
                     with c.p.cursor() as cur:
                         cur.execute("SELECT pacelc.reserve('tv-round4', 1)")
                         rid = cur.fetchone()[0]
-                        cur.execute("BEGIN")
-                        cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                        cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                    "VALUES (4, %s, 'tv-round4', 1, %s)", (base + n, rid))
-                        cur.execute("COMMIT")
+                        cur.execute("SELECT pacelc.confirm(%s); "
+                                    "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                    "VALUES (4, %s, 'tv-round4', 1, %s)", (rid, base + n, rid))
                     token = self.token_after_commit(c.p) if with_token else None
                     st.add(sold=1)
                     time.sleep(rng.uniform(0, a.think))
@@ -493,11 +500,9 @@ class Demo:
                     elif fate < a.pay_fail + a.abandon:
                         st.add(abandoned=1)     # walks away; the ttl will return the unit
                     else:
-                        cur.execute("BEGIN")
-                        cur.execute("SELECT pacelc.confirm(%s)", (rid,))
-                        cur.execute("INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
-                                    "VALUES (5, %s, 'tv-round5', 1, %s)", (n, rid))
-                        cur.execute("COMMIT")
+                        cur.execute("SELECT pacelc.confirm(%s); "
+                                    "INSERT INTO shop.orders (round, buyer, sku, qty, reservation_id) "
+                                    "VALUES (5, %s, 'tv-round5', 1, %s)", (rid, n, rid))
                         st.add(sold=1)
             except psycopg2.Error as e:
                 rollback(c.p)
@@ -579,13 +584,13 @@ class Demo:
         log(hdr)
         log("-" * len(hdr))
         for r in self.rows:
-            log("%-5s %-31s %12s %9s %12s %13.0f %9s %9s %7d" % (
+            log("%-5s %-31s %12s %9s %12s %13s %9s %9s %7d" % (
                 r["rnd"], r["approach"], "%d/%d" % (r["sold"], r["stock"]), r["oversold"], r["stale"],
-                r["tput"], fmt(r["p50"]), fmt(r["p99"]), r["errors"]))
+                "-" if r["tput"] is None else "%.0f" % r["tput"], fmt(r["p50"]), fmt(r["p99"]), r["errors"]))
         log("(round 4: sold/stock = orders placed/buyers; p50/p99 = latency of the 'my orders' read, token wait included)")
         r2 = next((r for r in self.rows if r["rnd"] == 2), None)
         r3 = next((r for r in self.rows if r["rnd"] == 3), None)
-        if r2 and r3 and r2["tput"] > 0 and r3["p99"] and r2["p99"]:
+        if r2 and r3 and r2["tput"] and r3["p99"] and r2["p99"]:
             log("pacelc vs FOR UPDATE on the hot SKU: %.1fx the throughput, p99 %s ms vs %s ms"
                 % (r3["tput"] / r2["tput"], fmt(r3["p99"]), fmt(r2["p99"])))
         if self.failures:
@@ -615,10 +620,10 @@ def main():
     ap.add_argument("--standby", required=True, help="libpq connection string of the standby")
     ap.add_argument("--lag", type=float, default=2.0, help="the standby's replay delay in seconds (for display)")
     ap.add_argument("--short", action="store_true", help="small, fast run (the test suite's mode)")
-    ap.add_argument("--buyers", type=int, help="buyers in rounds 1-3 (default 1000; short 150)")
-    ap.add_argument("--clients", type=int, help="concurrent client connections (default 32; short 8)")
-    ap.add_argument("--stock", type=int, help="units of the hot SKU in rounds 1-3 (default 300; short 50)")
-    ap.add_argument("--lock-timeout", type=int, default=200, help="round 2 lock_timeout in ms (default 200)")
+    ap.add_argument("--buyers", type=int, help="buyers in rounds 1-3 (default 1500; short 150)")
+    ap.add_argument("--clients", type=int, help="concurrent client connections (default 48; short 8)")
+    ap.add_argument("--stock", type=int, help="units of the hot SKU in rounds 1-3 (default 500; short 50)")
+    ap.add_argument("--lock-timeout", type=int, default=50, help="round 2 lock_timeout in ms (default 50)")
     ap.add_argument("--buyers4", type=int, help="buyers in round 4 (default 48; short 12)")
     ap.add_argument("--clients4", type=int, help="clients in round 4 (default 24; short 12)")
     ap.add_argument("--think", type=float, help="round 4: max browsing time before reading (default 1.5 x lag)")
@@ -631,9 +636,9 @@ def main():
     ap.add_argument("--rounds", default="1,2,3,4,5", help="which rounds to play")
     a = ap.parse_args()
     short = a.short
-    a.buyers = a.buyers or (150 if short else 1000)
-    a.clients = a.clients or (8 if short else 32)
-    a.stock = a.stock or (50 if short else 300)
+    a.buyers = a.buyers or (150 if short else 1500)
+    a.clients = a.clients or (8 if short else 48)
+    a.stock = a.stock or (50 if short else 500)
     a.buyers4 = a.buyers4 or (12 if short else 48)
     a.clients4 = a.clients4 or (12 if short else 24)
     a.think = a.think if a.think is not None else 1.5 * a.lag

@@ -151,11 +151,16 @@ run_one() {
 	check_invariants "$name at $c clients"
 }
 
+# Side by side: every contender at each client count, the order rotated from
+# one count to the next so that no contender always runs first.
+read -ra ORDER <<<"$CONTENDERS"
+i=0
 for c in $CLIENTS; do
 	echo "== $c clients"
-	for name in $CONTENDERS; do
-		run_one "$name" "$c"
+	for k in "${!ORDER[@]}"; do
+		run_one "${ORDER[$(( (k + i) % ${#ORDER[@]} ))]}" "$c"
 	done
+	i=$((i + 1))
 done
 
 # Sell-out: SELLOUT_ATTEMPTS attempts at SELLOUT_STOCK units; exactly
