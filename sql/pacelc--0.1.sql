@@ -509,9 +509,11 @@ $$;
 COMMENT ON FUNCTION pacelc.drop_queue(text) IS 'drop a queue and its messages';
 
 /*
- * Transactional: the message exists iff the caller commits.  The worker is
- * woken (latch) and listeners are notified (channel pacelc_<queue>) at
- * commit.  The same idempotency key on the same queue returns the first id.
+ * Transactional: the message exists iff the caller commits.  At commit the
+ * worker is woken (latch) for a queue with a handler, and listeners of
+ * channel pacelc_<queue> are notified for a queue without one (external
+ * consumers).  The same idempotency key on the same queue returns the first
+ * id.
  */
 CREATE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay interval DEFAULT '0',
 							   idempotency_key text DEFAULT NULL) RETURNS bigint
@@ -519,6 +521,7 @@ CREATE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay interval DEFAULT
 	AS $$
 DECLARE
 	new_id	bigint;
+	h		regprocedure;
 BEGIN
 	PERFORM pacelc._assert_loaded();
 	IF queue IS NULL OR payload IS NULL OR delay IS NULL THEN
@@ -532,7 +535,7 @@ BEGIN
 	IF idempotency_key = '' OR octet_length(idempotency_key) > 255 THEN
 		RAISE EXCEPTION 'idempotency_key must have between 1 and 255 bytes' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM 1 FROM pacelc.queues q WHERE q.name = enqueue.queue;
+	SELECT q.handler INTO h FROM pacelc.queues q WHERE q.name = enqueue.queue;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'queue % does not exist', quote_literal(queue) USING ERRCODE = 'undefined_object';
 	END IF;
@@ -545,7 +548,15 @@ BEGIN
 		 WHERE m.queue = enqueue.queue AND m.idempotency_key = enqueue.idempotency_key;
 		RETURN new_id;
 	END IF;
-	PERFORM pg_catalog.pg_notify('pacelc_' || queue, new_id::text);
+	/*
+	 * External consumers LISTEN on pacelc_<queue>.  Queues served by the
+	 * worker need no NOTIFY (the worker's latch is set at commit), and
+	 * NOTIFY would cost them dearly: PostgreSQL serializes the commits of
+	 * all notifying transactions on one global lock.
+	 */
+	IF h IS NULL THEN
+		PERFORM pg_catalog.pg_notify('pacelc_' || queue, new_id::text);
+	END IF;
 	IF delay = interval '0' THEN
 		PERFORM pacelc._wake_worker_at_commit();
 	END IF;
