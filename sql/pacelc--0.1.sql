@@ -330,9 +330,11 @@ CREATE TABLE pacelc.messages (
 	done_at		timestamptz,
 	last_error	text,
 	last_sqlstate text,
-	last_error_at timestamptz,
-	CONSTRAINT message_idempotency UNIQUE (queue, idempotency_key)
+	last_error_at timestamptz
 );
+/* partial: most messages have no key and cost no entry here */
+CREATE UNIQUE INDEX message_idempotency ON pacelc.messages (queue, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX messages_due_idx ON pacelc.messages (queue, run_at, id) WHERE state = 'ready';
 
 /* Every failed attempt, for the people who must look. */
@@ -519,6 +521,7 @@ CREATE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay interval DEFAULT
 							   idempotency_key text DEFAULT NULL) RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
 	AS $$
+#variable_conflict use_column
 DECLARE
 	new_id	bigint;
 	h		regprocedure;
@@ -541,7 +544,7 @@ BEGIN
 	END IF;
 	INSERT INTO pacelc.messages AS m (queue, payload, run_at, idempotency_key)
 	VALUES (queue, payload, clock_timestamp() + delay, idempotency_key)
-	ON CONFLICT ON CONSTRAINT message_idempotency DO NOTHING
+	ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING m.id INTO new_id;
 	IF new_id IS NULL THEN
 		SELECT m.id INTO new_id FROM pacelc.messages m
