@@ -330,9 +330,11 @@ CREATE TABLE pacelc.messages (
 	done_at		timestamptz,
 	last_error	text,
 	last_sqlstate text,
-	last_error_at timestamptz,
-	CONSTRAINT message_idempotency UNIQUE (queue, idempotency_key)
+	last_error_at timestamptz
 );
+/* partial: most messages have no key and cost no entry here */
+CREATE UNIQUE INDEX message_idempotency ON pacelc.messages (queue, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX messages_due_idx ON pacelc.messages (queue, run_at, id) WHERE state = 'ready';
 
 /* Every failed attempt, for the people who must look. */
@@ -509,16 +511,20 @@ $$;
 COMMENT ON FUNCTION pacelc.drop_queue(text) IS 'drop a queue and its messages';
 
 /*
- * Transactional: the message exists iff the caller commits.  The worker is
- * woken (latch) and listeners are notified (channel pacelc_<queue>) at
- * commit.  The same idempotency key on the same queue returns the first id.
+ * Transactional: the message exists iff the caller commits.  At commit the
+ * worker is woken (latch) for a queue with a handler, and listeners of
+ * channel pacelc_<queue> are notified for a queue without one (external
+ * consumers).  The same idempotency key on the same queue returns the first
+ * id.
  */
 CREATE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay interval DEFAULT '0',
 							   idempotency_key text DEFAULT NULL) RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
 	AS $$
+#variable_conflict use_column
 DECLARE
 	new_id	bigint;
+	h		regprocedure;
 BEGIN
 	PERFORM pacelc._assert_loaded();
 	IF queue IS NULL OR payload IS NULL OR delay IS NULL THEN
@@ -532,20 +538,28 @@ BEGIN
 	IF idempotency_key = '' OR octet_length(idempotency_key) > 255 THEN
 		RAISE EXCEPTION 'idempotency_key must have between 1 and 255 bytes' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM 1 FROM pacelc.queues q WHERE q.name = enqueue.queue;
+	SELECT q.handler INTO h FROM pacelc.queues q WHERE q.name = enqueue.queue;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'queue % does not exist', quote_literal(queue) USING ERRCODE = 'undefined_object';
 	END IF;
 	INSERT INTO pacelc.messages AS m (queue, payload, run_at, idempotency_key)
 	VALUES (queue, payload, clock_timestamp() + delay, idempotency_key)
-	ON CONFLICT ON CONSTRAINT message_idempotency DO NOTHING
+	ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING m.id INTO new_id;
 	IF new_id IS NULL THEN
 		SELECT m.id INTO new_id FROM pacelc.messages m
 		 WHERE m.queue = enqueue.queue AND m.idempotency_key = enqueue.idempotency_key;
 		RETURN new_id;
 	END IF;
-	PERFORM pg_catalog.pg_notify('pacelc_' || queue, new_id::text);
+	/*
+	 * External consumers LISTEN on pacelc_<queue>.  Queues served by the
+	 * worker need no NOTIFY (the worker's latch is set at commit), and
+	 * NOTIFY would cost them dearly: PostgreSQL serializes the commits of
+	 * all notifying transactions on one global lock.
+	 */
+	IF h IS NULL THEN
+		PERFORM pg_catalog.pg_notify('pacelc_' || queue, new_id::text);
+	END IF;
 	IF delay = interval '0' THEN
 		PERFORM pacelc._wake_worker_at_commit();
 	END IF;

@@ -41,11 +41,14 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -347,54 +350,93 @@ typedef struct DueMessage
 	int32		attempts;
 	Oid			handler;
 	Oid			owner;
-	char	   *payload;		/* jsonb as text */
+	Datum		payload;		/* detoasted jsonb, in the batch's context */
 } DueMessage;
 
 /*
- * Runs one handler in a subtransaction, as the queue's owner, under the
- * handler timeout, and marks the message done in the same subtransaction.
- * A failure is rolled back and recorded with its error; it never stops the
- * batch.
+ * Plans the worker runs every batch: parsed and planned once per worker
+ * (the plan cache replans them after DDL), which matters when a round
+ * handles a handful of messages thousands of times a second.
+ */
+static SPIPlanPtr due_plan = NULL;
+static SPIPlanPtr done_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+
+/* Prepares a statement once and keeps it for the worker's life. */
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "pacelc worker: could not prepare \"%s\"", sql);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
+ * Calls the handler directly through the function manager (no SQL text to
+ * parse per message), after the EXECUTE check the executor would have made
+ * for its owner, and after making sure that owner is (still) no superuser.
  */
 static void
+call_handler(DueMessage *m)
+{
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fcinfo, 1);
+
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(m->handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler function %u of the queue no longer exists", m->handler)));
+	if (superuser_arg(m->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a queue handler must not run as a superuser"),
+				 errdetail("The queue's owner has become a superuser since the handler was installed."),
+				 errhint("Install the handler again as an ordinary role with pacelc.alter_queue().")));
+	if (pg_proc_aclcheck(m->handler, m->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", get_func_name(m->handler)),
+				 errdetail("The queue's owner may not execute its handler.")));
+	fmgr_info(m->handler, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = m->payload;
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+}
+
+/*
+ * Runs one handler in a subtransaction, as the queue's owner, under the
+ * handler timeout.  Returns true when it succeeded; the caller marks the
+ * message done in the batch's transaction, so the handler's effects and the
+ * "done" still commit together.  A failure is rolled back and recorded with
+ * its error; it never stops the batch.
+ */
+static bool
 handle_message(DueMessage *m)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	bool		ok = true;
 
-	values[0] = CStringGetTextDatum(m->payload);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		char		done[128];
-		char	   *fname = get_func_name(m->handler);
-		char	   *call;
-
-		if (fname == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("handler function %u of the queue no longer exists", m->handler)));
-		call = psprintf("SELECT %s($1::jsonb)",
-						quote_qualified_identifier(get_namespace_name(get_func_namespace(m->handler)),
-												   fname));
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		enable_timeout_after(STATEMENT_TIMEOUT, handler_timeout_ms);
-		if (SPI_execute_with_args(call, 1, argtypes, values, NULL, false, 0) < 0)
-			elog(ERROR, "handler call failed");
+		call_handler(m);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		SetUserIdAndSecContext(save_userid, save_sec);
-
-		snprintf(done, sizeof(done),
-				 "UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp(),"
-				 " attempts = attempts + 1 WHERE id = " INT64_FORMAT, m->id);
-		exec_sql(done);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -418,40 +460,48 @@ handle_message(DueMessage *m)
 		fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
 		fvalues[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 		fvalues[3] = Int32GetDatum(m->attempts + 1);
-		if (SPI_execute_with_args("SELECT pacelc._fail(m, $2, $3, NULL, $4)"
-								  "  FROM pacelc.messages m WHERE m.id = $1",
-								  4, fargtypes, fvalues, NULL, false, 0) < 0)
+		keep_plan(&fail_plan, "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
+				  "  FROM pacelc.messages m WHERE m.id = $1", 4, fargtypes);
+		if (SPI_execute_plan(fail_plan, fvalues, NULL, false, 0) < 0)
 			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
 		FreeErrorData(edata);
+		ok = false;
 	}
 	PG_END_TRY();
+	return ok;
 }
 
 /*
- * Handles up to pacelc.worker_batch due messages in one transaction.
+ * Handles up to pacelc.worker_batch due messages in one transaction, and
+ * marks the successful ones done with one UPDATE before it commits.
  * Returns how many it took.
  */
 static int
 handle_batch(void)
 {
 	Oid			argtypes[1] = {INT4OID};
+	Oid			doneargtypes[1] = {INT8ARRAYOID};
 	Datum		values[1];
 	DueMessage *msgs;
+	Datum	   *done_ids;
 	int			n,
+				ndone = 0,
 				i;
 
 	begin_work("pacelc: handling messages");
 	values[0] = Int32GetDatum(worker_batch);
-	if (SPI_execute_with_args("SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload::text"
-							  "  FROM pacelc.messages m JOIN pacelc.queues q ON q.name = m.queue"
-							  " WHERE q.handler IS NOT NULL AND m.state = 'ready'"
-							  "   AND m.run_at <= clock_timestamp()"
-							  " ORDER BY m.run_at, m.id LIMIT $1"
-							  "   FOR UPDATE OF m SKIP LOCKED",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+	keep_plan(&due_plan,
+			  "SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload"
+			  "  FROM pacelc.messages m JOIN pacelc.queues q ON q.name = m.queue"
+			  " WHERE q.handler IS NOT NULL AND m.state = 'ready'"
+			  "   AND m.run_at <= clock_timestamp()"
+			  " ORDER BY m.run_at, m.id LIMIT $1"
+			  "   FOR UPDATE OF m SKIP LOCKED", 1, argtypes);
+	if (SPI_execute_plan(due_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not read due messages");
 	n = (int) SPI_processed;
 	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
+	done_ids = palloc(sizeof(Datum) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -462,12 +512,26 @@ handle_batch(void)
 		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		msgs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		msgs[i].payload = pstrdup(SPI_getvalue(tup, desc, 5));
+		msgs[i].payload =
+			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
 	}
+	SPI_freetuptable(SPI_tuptable);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		handle_message(&msgs[i]);
+		if (handle_message(&msgs[i]))
+			done_ids[ndone++] = Int64GetDatum(msgs[i].id);
+	}
+	if (ndone > 0)
+	{
+		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID,
+													sizeof(int64), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		keep_plan(&done_plan,
+				  "UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp(),"
+				  "       attempts = attempts + 1 WHERE id = ANY ($1)", 1, doneargtypes);
+		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pacelc worker: could not mark messages done");
 	}
 	end_work();
 	return n;
@@ -504,7 +568,7 @@ next_sleep_ms(void)
 }
 
 /*
- * One round: expiry and housekeeping, then due messages batch after batch.
+ * One round: due messages batch after batch, then expiry and housekeeping.
  * Returns how long to sleep.
  */
 static long
@@ -515,11 +579,12 @@ worker_round(TimestampTz *last_full)
 												  worker_naptime_s * 1000);
 
 	exit_if_no_extension();
+	/* due messages first: an enqueue that woke us should not wait for expiry */
+	while (handle_batch() >= worker_batch)
+		CHECK_FOR_INTERRUPTS();
 	housekeeping(full);
 	if (full)
 		*last_full = now;
-	while (handle_batch() >= worker_batch)
-		CHECK_FOR_INTERRUPTS();
 	return next_sleep_ms();
 }
 

@@ -1,0 +1,2 @@
+INSERT INTO bq (payload) VALUES (jsonb_build_object('i', :client_id::bigint, 't', clock_timestamp()));
+\sleep 20 ms

@@ -1,0 +1,18 @@
+-- Queue benchmark schema: one sink table that every contender's handler
+-- writes one small row into, recording when the handler started.
+CREATE EXTENSION pacelc;
+CREATE ROLE bench_owner LOGIN;
+GRANT USAGE ON SCHEMA pacelc TO bench_owner;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO bench_owner;
+CREATE TABLE sink (design text, msg bigint, enq timestamptz, started timestamptz DEFAULT clock_timestamp());
+GRANT INSERT ON sink TO bench_owner;
+-- pacelc: a handler doing one small insert, run by the worker as bench_owner
+CREATE FUNCTION sink_handler(p jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.sink (design, msg, enq) VALUES ('pacelc', (p->>'i')::bigint, (p->>'t')::timestamptz)
+$$;
+ALTER FUNCTION sink_handler(jsonb) OWNER TO bench_owner;
+SET ROLE bench_owner;
+SELECT pacelc.create_queue('bench', 'public.sink_handler(jsonb)'::regprocedure);
+RESET ROLE;
+-- the plain SKIP LOCKED baseline
+CREATE TABLE bq (id bigserial PRIMARY KEY, payload jsonb NOT NULL);
