@@ -50,8 +50,9 @@ PSQL=("$BIN/psql" -X -q -At -h "$DIR")
 cat >>"$DIR/standby/postgresql.conf" <<CONF
 port = $S
 shared_preload_libraries = 'pacelc'
-primary_conninfo = 'host=$DIR port=$P application_name=standby'
 CONF
+# pg_basebackup -R wrote primary_conninfo into postgresql.auto.conf
+echo "primary_conninfo = 'host=$DIR port=$P application_name=standby'" >>"$DIR/standby/postgresql.auto.conf"
 "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w start >/dev/null
 echo "INSERT INTO t (v) VALUES ('x');" >"$DIR/w.sql"
 
