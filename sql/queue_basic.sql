@@ -63,6 +63,20 @@ SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', NULL)$$);
 SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', NULL)$$);
 SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', '-1 s')$$);
 SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}', idempotency_key => '')$$);
+SELECT pg_temp.err(format('SELECT pacelc.enqueue(%L, %L, idempotency_key => %L)', 'refunds', '{}', repeat('k', 256)));
+SELECT pg_temp.err($$SELECT pacelc.enqueue('x''; DROP TABLE pacelc.messages; --', '{}')$$);
+SELECT pg_temp.err($$SELECT pacelc.alter_queue(NULL, max_attempts => 2)$$);
+SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', backoff => NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.purge_done(NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.fold_confirmed(NULL)$$);
+SELECT pg_temp.err($$SELECT pacelc.retry(NULL)$$);
+-- a delayed message wakes nobody before it is due, and is scheduled
+SELECT pacelc.enqueue('refunds', '{"order": 5}', delay => '2 hours') > 0 AS delayed;
+SELECT scheduled FROM pacelc.queue_status WHERE queue = 'refunds';
+-- read-only transactions cannot enqueue
+BEGIN READ ONLY;
+SELECT pg_temp.err($$SELECT pacelc.enqueue('refunds', '{}')$$);
+ROLLBACK;
 SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', 0)$$);
 SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', 1, '0 s')$$);
 SELECT pg_temp.err($$SELECT pacelc.dequeue('refunds', NULL)$$);
@@ -92,6 +106,7 @@ CREATE FUNCTION public.note_refund(p jsonb) RETURNS void LANGUAGE sql
 	AS $$ SELECT 1 $$;
 SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)')$$);
 CREATE ROLE queue_app LOGIN;
+CREATE ROLE queue_other;
 GRANT USAGE ON SCHEMA pacelc TO queue_app;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO queue_app;
 GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO queue_app;
@@ -106,6 +121,8 @@ SELECT queue, handler, owner FROM pacelc.queue_status WHERE queue = 'q0';
 SELECT pg_temp.err($$SELECT pacelc.drop_queue('refunds')$$);
 SELECT pg_temp.err($$SELECT pacelc.alter_queue('refunds', max_attempts => 5)$$);
 SELECT pacelc.alter_queue('q0', max_attempts => 5, backoff => '2 s');
+-- an owner cannot hand a queue (and its handler's execution) to a role it is not a member of
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('q0', new_owner => 'queue_other')$$);
 RESET ROLE;
 -- the built-in queue gets a handler from an ordinary role
 SELECT pg_temp.err($$SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)')$$);
@@ -138,3 +155,4 @@ DROP EXTENSION pacelc;
 DROP FUNCTION public.note_refund(jsonb);
 DROP OWNED BY queue_app;
 DROP ROLE queue_app;
+DROP ROLE queue_other;

@@ -62,6 +62,7 @@ extern void queue_set_launcher(struct PGPROC *proc);
 extern bool queue_take_rescan(void);
 extern void queue_set_next_wakeup(int64 when);
 extern void queue_wake_worker_by(int64 when);
+extern void queue_set_handler_role(Oid role);
 extern Size queue_shmem_size(void);
 extern void queue_shmem_startup(void);
 extern void queue_shmem_request(void);

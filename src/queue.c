@@ -11,11 +11,18 @@
  * so that CREATE EXTENSION or an enqueue in an unserved database starts a
  * worker without waiting for the next scan.
  *
+ * enqueue() lives here too: it is the queue's hot path (producers call it
+ * thousands of times a second in their own transactions), so it is written
+ * in C with one saved plan instead of PL/pgSQL.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -23,6 +30,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "pacelc.h"
@@ -43,6 +51,9 @@ static bool wake_at_commit = false;
 
 /* Earliest hold expiry this transaction created (0: none). */
 static TimestampTz wake_by = 0;
+
+/* In a worker, the owner of the queue whose handler is running. */
+static Oid	handler_role = InvalidOid;
 
 static void queue_xact_callback(XactEvent event, void *arg);
 
@@ -300,5 +311,196 @@ PG_FUNCTION_INFO_V1(pacelc_outer_user);
 Datum
 pacelc_outer_user(PG_FUNCTION_ARGS)
 {
+	if (OidIsValid(handler_role))
+		PG_RETURN_OID(handler_role);
 	PG_RETURN_OID(GetOuterUserId());
+}
+
+/*
+ * The worker runs handlers with SetUserIdAndSecContext, which leaves the
+ * outer user at the worker's bootstrap superuser: a handler calling
+ * alter_queue() or drop_queue() must be judged as the queue's owner it runs
+ * as, not as that superuser.
+ */
+void
+queue_set_handler_role(Oid role)
+{
+	handler_role = role;
+}
+
+/* ---------------------------------------------------------------------
+ * enqueue()
+ * --------------------------------------------------------------------- */
+
+#define QUEUE_KEY_MAXLEN	255
+
+/*
+ * One statement looks the queue up (no row: the queue does not exist) and
+ * inserts the message unless its idempotency key is taken.  No foreign key
+ * and no lock on the queue row: a busy queue's producers must not meet on
+ * one row; drop_queue() instead locks the messages table against inserts.
+ */
+static const char *const enqueue_sql =
+"WITH q AS (SELECT q.handler IS NULL AS consumer FROM pacelc.queues q WHERE q.name = $1),"
+"     ins AS (INSERT INTO pacelc.messages AS m (queue, payload, run_at, idempotency_key)"
+"             SELECT $1, $2, $3, $4 FROM q"
+"             ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL"
+"             DO NOTHING RETURNING m.id)"
+"SELECT q.consumer, (SELECT ins.id FROM ins) FROM q";
+
+/*
+ * The key was taken: the first message's id.  A statement of its own, so
+ * that in READ COMMITTED its snapshot sees a message whose transaction
+ * committed while the insert waited for it.
+ */
+static const char *const enqueue_key_sql =
+"SELECT m.id FROM pacelc.messages m WHERE m.queue = $1 AND m.idempotency_key = $2";
+
+static SPIPlanPtr enqueue_plan = NULL;
+static SPIPlanPtr enqueue_key_plan = NULL;
+
+/* Prepares one of enqueue()'s statements once per backend. */
+static SPIPlanPtr
+enqueue_prepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* The id of the message that already holds this queue's idempotency key. */
+static int64
+enqueue_existing(text *queue, Datum key)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull = true;
+	int64		id = 0;
+
+	values[0] = PointerGetDatum(queue);
+	values[1] = key;
+	if (SPI_execute_plan(enqueue_prepare(&enqueue_key_plan, enqueue_key_sql, 2, argtypes),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "enqueue could not look up its idempotency key");
+	if (SPI_processed == 1)
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		elog(ERROR, "enqueue found no message for its idempotency key");
+	return id;
+}
+
+/* Rejects a NULL argument of enqueue() by name (22004). */
+static void
+enqueue_require(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+PG_FUNCTION_INFO_V1(pacelc_enqueue);
+
+/*
+ * enqueue(queue, payload, delay, idempotency_key): adds a message in the
+ * caller's transaction.  At commit the database's worker is woken (for a
+ * queue with a handler; a delayed message only if it is due before the
+ * worker's planned wake-up), and LISTENers of pacelc_<queue> get the id (a
+ * queue without a handler: NOTIFY serializes all notifying commits on one
+ * global lock, so worker-served queues rely on the latch alone).  The same
+ * key on the same queue returns the first message's id and adds nothing.
+ */
+Datum
+pacelc_enqueue(PG_FUNCTION_ARGS)
+{
+	text	   *queue;
+	Interval   *delay;
+	Interval	zero;
+	TimestampTz run_at;
+	Oid			argtypes[4] = {TEXTOID, JSONBOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		isnull;
+	bool		consumer;
+	bool		inserted;
+	int64		id;
+
+	pacelc_check_loaded();
+	enqueue_require(fcinfo, 0, "queue");
+	enqueue_require(fcinfo, 1, "payload");
+	enqueue_require(fcinfo, 2, "delay");
+	PreventCommandIfReadOnly("enqueue()");
+	queue = PG_GETARG_TEXT_PP(0);
+	delay = PG_GETARG_INTERVAL_P(2);
+	memset(&zero, 0, sizeof(zero));
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(delay),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay must not be negative")));
+	if (!PG_ARGISNULL(3))
+	{
+		Size		len = VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(3));
+
+		if (len == 0 || len > QUEUE_KEY_MAXLEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency_key must have between 1 and %d bytes",
+							QUEUE_KEY_MAXLEN)));
+	}
+	run_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													 TimestampTzGetDatum(GetCurrentTimestamp()),
+													 IntervalPGetDatum(delay)));
+
+	values[0] = PointerGetDatum(queue);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = TimestampTzGetDatum(run_at);
+	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+
+	SPI_connect();
+	if (SPI_execute_plan(enqueue_prepare(&enqueue_plan, enqueue_sql, 4, argtypes),
+						 values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "enqueue failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue %s does not exist",
+						quote_literal_cstr(text_to_cstring(queue)))));
+	consumer = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 2, &isnull));
+	inserted = !isnull;
+	if (!inserted)
+		id = enqueue_existing(queue, values[3]);
+	SPI_finish();
+
+	if (inserted)
+	{
+		if (consumer)
+		{
+			char		channel[NAMEDATALEN];
+			char		payload[32];
+
+			snprintf(channel, sizeof(channel), "pacelc_%s", text_to_cstring(queue));
+			snprintf(payload, sizeof(payload), INT64_FORMAT, id);
+			Async_Notify(channel, payload);
+		}
+		else if (delay->month == 0 && delay->day == 0 && delay->time == 0)
+			wake_at_commit = true;
+		else
+			queue_wake_worker_by(run_at);
+	}
+	PG_RETURN_INT64(id);
 }

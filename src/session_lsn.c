@@ -42,6 +42,7 @@
 #include "parser/analyze.h"
 #include "pgstat.h"
 #include "replication/walreceiver.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -65,6 +66,7 @@ typedef struct LsnShared
 	pg_atomic_uint64 timeouts;
 	pg_atomic_uint64 wait_us_total;
 	pg_atomic_uint64 wait_us_max;
+	pg_atomic_uint32 startup_procno;	/* the startup process's PGPROC + 1 */
 	int			nslots;
 	pg_atomic_uint64 targets[FLEXIBLE_ARRAY_MEMBER];	/* per PGPROC; 0 = idle */
 } LsnShared;
@@ -232,6 +234,7 @@ session_lsn_shmem_startup(void)
 		pg_atomic_init_u64(&lsn_shared->timeouts, 0);
 		pg_atomic_init_u64(&lsn_shared->wait_us_total, 0);
 		pg_atomic_init_u64(&lsn_shared->wait_us_max, 0);
+		pg_atomic_init_u32(&lsn_shared->startup_procno, 0);
 		lsn_shared->nslots = lsn_nslots();
 		for (i = 0; i < lsn_shared->nslots; i++)
 			pg_atomic_init_u64(&lsn_shared->targets[i], 0);
@@ -268,7 +271,15 @@ wake_waiters(XLogRecPtr end)
 static void
 pacelc_redo(XLogReaderState *record)
 {
+	static bool announced = false;
 	RmgrId		rmid = XLogRecGetRmid(record);
+
+	/* waiters look at what replay is blocked on (see replay_blocked_by_us) */
+	if (!announced && lsn_shared != NULL)
+	{
+		pg_atomic_write_u32(&lsn_shared->startup_procno, MyProc->pgprocno + 1);
+		announced = true;
+	}
 
 	orig_redo[rmid] (record);
 
@@ -316,6 +327,44 @@ stop_waiting(int slot, TimestampTz start)
 }
 
 /*
+ * Is replay stuck on a recovery conflict that this waiter may be causing?
+ * A wait that holds a snapshot or table locks (wait_for_lsn() in a query, a
+ * statement that waits after its parse analysis) can block the very replay
+ * it waits for: a cleanup record conflicts with the snapshot, an
+ * AccessExclusiveLock with the locks, and the startup process waits up to
+ * max_standby_streaming_delay for them.  Waiting on would stall replay for
+ * everyone and end in PC010, so such a waiter gives up at once instead.
+ */
+static bool
+replay_blocked_by_us(void)
+{
+	uint32		procno = pg_atomic_read_u32(&lsn_shared->startup_procno);
+	uint32		event;
+
+	if (procno == 0)
+		return false;
+	if (!ActiveSnapshotSet() && MyProc->xmin == InvalidTransactionId)
+		return false;
+	event = *((volatile uint32 *) &ProcGlobal->allProcs[procno - 1].wait_event_info);
+	return event == WAIT_EVENT_RECOVERY_CONFLICT_SNAPSHOT ||
+		(event & 0xFF000000) == PG_WAIT_LOCK;
+}
+
+/* Releases the waiter slot if the backend exits (FATAL) while waiting. */
+static int	waiting_slot = -1;
+static TimestampTz waiting_since = 0;
+
+static void
+stop_waiting_at_exit(int code, Datum arg)
+{
+	if (waiting_slot >= 0)
+	{
+		stop_waiting(waiting_slot, waiting_since);
+		waiting_slot = -1;
+	}
+}
+
+/*
  * Blocks until this standby has replayed target, the node is promoted, or
  * timeout_ms passes (then PC010).  Returns the replay LSN reached.  Cancel,
  * statement_timeout and termination interrupt it like any wait.
@@ -323,6 +372,7 @@ stop_waiting(int slot, TimestampTz start)
 static XLogRecPtr
 wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 {
+	static bool exit_callback_registered = false;
 	XLogRecPtr	replay = current_replay();
 	TimestampTz start;
 	TimestampTz deadline;
@@ -333,11 +383,18 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	if (lsn_shared == NULL)
 		elog(ERROR, "pacelc shared memory is not initialized");
 
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(stop_waiting_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	start = GetCurrentTimestamp();
 	deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
 	slot = MyProc->pgprocno;
 	pg_atomic_fetch_add_u64(&lsn_shared->waits, 1);
 	pg_atomic_write_u64(&lsn_shared->targets[slot], target);
+	waiting_since = start;
+	waiting_slot = slot;
 	pg_atomic_fetch_add_u32(&lsn_shared->nwaiters, 1);	/* full barrier */
 
 	PG_TRY();
@@ -362,6 +419,14 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 								   (unsigned long long) (target - replay)),
 						 errhint("Retry later, read from the primary, or raise pacelc.wait_timeout.")));
 			}
+			if (replay_blocked_by_us())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("canceling wait for replay to %X/%X due to a conflict with recovery",
+								LSN_FORMAT_ARGS(target)),
+						 errdetail("Replay is waiting for snapshots or locks like the ones this statement holds while it waits; replay is at %X/%X.",
+								   LSN_FORMAT_ARGS(replay)),
+						 errhint("Retry. Set pacelc.read_after before the statement or BEGIN, so that the wait happens before any snapshot is taken.")));
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 Min(remaining, FALLBACK_RECHECK_MS), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -370,6 +435,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	}
 	PG_FINALLY();
 	{
+		waiting_slot = -1;
 		stop_waiting(slot, start);
 	}
 	PG_END_TRY();
@@ -486,6 +552,16 @@ lsn_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
 	if (!pacelc_preloaded || IsParallelWorker())
 		return;
+
+	/*
+	 * ROLLBACK, SET, RESET, DISCARD must work on a stale standby; BEGIN and
+	 * SET pacelc.read_after wait in the utility hook, and the queries inside
+	 * COPY or EXPLAIN come through here on their own.
+	 */
+	if (query->commandType == CMD_UTILITY)
+		return;
+	/* before anything below observes a replay position newer than the snapshot */
+	stamp_transaction();
 	apply_max_staleness();
 	apply_read_after();
 }
@@ -514,6 +590,7 @@ lsn_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	{
 		/* a re-executed prepared statement had no parse analysis */
 		stamp_transaction();
+		apply_max_staleness();
 		if (!XLogRecPtrIsInvalid(read_after_lsn) && RecoveryInProgress() &&
 			observed_replay < read_after_lsn)
 		{
@@ -638,15 +715,17 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 				 errmsg("timeout must not be null")));
 	target = PG_GETARG_LSN(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
-	if (timeout->month != 0 || timeout->day != 0)
-		timeout_ms = (int64) (timeout->month * DAYS_PER_MONTH + timeout->day) * SECS_PER_DAY * 1000;
-	else
-		timeout_ms = 0;
-	timeout_ms += timeout->time / 1000;
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
+	/* in double, so that absurd intervals cannot overflow; capped at a day */
+	{
+		double		ms = ((double) timeout->month * DAYS_PER_MONTH + timeout->day) *
+			SECS_PER_DAY * 1000.0 + (double) timeout->time / 1000.0;
+
+		if (ms < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must not be negative")));
+		timeout_ms = (int64) Min(ms, (double) SECS_PER_DAY * 1000.0);
+	}
 	PG_RETURN_LSN(wait_for_replay(target, timeout_ms));
 }
 

@@ -672,7 +672,7 @@ escrow_undo_to(int mark)
 
 /*
  * Ends one record.  At commit, pending increases and the takes out of them
- * go to the counter (increases first, see the callback); at abort, takes
+ * go to the counter (netted per SKU, see escrow_commit); at abort, takes
  * from the counter go back and everything else is dropped.
  */
 static void
@@ -686,6 +686,46 @@ escrow_apply(EscrowRecord *rec, bool commit)
 		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
 	if (commit && rec->mark_exists)
 		pg_atomic_write_u32(&rec->entry->exists, 1);
+}
+
+/*
+ * At commit, each SKU's pending increases go to the counter net of the
+ * takes this transaction made out of them, in one atomic add.  Applying the
+ * increases first and the takes afterwards would let another buyer take, in
+ * between, units this transaction has already promised to itself (an
+ * oversell); the takes first would make the counter dip and refuse buyers
+ * for nothing.  The net is never negative: a take out of pending units
+ * always follows the increase it uses, in the same or an inner
+ * (sub)transaction.
+ */
+static void
+escrow_commit(void)
+{
+	int			i,
+				j;
+
+	for (i = 0; i < n_escrow; i++)
+	{
+		EscrowRecord *rec = &escrow[i];
+
+		if (rec->delta > 0 || rec->from_pending)
+		{
+			for (j = i + 1; j < n_escrow; j++)
+			{
+				EscrowRecord *other = &escrow[j];
+
+				if (other->entry == rec->entry && other->generation == rec->generation &&
+					(other->delta > 0 || other->from_pending))
+				{
+					rec->delta += other->delta;
+					other->delta = 0;
+					other->from_pending = false;
+				}
+			}
+			Assert(rec->delta >= 0);
+		}
+		escrow_apply(rec, true);
+	}
 }
 
 /*
@@ -710,13 +750,7 @@ stock_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			/* increases first, so the counter never dips on the way */
-			for (i = 0; i < n_escrow; i++)
-				if (escrow[i].delta > 0)
-					escrow_apply(&escrow[i], true);
-			for (i = 0; i < n_escrow; i++)
-				if (escrow[i].delta <= 0)
-					escrow_apply(&escrow[i], true);
+			escrow_commit();
 			n_escrow = 0;
 			break;
 		case XACT_EVENT_ABORT:

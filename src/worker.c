@@ -31,6 +31,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -124,6 +125,13 @@ typedef struct DbCandidate
 	Oid			dbid;
 	char		name[NAMEDATALEN];
 } DbCandidate;
+
+/* The launcher's memory of when to try a database again. */
+typedef struct DbNextTry
+{
+	Oid			dbid;			/* hash key */
+	TimestampTz when;
+} DbNextTry;
 
 /* Is this database named in pacelc.databases (or is the list empty)? */
 static bool
@@ -220,15 +228,17 @@ launcher_scan(HTAB *next_try, bool rescan)
 	for (i = 0; i < n; i++)
 	{
 		bool		found;
-		TimestampTz *when;
+		DbNextTry  *entry;
 
 		if (queue_database_served(dbs[i].dbid))
 			continue;
-		when = hash_search(next_try, &dbs[i].dbid, HASH_ENTER, &found);
-		if (found && !rescan && *when > now)
+		entry = hash_search(next_try, &dbs[i].dbid, HASH_ENTER, &found);
+		if (!found)
+			entry->when = 0;
+		if (!rescan && entry->when > now)
 			continue;
 		if (start_database_worker(dbs[i].dbid, dbs[i].name))
-			*when = TimestampTzPlusMilliseconds(now, launcher_naptime_s * 1000L);
+			entry->when = TimestampTzPlusMilliseconds(now, launcher_naptime_s * 1000L);
 	}
 	pfree(dbs);
 }
@@ -256,21 +266,22 @@ pacelc_launcher_main(Datum arg)
 	before_shmem_exit(launcher_exit, (Datum) 0);
 
 	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(Oid) + sizeof(TimestampTz);
+	ctl.entrysize = sizeof(DbNextTry);
 	next_try = hash_create("pacelc launcher databases", 64, &ctl,
 						   HASH_ELEM | HASH_BLOBS);
 
 	for (;;)
 	{
-		bool		rescan;
+		bool		rescan = queue_take_rescan();
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			/* pacelc.databases may name other databases now */
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			rescan = true;
 		}
-		rescan = queue_take_rescan();
 		launcher_scan(next_try, rescan);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -359,6 +370,9 @@ typedef struct DueMessage
  * handles a handful of messages thousands of times a second.
  */
 static SPIPlanPtr due_plan = NULL;
+
+/* The database's search_path, which handlers run with. */
+static char *handler_search_path = NULL;
 static SPIPlanPtr done_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
@@ -424,18 +438,27 @@ handle_message(DueMessage *m)
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 	bool		ok = true;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
+	/* settings the handler changes (even with is_local false) die with it */
+	save_nestlevel = NewGUCNestLevel();
 	PG_TRY();
 	{
+		(void) set_config_option("search_path", handler_search_path,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
+		queue_set_handler_role(m->owner);
 		enable_timeout_after(STATEMENT_TIMEOUT, handler_timeout_ms);
 		call_handler(m);
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		queue_set_handler_role(InvalidOid);
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
@@ -448,6 +471,7 @@ handle_message(DueMessage *m)
 		Datum		fvalues[4];
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		queue_set_handler_role(InvalidOid);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -474,7 +498,10 @@ handle_message(DueMessage *m)
 /*
  * Handles up to pacelc.worker_batch due messages in one transaction, and
  * marks the successful ones done with one UPDATE before it commits.
- * Returns how many it took.
+ * Due messages are read queue by queue, each from its own range of the
+ * (queue, run_at, id) index, so a backlog costs no sort of all ready rows
+ * and external consumers' queues are never scanned.  Returns how many it
+ * took.
  */
 static int
 handle_batch(void)
@@ -492,11 +519,15 @@ handle_batch(void)
 	values[0] = Int32GetDatum(worker_batch);
 	keep_plan(&due_plan,
 			  "SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload"
-			  "  FROM pacelc.messages m JOIN pacelc.queues q ON q.name = m.queue"
-			  " WHERE q.handler IS NOT NULL AND m.state = 'ready'"
-			  "   AND m.run_at <= clock_timestamp()"
-			  " ORDER BY m.run_at, m.id LIMIT $1"
-			  "   FOR UPDATE OF m SKIP LOCKED", 1, argtypes);
+			  "  FROM pacelc.queues q CROSS JOIN LATERAL"
+			  "       (SELECT m.id, m.attempts, m.payload, m.run_at"
+			  "          FROM pacelc.messages m"
+			  "         WHERE m.queue = q.name AND m.state = 'ready'"
+			  "           AND m.run_at <= clock_timestamp()"
+			  "         ORDER BY m.run_at, m.id LIMIT $1"
+			  "           FOR UPDATE SKIP LOCKED) m"
+			  " WHERE q.handler IS NOT NULL"
+			  " ORDER BY m.run_at, m.id LIMIT $1", 1, argtypes);
 	if (SPI_execute_plan(due_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not read due messages");
 	n = (int) SPI_processed;
@@ -594,6 +625,7 @@ pacelc_worker_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_full = 0;
 	MemoryContext round_context;
+	char	   *dbname;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -605,12 +637,25 @@ pacelc_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("pacelc worker");
+	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dbid));
+	CommitTransactionCommand();
 
 	/*
 	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker
 	 * be the one that notices and gives way, not the user's command.
 	 */
 	SetConfigOption("deadlock_timeout", "10ms", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker's own statements run as a superuser: they must resolve
+	 * names in trusted schemas only, whatever postgresql.conf or ALTER
+	 * DATABASE sets.  Handlers get the database's usual search_path back
+	 * for their call (see handle_message), and cannot change the worker's.
+	 */
+	handler_search_path = MemoryContextStrdup(TopMemoryContext,
+											  GetConfigOption("search_path", false, false));
+	SetConfigOption("search_path", "pg_catalog, pacelc", PGC_SUSET, PGC_S_OVERRIDE);
 
 	round_context = AllocSetContextCreate(TopMemoryContext, "pacelc worker round",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -623,6 +668,8 @@ pacelc_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if (!database_wanted(dbname))
+				proc_exit(0);	/* pacelc.databases no longer names us */
 		}
 
 		MemoryContextSwitchTo(round_context);

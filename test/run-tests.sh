@@ -22,7 +22,8 @@ if [ "$(id -u)" = 0 ]; then
 	WORK=$(mktemp -d /tmp/pacelc-test.XXXXXX)
 	cp -a "$ROOT"/. "$WORK"/
 	chown -R postgres: "$WORK"
-	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" bash "$WORK/test/run-tests.sh" "$@"
+	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" \
+		PACELC_TAP="${PACELC_TAP:-}" bash "$WORK/test/run-tests.sh" "$@"
 	rc=$?
 	if [ $rc = 0 ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 	exit $rc
@@ -36,6 +37,7 @@ passed=0
 failed=0
 failures=()
 only=${PACELC_TESTS:-}	# optional filter: regress,isolation,tap,demo
+tap_glob=${PACELC_TAP:-*}	# optional TAP file pattern, e.g. '03*' 
 
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
@@ -83,7 +85,7 @@ if want tap; then
 	export TESTDIR="$ROOT/tmp_check/tap"
 	export PACELC_ROOT="$ROOT"
 	mkdir -p "$TESTDIR"
-	for t in test/t/*.pl; do
+	for t in test/t/$tap_glob.pl; do
 		[ -e "$t" ] || continue
 		echo "== tap: $t"
 		start=$(date +%s)

@@ -1,0 +1,238 @@
+/* pacelc 0.1 -> 0.2 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "ALTER EXTENSION pacelc UPDATE TO '0.2'" to load this file. \quit
+
+/*
+ * enqueue() in C (src/queue.c): the queue's hot path, one saved plan
+ * instead of PL/pgSQL.  Same signature, defaults, errors and privileges.
+ */
+CREATE OR REPLACE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay interval DEFAULT '0',
+										  idempotency_key text DEFAULT NULL) RETURNS bigint
+	LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS 'MODULE_PATHNAME', 'pacelc_enqueue';
+
+/*
+ * drop_queue() locks the messages table against inserts before it deletes,
+ * so that an enqueue that found the queue just before the drop cannot leave
+ * a message behind in a queue that no longer exists (messages have no
+ * foreign key to their queue, on purpose: see the install script).
+ */
+CREATE OR REPLACE FUNCTION pacelc.drop_queue(name text) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	caller regrole := pacelc._outer_user()::regrole;
+	q	pacelc.queues;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'queue name must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name = 'expired' THEN
+		RAISE EXCEPTION 'cannot drop the built-in queue "expired"' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO q FROM pacelc.queues WHERE queues.name = drop_queue.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'queue % does not exist', quote_literal(name) USING ERRCODE = 'undefined_object';
+	END IF;
+	IF q.owner <> caller AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = caller) THEN
+		RAISE EXCEPTION 'must be the owner of queue %', quote_literal(name) USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	LOCK TABLE pacelc.messages IN SHARE ROW EXCLUSIVE MODE;
+	DELETE FROM pacelc.message_errors e USING pacelc.messages m
+	 WHERE m.queue = q.name AND e.message_id = m.id;
+	DELETE FROM pacelc.messages m WHERE m.queue = q.name;
+	DELETE FROM pacelc.queues WHERE queues.name = q.name;
+END
+$$;
+
+/*
+ * Queue settings: a NULL max_attempts or backoff is 22004 like every other
+ * NULL (it was 22023 in 0.1).
+ */
+CREATE OR REPLACE FUNCTION pacelc._check_queue_args(name text, handler regprocedure,
+													max_attempts integer, backoff interval,
+													owner regrole) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	p	record;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF name IS NULL OR max_attempts IS NULL OR backoff IS NULL THEN
+		RAISE EXCEPTION '% must not be null',
+			CASE WHEN name IS NULL THEN 'queue name' WHEN max_attempts IS NULL THEN 'max_attempts'
+				 ELSE 'backoff' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[A-Za-z_][A-Za-z0-9_.-]{0,55}$' THEN
+		RAISE EXCEPTION 'invalid queue name %', quote_literal(name)
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A queue name starts with a letter or underscore and has at most 56 letters, digits, underscores, dots or dashes.';
+	END IF;
+	IF max_attempts < 1 THEN
+		RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF backoff < interval '0' THEN
+		RAISE EXCEPTION 'backoff must not be negative' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF handler IS NOT NULL THEN
+		SELECT prokind, pronargs, proargtypes[0] AS argtype INTO p
+		  FROM pg_catalog.pg_proc WHERE oid = handler;
+		IF p.prokind <> 'f' OR p.pronargs <> 1 OR p.argtype <> 'jsonb'::regtype THEN
+			RAISE EXCEPTION 'function % cannot be a queue handler', handler
+				USING ERRCODE = 'undefined_function',
+					  DETAIL = 'A handler is a function taking exactly one argument of type jsonb.';
+		END IF;
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = owner) THEN
+			RAISE EXCEPTION 'a queue handler must not run as a superuser'
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'Handlers run as the role that installs them.',
+					  HINT = 'Install the handler as an ordinary role, e.g. after SET ROLE.';
+		END IF;
+		IF NOT pg_catalog.has_function_privilege(owner, handler, 'EXECUTE') THEN
+			RAISE EXCEPTION 'role % may not execute %', owner::regrole, handler
+				USING ERRCODE = 'insufficient_privilege';
+		END IF;
+	END IF;
+END
+$$;
+
+/*
+ * alter_queue: new_owner must be a role the caller is a member of (or the
+ * caller a superuser).  In 0.1 any owner could hand a queue, and so its
+ * handler's execution, to any non-superuser role.  A NULL name is 22004.
+ */
+CREATE OR REPLACE FUNCTION pacelc.alter_queue(name text, handler regprocedure DEFAULT NULL,
+											  max_attempts integer DEFAULT NULL,
+											  backoff interval DEFAULT NULL,
+											  drop_handler boolean DEFAULT false,
+											  new_owner regrole DEFAULT NULL) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	caller regrole := pacelc._outer_user()::regrole;
+	caller_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = caller);
+	q	pacelc.queues;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF name IS NULL OR drop_handler IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN name IS NULL THEN 'queue name' ELSE 'drop_handler' END
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO q FROM pacelc.queues WHERE queues.name = alter_queue.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'queue % does not exist', quote_literal(name) USING ERRCODE = 'undefined_object';
+	END IF;
+	IF q.owner <> caller AND NOT caller_super THEN
+		RAISE EXCEPTION 'must be the owner of queue %', quote_literal(name) USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF new_owner IS NOT NULL AND NOT caller_super
+	   AND NOT pg_catalog.pg_has_role(caller, new_owner, 'MEMBER') THEN
+		RAISE EXCEPTION 'must be a member of role % to hand queue % over to it', new_owner, quote_literal(name)
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The handler of a queue runs as the queue''s owner.';
+	END IF;
+	q.max_attempts := coalesce(max_attempts, q.max_attempts);
+	q.backoff := coalesce(backoff, q.backoff);
+	IF drop_handler THEN
+		q.handler := NULL;
+	ELSIF handler IS NOT NULL THEN
+		q.handler := handler;
+		q.owner := caller;
+	END IF;
+	IF new_owner IS NOT NULL THEN
+		q.owner := new_owner;
+	END IF;
+	PERFORM pacelc._check_queue_args(q.name, q.handler, q.max_attempts, q.backoff, q.owner);
+	UPDATE pacelc.queues SET handler = q.handler, owner = q.owner,
+		   max_attempts = q.max_attempts, backoff = q.backoff
+	 WHERE queues.name = q.name;
+	PERFORM pacelc._wake_worker_at_commit();
+END
+$$;
+
+/* fold_confirmed: 22004 for NULL, 25006 on a standby even with nothing to fold. */
+CREATE OR REPLACE FUNCTION pacelc.fold_confirmed(batch integer DEFAULT 1000) RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	s		text;
+	n		bigint := 0;
+	folded	bigint;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF batch IS NULL THEN
+		RAISE EXCEPTION 'batch must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch < 1 THEN
+		RAISE EXCEPTION 'batch must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF pg_catalog.current_setting('transaction_read_only')::boolean THEN
+		RAISE EXCEPTION 'cannot execute fold_confirmed() in a read-only transaction'
+			USING ERRCODE = 'read_only_sql_transaction';
+	END IF;
+	FOR s IN SELECT DISTINCT r.sku FROM pacelc.reservation_data r
+			  WHERE r.state = 'confirmed' AND NOT r.folded LIMIT batch
+	LOOP
+		PERFORM 1 FROM pacelc.skus k WHERE k.sku = s FOR UPDATE;
+		WITH f AS (
+			UPDATE pacelc.reservation_data r SET folded = true
+			 WHERE r.sku = s AND r.state = 'confirmed' AND NOT r.folded
+			RETURNING r.qty)
+		SELECT coalesce(sum(qty), 0) INTO folded FROM f;
+		UPDATE pacelc.skus k SET on_hand_base = k.on_hand_base - folded WHERE k.sku = s;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+/* purge_done and stats: the preload guard (55000), and 22004 for NULL. */
+CREATE OR REPLACE FUNCTION pacelc.purge_done(older_than interval DEFAULT '1 day') RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	n	bigint;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	WITH d AS (DELETE FROM pacelc.messages
+				WHERE state = 'done' AND done_at < now() - older_than
+			   RETURNING id),
+		 e AS (DELETE FROM pacelc.message_errors WHERE message_id IN (SELECT id FROM d))
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pacelc.stats(OUT queue text, OUT depth bigint, OUT in_flight bigint,
+										OUT done bigint, OUT dead bigint, OUT failed_attempts bigint,
+										OUT oldest_age interval, OUT attempts bigint)
+	RETURNS SETOF record
+	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	RETURN QUERY
+		SELECT s.queue, s.depth, s.in_flight, s.done, s.dead,
+			   (SELECT count(*) FROM pacelc.message_errors e
+				  JOIN pacelc.messages m ON m.id = e.message_id
+				 WHERE m.queue = s.queue),
+			   s.oldest_age, s.attempts
+		  FROM pacelc.queue_status s ORDER BY s.queue;
+END
+$$;
+
+/* Every function pins its search_path, the C ones included. */
+ALTER FUNCTION pacelc._assert_loaded() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc.commit_lsn() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc.replay_lsn() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc.wait_for_lsn(pg_lsn, interval) SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc._replica_status() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc._outer_user() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc._wake_worker_at_commit() SET search_path = pg_catalog, pacelc;
+ALTER FUNCTION pacelc._wake_launcher() SET search_path = pg_catalog, pacelc;
