@@ -236,3 +236,6 @@ ALTER FUNCTION pacelc._replica_status() SET search_path = pg_catalog, pacelc;
 ALTER FUNCTION pacelc._outer_user() SET search_path = pg_catalog, pacelc;
 ALTER FUNCTION pacelc._wake_worker_at_commit() SET search_path = pg_catalog, pacelc;
 ALTER FUNCTION pacelc._wake_launcher() SET search_path = pg_catalog, pacelc;
+
+/* The worker plans its rounds with its own query now (src/worker.c). */
+DROP FUNCTION pacelc._worker_next_wakeup();

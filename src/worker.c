@@ -334,6 +334,8 @@ exit_if_no_extension(void)
 		proc_exit(0);
 }
 
+static void plan_next_round(void);
+
 /* Expiry of holds, folding of confirmed units, purge of old messages. */
 static void
 housekeeping(bool full)
@@ -352,6 +354,7 @@ housekeeping(bool full)
 			exec_sql(sql);
 		}
 	}
+	plan_next_round();
 	end_work();
 }
 
@@ -371,8 +374,60 @@ typedef struct DueMessage
  */
 static SPIPlanPtr due_plan = NULL;
 
-/* The database's search_path, which handlers run with. */
-static char *handler_search_path = NULL;
+/*
+ * Settings of the worker's own statements, and the database's values of
+ * them, which handlers get back for their call (see handle_message):
+ *
+ *	search_path: the statements run as a superuser and resolve names in
+ *	trusted schemas only, whatever postgresql.conf or ALTER DATABASE says;
+ *	enable_seqscan: every statement is an index probe, but a queue that is
+ *	young when a flash sale starts has statistics saying "empty", and a plan
+ *	scanning the whole growing table per batch would make the worker fall
+ *	further behind the busier it gets;
+ *	jit: what enable_seqscan does to cost estimates would otherwise make
+ *	PostgreSQL compile every tiny statement.
+ */
+typedef struct WorkerSetting
+{
+	const char *name;
+	const char *worker_value;
+	char	   *handler_value;
+} WorkerSetting;
+
+static WorkerSetting worker_settings[] = {
+	{"search_path", "pg_catalog, pacelc", NULL},
+	{"enable_seqscan", "off", NULL},
+	{"jit", "off", NULL},
+};
+
+/* Remembers the database's values, then switches to the worker's. */
+static void
+worker_settings_apply(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(worker_settings); i++)
+	{
+		worker_settings[i].handler_value =
+			MemoryContextStrdup(TopMemoryContext,
+								GetConfigOption(worker_settings[i].name, false, false));
+		SetConfigOption(worker_settings[i].name, worker_settings[i].worker_value,
+						PGC_SUSET, PGC_S_OVERRIDE);
+	}
+}
+
+/* For a handler's call, inside its GUC nest level: the database's values. */
+static void
+worker_settings_for_handler(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(worker_settings); i++)
+		(void) set_config_option(worker_settings[i].name,
+								 worker_settings[i].handler_value,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
 static SPIPlanPtr done_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
@@ -448,9 +503,7 @@ handle_message(DueMessage *m)
 	save_nestlevel = NewGUCNestLevel();
 	PG_TRY();
 	{
-		(void) set_config_option("search_path", handler_search_path,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		worker_settings_for_handler();
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		queue_set_handler_role(m->owner);
@@ -564,43 +617,74 @@ handle_batch(void)
 		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pacelc worker: could not mark messages done");
 	}
+	/* the last batch of a round plans the next round in its transaction */
+	if (n < worker_batch)
+		plan_next_round();
 	end_work();
 	return n;
 }
 
+/*
+ * What the worker knows about its next work, refreshed at the end of every
+ * round by plan_next_round(): when the next message of a handler queue is
+ * due and when the next hold expires (DT_NOEND: none).  Busy rounds then
+ * cost one transaction, not four: the extension check, expiry and planning
+ * only run when they can have something to do.
+ */
+static TimestampTz next_message_at = DT_NOBEGIN;
+static TimestampTz next_expiry_at = DT_NOBEGIN;
+static bool check_extension = true;
+static SPIPlanPtr plan_plan = NULL;
+
+/*
+ * Reads both times, inside the caller's transaction.  Per queue, so each
+ * probe is one step into the (queue, run_at, id) index; the expiry probe is
+ * one step into the partial expiry index.  Plain SQL on purpose: a call of
+ * the LANGUAGE sql next_expiry() would rebuild its body every round.
+ */
+static void
+plan_next_round(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	keep_plan(&plan_plan,
+			  "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
+			  "          (SELECT m.run_at FROM pacelc.messages m"
+			  "            WHERE m.queue = q.name AND m.state = 'ready'"
+			  "            ORDER BY m.run_at LIMIT 1) m"
+			  "         WHERE q.handler IS NOT NULL),"
+			  "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
+			  "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
+	if (SPI_execute_plan(plan_plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pacelc worker: could not plan its next round");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	next_message_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	next_expiry_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
 /* Milliseconds until the next due message or hold expiry, capped. */
 static long
-next_sleep_ms(void)
+next_sleep_ms(TimestampTz now)
 {
+	TimestampTz next = Min(next_message_at, next_expiry_at);
 	long		ms = worker_naptime_s * 1000L;
-	bool		isnull;
-	Datum		next;
+	long		secs;
+	int			usecs;
 
-	begin_work("pacelc: planning");
-	if (SPI_execute("SELECT pacelc._worker_next_wakeup()", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-		{
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(GetCurrentTimestamp(), DatumGetTimestampTz(next),
-								&secs, &usecs);
-			ms = Min(ms, secs * 1000L + usecs / 1000 + 1);
-			/* due but locked by someone else: do not spin */
-			if (secs == 0 && usecs == 0)
-				ms = 100;
-		}
-	}
-	end_work();
-	return ms;
+	if (next == DT_NOEND)
+		return ms;
+	if (next <= now)
+		return 100;				/* due but locked by a consumer: do not spin */
+	TimestampDifference(now, next, &secs, &usecs);
+	return Min(ms, secs * 1000L + usecs / 1000 + 1);
 }
 
 /*
- * One round: due messages batch after batch, then expiry and housekeeping.
- * Returns how long to sleep.
+ * One round: due messages batch after batch, then expiry and housekeeping
+ * when due.  Returns how long to sleep.
  */
 static long
 worker_round(TimestampTz *last_full)
@@ -609,14 +693,19 @@ worker_round(TimestampTz *last_full)
 	bool		full = TimestampDifferenceExceeds(*last_full, now,
 												  worker_naptime_s * 1000);
 
-	exit_if_no_extension();
+	if (full || check_extension)
+	{
+		exit_if_no_extension();
+		check_extension = false;
+	}
 	/* due messages first: an enqueue that woke us should not wait for expiry */
 	while (handle_batch() >= worker_batch)
 		CHECK_FOR_INTERRUPTS();
-	housekeeping(full);
+	if (full || next_expiry_at <= now)
+		housekeeping(full);
 	if (full)
 		*last_full = now;
-	return next_sleep_ms();
+	return next_sleep_ms(GetCurrentTimestamp());
 }
 
 void
@@ -647,15 +736,7 @@ pacelc_worker_main(Datum arg)
 	 */
 	SetConfigOption("deadlock_timeout", "10ms", PGC_SUSET, PGC_S_OVERRIDE);
 
-	/*
-	 * The worker's own statements run as a superuser: they must resolve
-	 * names in trusted schemas only, whatever postgresql.conf or ALTER
-	 * DATABASE sets.  Handlers get the database's usual search_path back
-	 * for their call (see handle_message), and cannot change the worker's.
-	 */
-	handler_search_path = MemoryContextStrdup(TopMemoryContext,
-											  GetConfigOption("search_path", false, false));
-	SetConfigOption("search_path", "pg_catalog, pacelc", PGC_SUSET, PGC_S_OVERRIDE);
+	worker_settings_apply();
 
 	round_context = AllocSetContextCreate(TopMemoryContext, "pacelc worker round",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -684,6 +765,7 @@ pacelc_worker_main(Datum arg)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			check_extension = true;
 			sleep_ms = 1000;
 		}
 		PG_END_TRY();

@@ -6,10 +6,13 @@ GRANT USAGE ON SCHEMA pacelc TO bench_owner;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO bench_owner;
 CREATE TABLE sink (design text, msg bigint, enq timestamptz, started timestamptz DEFAULT clock_timestamp());
 GRANT INSERT ON sink TO bench_owner;
--- pacelc: a handler doing one small insert, run by the worker as bench_owner
-CREATE FUNCTION sink_handler(p jsonb) RETURNS void LANGUAGE sql AS $$
-	INSERT INTO public.sink (design, msg, enq) VALUES ('pacelc', (p->>'i')::bigint, (p->>'t')::timestamptz)
-$$;
+-- pacelc: a handler doing one small insert, run by the worker as bench_owner.
+-- PL/pgSQL keeps its plan across calls; PostgreSQL 15 re-plans a LANGUAGE
+-- sql function in every subtransaction, i.e. for every message.
+CREATE FUNCTION sink_handler(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.sink (design, msg, enq) VALUES ('pacelc', (p->>'i')::bigint, (p->>'t')::timestamptz);
+END $$;
 ALTER FUNCTION sink_handler(jsonb) OWNER TO bench_owner;
 SET ROLE bench_owner;
 SELECT pacelc.create_queue('bench', 'public.sink_handler(jsonb)'::regprocedure);
