@@ -239,3 +239,60 @@ ALTER FUNCTION pacelc._wake_launcher() SET search_path = pg_catalog, pacelc;
 
 /* The worker plans its rounds with its own query now (src/worker.c). */
 DROP FUNCTION pacelc._worker_next_wakeup();
+
+/*
+ * dequeue: a message whose lease ran out max_attempts times (its consumer
+ * died on it each time, without ack or nack) becomes a dead letter instead
+ * of being leased forever.  Same signature and result as in 0.1.
+ */
+CREATE OR REPLACE FUNCTION pacelc.dequeue(queue text, batch integer DEFAULT 1,
+										  lease interval DEFAULT '30s')
+	RETURNS SETOF pacelc.messages
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	q	pacelc.queues;
+BEGIN
+	PERFORM pacelc._assert_loaded();
+	IF queue IS NULL OR batch IS NULL OR lease IS NULL THEN
+		RAISE EXCEPTION 'queue, batch and lease must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch < 1 OR lease <= interval '0' THEN
+		RAISE EXCEPTION 'batch and lease must be positive' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO q FROM pacelc.queues WHERE queues.name = dequeue.queue;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'queue % does not exist', quote_literal(queue) USING ERRCODE = 'undefined_object';
+	END IF;
+	WITH exhausted AS (
+		SELECT m.id, m.attempts FROM pacelc.messages m
+		 WHERE m.queue = dequeue.queue AND m.state = 'ready'
+		   AND m.run_at <= clock_timestamp()
+		   AND m.leased_until IS NOT NULL AND m.attempts >= q.max_attempts
+		   FOR UPDATE SKIP LOCKED),
+	dead AS (
+		UPDATE pacelc.messages m
+		   SET state = 'dead', leased_until = NULL,
+			   last_error = 'lease expired without ack or nack', last_sqlstate = NULL,
+			   last_error_at = clock_timestamp()
+		  FROM exhausted e WHERE m.id = e.id
+		RETURNING m.id, m.attempts)
+	INSERT INTO pacelc.message_errors (message_id, attempt, error)
+	SELECT d.id, d.attempts, 'lease expired without ack or nack' FROM dead d
+	ON CONFLICT (message_id, attempt) DO NOTHING;
+	RETURN QUERY
+	WITH c AS (
+		SELECT m.id FROM pacelc.messages m
+		 WHERE m.queue = dequeue.queue AND m.state = 'ready'
+		   AND m.run_at <= clock_timestamp()
+		 ORDER BY m.run_at, m.id
+		 LIMIT batch
+		   FOR UPDATE SKIP LOCKED)
+	UPDATE pacelc.messages m
+	   SET attempts = m.attempts + 1,
+		   leased_until = clock_timestamp() + lease,
+		   run_at = clock_timestamp() + lease
+	  FROM c WHERE m.id = c.id
+	RETURNING m.*;
+END
+$$;

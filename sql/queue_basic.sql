@@ -52,6 +52,17 @@ SELECT count(*) FROM pacelc.dequeue('short', 1, '50 ms');
 SELECT count(*) FROM pacelc.dequeue('short');
 SELECT pg_sleep(0.1);
 SELECT id = :s1 AS back, attempts FROM pacelc.dequeue('short');
+-- a consumer that dies on a message max_attempts times dead-letters it
+SELECT pacelc.create_queue('poison', max_attempts => 2);
+SELECT pacelc.enqueue('poison', '{"bad": true}') AS p1 \gset
+SELECT count(*) FROM pacelc.dequeue('poison', 1, '20 ms');
+SELECT pg_sleep(0.05);
+SELECT count(*) FROM pacelc.dequeue('poison', 1, '20 ms');
+SELECT pg_sleep(0.05);
+SELECT count(*) AS leased FROM pacelc.dequeue('poison', 1, '20 ms');
+SELECT id = :p1 AS dead_letter, attempts, last_error FROM pacelc.dead_letters WHERE queue = 'poison';
+SELECT attempt, error FROM pacelc.message_errors WHERE message_id = :p1;
+SELECT pacelc.drop_queue('poison');
 
 -- errors
 SELECT pg_temp.err($$SELECT pacelc.enqueue('nope', '{}')$$);

@@ -52,6 +52,9 @@ static bool wake_at_commit = false;
 /* Earliest hold expiry this transaction created (0: none). */
 static TimestampTz wake_by = 0;
 
+/* CREATE EXTENSION in this transaction: tell the launcher at commit. */
+static bool launcher_at_commit = false;
+
 /* In a worker, the owner of the queue whose handler is running. */
 static Oid	handler_role = InvalidOid;
 
@@ -261,14 +264,18 @@ queue_xact_callback(XactEvent event, void *arg)
 				wake_database_worker(MyDatabaseId, 0);
 			else if (queue_shared != NULL && wake_by != 0)
 				wake_database_worker(MyDatabaseId, wake_by);
+			if (queue_shared != NULL && launcher_at_commit)
+				wake_launcher();
 			wake_at_commit = false;
 			wake_by = 0;
+			launcher_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
 			wake_by = 0;
+			launcher_at_commit = false;
 			break;
 		default:
 			break;
@@ -289,15 +296,17 @@ pacelc_wake_worker_at_commit(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pacelc_wake_launcher);
 
 /*
- * CREATE EXTENSION calls this so a new database is served at once.  It is a
- * no-op without the preloaded library, so that the extension can still be
- * created (and then explain itself with 55000 on use).
+ * CREATE EXTENSION calls this so a new database is served at once: the
+ * launcher is woken when the transaction commits (before, the new worker
+ * would find no extension and leave).  It is a no-op without the preloaded
+ * library, so that the extension can still be created (and then explain
+ * itself with 55000 on use).
  */
 Datum
 pacelc_wake_launcher(PG_FUNCTION_ARGS)
 {
 	if (pacelc_preloaded && queue_shared != NULL)
-		wake_launcher();
+		launcher_at_commit = true;
 	PG_RETURN_VOID();
 }
 

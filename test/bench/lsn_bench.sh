@@ -7,16 +7,21 @@
 #  2. write -> read-on-standby latency (p50/p99) and standby backend CPU of
 #     pacelc.wait_for_lsn vs a client polling pg_last_wal_replay_lsn().
 # Usage (root or postgres): bash test/bench/lsn_bench.sh [seconds per run]
+# Environment: CLIENTS=8, TRIALS=500 (latency trials), ROUNDS=5 (throughput
+# rounds; each runs every contender once, the order rotated per round).
+# The synchronous_commit = off rows take the WAL flush out of the commit, so
+# the per-commit CPU cost of pacelc (hooks, the token) is not hidden by it.
 set -euo pipefail
 SECS=${1:-15}
 CLIENTS=${CLIENTS:-8}
 TRIALS=${TRIALS:-500}
+ROUNDS=${ROUNDS:-5}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$(id -u)" = 0 ]; then
 	bash "$ROOT/test/install-deps.sh"
 	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-	exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" CLIENTS="$CLIENTS" TRIALS="$TRIALS" bash "$0" "$@"
+	exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" CLIENTS="$CLIENTS" TRIALS="$TRIALS" ROUNDS="$ROUNDS" bash "$0" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)
 DIR=$(mktemp -d /tmp/pacelc-lsnbench.XXXXXX)
@@ -56,24 +61,48 @@ echo "primary_conninfo = 'host=$DIR port=$P application_name=standby'" >>"$DIR/s
 "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w start >/dev/null
 echo "INSERT INTO t (v) VALUES ('x');" >"$DIR/w.sql"
 
-tps() {
+tps() {	# $1: synchronous_commit of the clients
+	PGOPTIONS="-c synchronous_commit=$1" \
 	"$BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECS" -f "$DIR/w.sql" -h "$DIR" -p $P postgres 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
-declare -A T
-for round in 1 2; do
-	start_primary '' on;              T[plain]="${T[plain]:-} $(tps)"
-	start_primary pacelc on;          T[pacelc]="${T[pacelc]:-} $(tps)"
-	start_primary pacelc remote_apply; T[remote]="${T[remote]:-} $(tps)"
+# ROUNDS rounds; in each, every contender runs once, in an order rotated
+# from round to round (a drifting machine then hurts none of them
+# systematically); the ratios are taken per round (paired) and their
+# median is reported, next to the median tps.
+declare -A T R
+CONTENDERS=(plain pacelc remote plain_async pacelc_async)
+for round in $(seq 1 "$ROUNDS"); do
+	n=${#CONTENDERS[@]}
+	declare -A this=()
+	for k in $(seq 0 $((n - 1))); do
+		c=${CONTENDERS[$(( (k + round) % n ))]}
+		case $c in
+			plain) start_primary '' on; v=$(tps on) ;;
+			pacelc) start_primary pacelc on; v=$(tps on) ;;
+			remote) start_primary pacelc remote_apply; v=$(tps remote_apply) ;;
+			plain_async) start_primary '' on; v=$(tps off) ;;
+			pacelc_async) start_primary pacelc on; v=$(tps off) ;;
+		esac
+		this[$c]=$v
+		T[$c]="${T[$c]:-} $v"
+	done
+	R[pacelc]="${R[pacelc]:-} $(awk "BEGIN{print ${this[pacelc]}/${this[plain]}}")"
+	R[remote]="${R[remote]:-} $(awk "BEGIN{print ${this[remote]}/${this[plain]}}")"
+	R[pacelc_async]="${R[pacelc_async]:-} $(awk "BEGIN{print ${this[pacelc_async]}/${this[plain_async]}}")"
+	echo "round $round: plain ${this[plain]}, pacelc ${this[pacelc]}, remote_apply ${this[remote]}, async plain ${this[plain_async]}, async pacelc ${this[pacelc_async]} tps"
 done
 start_primary pacelc on
-avg() { echo "$@" | awk '{s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.0f", s/NF}'; }
-plain=$(avg ${T[plain]}); pac=$(avg ${T[pacelc]}); rem=$(avg ${T[remote]})
+median() { echo "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 echo
-echo "primary write throughput ($CLIENTS clients, ${SECS}s x 2 rounds, synchronous_commit on, one async standby):"
-printf "  %-40s %8s tps  (runs:%s)\n" "plain, pacelc not loaded" "$plain" "${T[plain]}"
-printf "  %-40s %8s tps  (runs:%s)  ratio %.3f\n" "pacelc loaded, token reported" "$pac" "${T[pacelc]}" "$(awk "BEGIN{print $pac/$plain}")"
-printf "  %-40s %8s tps  (runs:%s)  ratio %.3f\n" "synchronous_commit = remote_apply" "$rem" "${T[remote]}" "$(awk "BEGIN{print $rem/$plain}")"
+echo "primary write throughput ($CLIENTS clients, ${SECS} s runs, $ROUNDS rounds, one async standby; medians, ratios paired per round):"
+echo "| primary writes | tps (median) | ratio to plain (median of rounds) | runs |"
+echo "|---|---:|---:|---|"
+printf "| %s | %.0f | %s | %s |\n" "plain, pacelc not loaded (synchronous_commit on)" "$(median ${T[plain]})" "1.000" "${T[plain]# }"
+printf "| %s | %.0f | %.3f | %s |\n" "pacelc loaded, token reported on every commit" "$(median ${T[pacelc]})" "$(median ${R[pacelc]})" "${T[pacelc]# }"
+printf "| %s | %.0f | %.3f | %s |\n" "synchronous_commit = remote_apply" "$(median ${T[remote]})" "$(median ${R[remote]})" "${T[remote]# }"
+printf "| %s | %.0f | %s | %s |\n" "plain, synchronous_commit off (CPU-bound)" "$(median ${T[plain_async]})" "1.000" "${T[plain_async]# }"
+printf "| %s | %.0f | %.3f | %s |\n" "pacelc, synchronous_commit off (CPU-bound)" "$(median ${T[pacelc_async]})" "$(median ${R[pacelc_async]})" "${T[pacelc_async]# }"
 
 # write -> read latency under a light background write load
 "$BIN/pgbench" -n -c 2 -j 1 -T 60 -R 200 -f "$DIR/w.sql" -h "$DIR" -p $P postgres >/dev/null 2>&1 &
