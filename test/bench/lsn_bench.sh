@@ -39,6 +39,7 @@ unix_socket_directories = '$DIR'
 port = $P
 max_wal_senders = 4
 wal_level = replica
+max_wal_size = 4GB
 CONF
 echo "local replication all trust" >>"$DIR/primary/pg_hba.conf"
 start_primary() {	# $1: shared_preload_libraries, $2: synchronous_commit
@@ -51,7 +52,8 @@ start_primary() {	# $1: shared_preload_libraries, $2: synchronous_commit
 start_primary pacelc on
 PSQL=("$BIN/psql" -X -q -At -h "$DIR")
 "${PSQL[@]}" -p $P -d postgres -c "CREATE EXTENSION pacelc; CREATE TABLE t (id bigserial PRIMARY KEY, v text)"
-"$BIN/pg_basebackup" -h "$DIR" -p $P -D "$DIR/standby" -R -X stream >/dev/null
+# a slot: the CPU-bound runs write WAL faster than the standby replays it
+"$BIN/pg_basebackup" -h "$DIR" -p $P -D "$DIR/standby" -R -X stream -C -S bench_standby >/dev/null
 cat >>"$DIR/standby/postgresql.conf" <<CONF
 port = $S
 shared_preload_libraries = 'pacelc'
@@ -61,7 +63,18 @@ echo "primary_conninfo = 'host=$DIR port=$P application_name=standby'" >>"$DIR/s
 "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w start >/dev/null
 echo "INSERT INTO t (v) VALUES ('x');" >"$DIR/w.sql"
 
+# Waits until the standby has replayed everything, so that no run starts
+# with the previous run's backlog (remote_apply would pay for it).
+catch_up() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$("${PSQL[@]}" -p $P -d postgres -c "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) FROM pg_stat_replication")" = t ] && return 0
+		sleep 0.1
+	done
+	echo "standby did not catch up" >&2; exit 1
+}
 tps() {	# $1: synchronous_commit of the clients
+	catch_up
 	PGOPTIONS="-c synchronous_commit=$1" \
 	"$BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECS" -f "$DIR/w.sql" -h "$DIR" -p $P postgres 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
