@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 
@@ -65,4 +66,34 @@ pacelc_assert_loaded(PG_FUNCTION_ARGS)
 {
 	pacelc_check_loaded();
 	PG_RETURN_VOID();
+}
+
+/* NULL is never a valid value for the arguments that name what to change. */
+void
+pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * Prepares a statement the first time it is needed and keeps it for the
+ * life of the backend (the plan cache replans it after DDL): the hot paths
+ * run the same few statements thousands of times a second.
+ */
+SPIPlanPtr
+pacelc_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return *plan;
 }

@@ -18,6 +18,8 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 /* Application-facing SQLSTATEs, class PC (see README "Errors"). */
 #define ERRCODE_PACELC_INSUFFICIENT_STOCK		MAKE_SQLSTATE('P','C','0','0','1')
 #define ERRCODE_PACELC_UNKNOWN_SKU				MAKE_SQLSTATE('P','C','0','0','2')
@@ -25,9 +27,29 @@
 #define ERRCODE_PACELC_REPLICA_WAIT_TIMEOUT		MAKE_SQLSTATE('P','C','0','1','0')
 #define ERRCODE_PACELC_REPLICA_TOO_STALE		MAKE_SQLSTATE('P','C','0','1','1')
 
+/*
+ * Version guards.  Built and tested on PostgreSQL 15; these are the known
+ * API changes of 16 and 17 the code meets.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pacelc_proc_aclcheck(proc, role, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#else
+#define pacelc_proc_aclcheck(proc, role, mode) \
+	pg_proc_aclcheck((proc), (role), (mode))
+#endif
+#if PG_VERSION_NUM >= 170000
+#define PACELC_MY_PROCNO	GetNumberFromPGProc(MyProc)
+#else
+#define PACELC_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
 /* pacelc.c */
 extern bool pacelc_preloaded;
 extern void pacelc_check_loaded(void);
+extern void pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern struct _SPI_plan *pacelc_keep_plan(struct _SPI_plan **plan, const char *sql,
+										  int nargs, Oid *argtypes);
 
 /* shmem.c: each module reports its size and initialises its part */
 extern void pacelc_shmem_install_hooks(void);

@@ -368,22 +368,6 @@ static const char *const enqueue_key_sql =
 static SPIPlanPtr enqueue_plan = NULL;
 static SPIPlanPtr enqueue_key_plan = NULL;
 
-/* Prepares one of enqueue()'s statements once per backend. */
-static SPIPlanPtr
-enqueue_prepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
 
 /* The id of the message that already holds this queue's idempotency key. */
 static int64
@@ -396,7 +380,7 @@ enqueue_existing(text *queue, Datum key)
 
 	values[0] = PointerGetDatum(queue);
 	values[1] = key;
-	if (SPI_execute_plan(enqueue_prepare(&enqueue_key_plan, enqueue_key_sql, 2, argtypes),
+	if (SPI_execute_plan(pacelc_keep_plan(&enqueue_key_plan, enqueue_key_sql, 2, argtypes),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "enqueue could not look up its idempotency key");
 	if (SPI_processed == 1)
@@ -407,15 +391,6 @@ enqueue_existing(text *queue, Datum key)
 	return id;
 }
 
-/* Rejects a NULL argument of enqueue() by name (22004). */
-static void
-enqueue_require(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
 
 PG_FUNCTION_INFO_V1(pacelc_enqueue);
 
@@ -444,9 +419,9 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 	int64		id;
 
 	pacelc_check_loaded();
-	enqueue_require(fcinfo, 0, "queue");
-	enqueue_require(fcinfo, 1, "payload");
-	enqueue_require(fcinfo, 2, "delay");
+	pacelc_require_arg(fcinfo, 0, "queue");
+	pacelc_require_arg(fcinfo, 1, "payload");
+	pacelc_require_arg(fcinfo, 2, "delay");
 	PreventCommandIfReadOnly("enqueue()");
 	queue = PG_GETARG_TEXT_PP(0);
 	delay = PG_GETARG_INTERVAL_P(2);
@@ -478,7 +453,7 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 		nulls[3] = 'n';
 
 	SPI_connect();
-	if (SPI_execute_plan(enqueue_prepare(&enqueue_plan, enqueue_sql, 4, argtypes),
+	if (SPI_execute_plan(pacelc_keep_plan(&enqueue_plan, enqueue_sql, 4, argtypes),
 						 values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "enqueue failed");
 	if (SPI_processed == 0)

@@ -277,7 +277,7 @@ pacelc_redo(XLogReaderState *record)
 	/* waiters look at what replay is blocked on (see replay_blocked_by_us) */
 	if (!announced && lsn_shared != NULL)
 	{
-		pg_atomic_write_u32(&lsn_shared->startup_procno, MyProc->pgprocno + 1);
+		pg_atomic_write_u32(&lsn_shared->startup_procno, PACELC_MY_PROCNO + 1);
 		announced = true;
 	}
 
@@ -390,7 +390,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	}
 	start = GetCurrentTimestamp();
 	deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
-	slot = MyProc->pgprocno;
+	slot = PACELC_MY_PROCNO;
 	pg_atomic_fetch_add_u64(&lsn_shared->waits, 1);
 	pg_atomic_write_u64(&lsn_shared->targets[slot], target);
 	waiting_since = start;
@@ -705,14 +705,8 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 	int64		timeout_ms;
 
 	pacelc_check_loaded();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("target must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be null")));
+	pacelc_require_arg(fcinfo, 0, "target");
+	pacelc_require_arg(fcinfo, 1, "timeout");
 	target = PG_GETARG_LSN(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
 	/* in double, so that absurd intervals cannot overflow; capped at a day */

@@ -214,16 +214,6 @@ stock_shmem_startup(void)
  * Argument checks
  * --------------------------------------------------------------------- */
 
-/* NULL is never a valid value for the arguments that name what to change. */
-static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
 /* Copies a SKU into a zero-padded key buffer, rejecting what cannot fit. */
 static void
 sku_from_text(text *t, char *buf)
@@ -301,17 +291,7 @@ check_writable(const char *what)
 static SPIPlanPtr
 get_plan(int which, const char *sql, int nargs, Oid *argtypes)
 {
-	if (plans[which] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		plans[which] = plan;
-	}
-	return plans[which];
+	return pacelc_keep_plan(&plans[which], sql, nargs, argtypes);
 }
 
 static int
@@ -1024,8 +1004,8 @@ reserve_one(FunctionCallInfo fcinfo, bool try_only)
 	ArrayType  *ids;
 
 	check_writable(try_only ? "try_reserve()" : "reserve()");
-	require_arg(fcinfo, 0, "sku");
-	require_arg(fcinfo, 1, "qty");
+	pacelc_require_arg(fcinfo, 0, "sku");
+	pacelc_require_arg(fcinfo, 1, "qty");
 	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
 	qty = PG_GETARG_INT64(1);
 	check_qty(qty);
@@ -1078,8 +1058,8 @@ pacelc_reserve_all(PG_FUNCTION_ARGS)
 	Jsonb	   *on_expire;
 
 	check_writable("reserve_all()");
-	require_arg(fcinfo, 0, "skus");
-	require_arg(fcinfo, 1, "qtys");
+	pacelc_require_arg(fcinfo, 0, "skus");
+	pacelc_require_arg(fcinfo, 1, "qtys");
 	sku_arr = PG_GETARG_ARRAYTYPE_P(0);
 	qty_arr = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(sku_arr) > 1 || ARR_NDIM(qty_arr) > 1)
@@ -1207,7 +1187,7 @@ pacelc_confirm(PG_FUNCTION_ARGS)
 	bool		expired;
 
 	check_writable("confirm()");
-	require_arg(fcinfo, 0, "id");
+	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
 	if (strcmp(state, "held") == 0 && expired)
@@ -1244,7 +1224,7 @@ pacelc_release(PG_FUNCTION_ARGS)
 	int64		qty;
 
 	check_writable("release()");
-	require_arg(fcinfo, 0, "id");
+	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
 	if (strcmp(state, "held") != 0)
@@ -1385,8 +1365,8 @@ pacelc_set_stock(PG_FUNCTION_ARGS)
 	bool		created;
 
 	check_writable("set_stock()");
-	require_arg(fcinfo, 0, "sku");
-	require_arg(fcinfo, 1, "on_hand");
+	pacelc_require_arg(fcinfo, 0, "sku");
+	pacelc_require_arg(fcinfo, 1, "on_hand");
 	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
 	on_hand = PG_GETARG_INT64(1);
 	if (on_hand < 0)
@@ -1416,8 +1396,8 @@ pacelc_add_stock(PG_FUNCTION_ARGS)
 	uint64		gen;
 
 	check_writable("add_stock()");
-	require_arg(fcinfo, 0, "sku");
-	require_arg(fcinfo, 1, "delta");
+	pacelc_require_arg(fcinfo, 0, "sku");
+	pacelc_require_arg(fcinfo, 1, "delta");
 	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
 	delta = PG_GETARG_INT64(1);
 
@@ -1458,7 +1438,7 @@ pacelc_available(PG_FUNCTION_ARGS)
 	int64		avail;
 
 	pacelc_check_loaded();
-	require_arg(fcinfo, 0, "sku");
+	pacelc_require_arg(fcinfo, 0, "sku");
 	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
 	if (RecoveryInProgress())
 		PG_RETURN_INT64(available_from_tables(sku));
@@ -1570,7 +1550,7 @@ pacelc_expire_holds(PG_FUNCTION_ARGS)
 	char	  **skus;
 
 	check_writable("expire_holds()");
-	require_arg(fcinfo, 0, "batch");
+	pacelc_require_arg(fcinfo, 0, "batch");
 	batch = PG_GETARG_INT32(0);
 	if (batch < 1)
 		ereport(ERROR,

@@ -30,6 +30,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -431,20 +432,6 @@ worker_settings_for_handler(void)
 static SPIPlanPtr done_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
-/* Prepares a statement once and keeps it for the worker's life. */
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "pacelc worker: could not prepare \"%s\"", sql);
-		*plan = p;
-	}
-	return *plan;
-}
 
 /*
  * Calls the handler directly through the function manager (no SQL text to
@@ -467,7 +454,7 @@ call_handler(DueMessage *m)
 				 errmsg("a queue handler must not run as a superuser"),
 				 errdetail("The queue's owner has become a superuser since the handler was installed."),
 				 errhint("Install the handler again as an ordinary role with pacelc.alter_queue().")));
-	if (pg_proc_aclcheck(m->handler, m->owner, ACL_EXECUTE) != ACLCHECK_OK)
+	if (pacelc_proc_aclcheck(m->handler, m->owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", get_func_name(m->handler)),
@@ -537,7 +524,7 @@ handle_message(DueMessage *m)
 		fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
 		fvalues[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 		fvalues[3] = Int32GetDatum(m->attempts + 1);
-		keep_plan(&fail_plan, "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
+		pacelc_keep_plan(&fail_plan, "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
 				  "  FROM pacelc.messages m WHERE m.id = $1", 4, fargtypes);
 		if (SPI_execute_plan(fail_plan, fvalues, NULL, false, 0) < 0)
 			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
@@ -570,7 +557,7 @@ handle_batch(void)
 
 	begin_work("pacelc: handling messages");
 	values[0] = Int32GetDatum(worker_batch);
-	keep_plan(&due_plan,
+	pacelc_keep_plan(&due_plan,
 			  "SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload"
 			  "  FROM pacelc.queues q CROSS JOIN LATERAL"
 			  "       (SELECT m.id, m.attempts, m.payload, m.run_at"
@@ -611,7 +598,7 @@ handle_batch(void)
 		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID,
 													sizeof(int64), FLOAT8PASSBYVAL,
 													TYPALIGN_DOUBLE));
-		keep_plan(&done_plan,
+		pacelc_keep_plan(&done_plan,
 				  "UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp(),"
 				  "       attempts = attempts + 1 WHERE id = ANY ($1)", 1, doneargtypes);
 		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -648,7 +635,7 @@ plan_next_round(void)
 	bool		isnull;
 	Datum		d;
 
-	keep_plan(&plan_plan,
+	pacelc_keep_plan(&plan_plan,
 			  "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
 			  "          (SELECT m.run_at FROM pacelc.messages m"
 			  "            WHERE m.queue = q.name AND m.state = 'ready'"
@@ -727,7 +714,10 @@ pacelc_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("pacelc worker");
 	StartTransactionCommand();
-	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dbid));
+	dbname = get_database_name(dbid);
+	if (dbname == NULL)
+		proc_exit(0);			/* dropped meanwhile */
+	dbname = MemoryContextStrdup(TopMemoryContext, dbname);
 	CommitTransactionCommand();
 
 	/*

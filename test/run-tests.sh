@@ -25,7 +25,7 @@ if [ "$(id -u)" = 0 ]; then
 	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" \
 		PACELC_TAP="${PACELC_TAP:-}" bash "$WORK/test/run-tests.sh" "$@"
 	rc=$?
-	if [ $rc = 0 ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
+	if [ $rc = 0 ] && [ -z "${PACELC_KEEP_LOGS:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 	exit $rc
 fi
 
