@@ -13,10 +13,13 @@ CREATE OR REPLACE FUNCTION pacelc.enqueue(queue text, payload jsonb, delay inter
 	AS 'MODULE_PATHNAME', 'pacelc_enqueue';
 
 /*
- * drop_queue() locks the messages table against inserts before it deletes,
- * so that an enqueue that found the queue just before the drop cannot leave
- * a message behind in a queue that no longer exists (messages have no
- * foreign key to their queue, on purpose: see the install script).
+ * drop_queue() waits until no transaction is inserting into the messages
+ * table before it deletes, so that an enqueue that found the queue just
+ * before the drop cannot leave a message behind in a queue that no longer
+ * exists (messages have no foreign key to their queue, on purpose: see the
+ * install script).  It asks for the lock with NOWAIT, again and again, so
+ * that while it waits it does not queue every other enqueue behind itself;
+ * after lock_timeout (or 10 s) it gives up with 55P03.
  */
 CREATE OR REPLACE FUNCTION pacelc.drop_queue(name text) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
@@ -24,6 +27,9 @@ CREATE OR REPLACE FUNCTION pacelc.drop_queue(name text) RETURNS void
 DECLARE
 	caller regrole := pacelc._outer_user()::regrole;
 	q	pacelc.queues;
+	deadline timestamptz := clock_timestamp() +
+		CASE WHEN current_setting('lock_timeout') IN ('0', '0ms') THEN interval '10 s'
+			 ELSE current_setting('lock_timeout')::interval END;
 BEGIN
 	PERFORM pacelc._assert_loaded();
 	IF name IS NULL THEN
@@ -39,11 +45,50 @@ BEGIN
 	IF q.owner <> caller AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = caller) THEN
 		RAISE EXCEPTION 'must be the owner of queue %', quote_literal(name) USING ERRCODE = 'insufficient_privilege';
 	END IF;
-	LOCK TABLE pacelc.messages IN SHARE ROW EXCLUSIVE MODE;
+	LOOP
+		BEGIN
+			LOCK TABLE pacelc.messages IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+			EXIT;
+		EXCEPTION WHEN lock_not_available THEN
+			IF clock_timestamp() > deadline THEN
+				RAISE EXCEPTION 'could not drop queue %: messages are being written', quote_literal(name)
+					USING ERRCODE = 'lock_not_available',
+						  HINT = 'Retry when the queue is quieter, or raise lock_timeout.';
+			END IF;
+			PERFORM pg_catalog.pg_sleep(0.01);
+		END;
+	END LOOP;
 	DELETE FROM pacelc.message_errors e USING pacelc.messages m
 	 WHERE m.queue = q.name AND e.message_id = m.id;
 	DELETE FROM pacelc.messages m WHERE m.queue = q.name;
 	DELETE FROM pacelc.queues WHERE queues.name = q.name;
+END
+$$;
+
+/*
+ * create_queue: an enqueue in REPEATABLE READ that raced a drop_queue() can
+ * still have inserted into the dropped queue (its snapshot saw the queue);
+ * a queue created again under that name starts without such leftovers.
+ */
+CREATE OR REPLACE FUNCTION pacelc.create_queue(name text, handler regprocedure DEFAULT NULL,
+											   max_attempts integer DEFAULT 10,
+											   backoff interval DEFAULT '1s') RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pacelc
+	AS $$
+DECLARE
+	caller regrole := pacelc._outer_user()::regrole;
+BEGIN
+	PERFORM pacelc._check_queue_args(name, handler, max_attempts, backoff, caller);
+	INSERT INTO pacelc.queues (name, handler, owner, max_attempts, backoff)
+	VALUES (name, handler, caller, max_attempts, backoff);
+	DELETE FROM pacelc.message_errors e USING pacelc.messages m
+	 WHERE m.queue = create_queue.name AND e.message_id = m.id;
+	DELETE FROM pacelc.messages m WHERE m.queue = create_queue.name;
+	PERFORM pacelc._wake_worker_at_commit();
+EXCEPTION WHEN unique_violation THEN
+	RAISE EXCEPTION 'queue % already exists', quote_literal(name)
+		USING ERRCODE = 'duplicate_object',
+			  HINT = 'Use pacelc.alter_queue() to change it.';
 END
 $$;
 

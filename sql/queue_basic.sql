@@ -81,7 +81,7 @@ SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', backoff => NULL)$$);
 SELECT pg_temp.err($$SELECT pacelc.purge_done(NULL)$$);
 SELECT pg_temp.err($$SELECT pacelc.fold_confirmed(NULL)$$);
 SELECT pg_temp.err($$SELECT pacelc.retry(NULL)$$);
--- a delayed message wakes nobody before it is due, and is scheduled
+-- a delayed message is scheduled, not due
 SELECT pacelc.enqueue('refunds', '{"order": 5}', delay => '2 hours') > 0 AS delayed;
 SELECT scheduled FROM pacelc.queue_status WHERE queue = 'refunds';
 -- read-only transactions cannot enqueue

@@ -249,7 +249,7 @@ wake_database_worker(Oid dbid, TimestampTz by)
 	SpinLockRelease(&queue_shared->mutex);
 	if (proc == NULL)
 		wake_launcher();
-	else if (by == 0 || by < planned)
+	else if (by == 0 || planned == 0 || by < planned)
 		SetLatch(&proc->procLatch);
 }
 

@@ -545,6 +545,34 @@ apply_max_staleness(void)
 				 errhint("Read from the primary or another standby.")));
 }
 
+/*
+ * Utility statements that read no data: ROLLBACK, SET, RESET, DISCARD must
+ * work on a stale standby, and BEGIN and SET pacelc.read_after wait in the
+ * utility hook.  Every other utility statement (COPY, DECLARE CURSOR,
+ * EXPLAIN, ...) is held to read_after and max_staleness here, before the
+ * snapshot it will read with.
+ */
+static bool
+utility_needs_no_snapshot(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_TransactionStmt:
+		case T_VariableSetStmt:
+		case T_VariableShowStmt:
+		case T_DiscardStmt:
+		case T_ListenStmt:
+		case T_UnlistenStmt:
+		case T_DeallocateStmt:
+		case T_CheckPointStmt:
+		case T_LoadStmt:
+		case T_ConstraintsSetStmt:
+			return true;
+		default:
+			return false;
+	}
+}
+
 static void
 lsn_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
@@ -553,12 +581,7 @@ lsn_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (!pacelc_preloaded || IsParallelWorker())
 		return;
 
-	/*
-	 * ROLLBACK, SET, RESET, DISCARD must work on a stale standby; BEGIN and
-	 * SET pacelc.read_after wait in the utility hook, and the queries inside
-	 * COPY or EXPLAIN come through here on their own.
-	 */
-	if (query->commandType == CMD_UTILITY)
+	if (query->commandType == CMD_UTILITY && utility_needs_no_snapshot(query->utilityStmt))
 		return;
 	/* before anything below observes a replay position newer than the snapshot */
 	stamp_transaction();

@@ -643,7 +643,8 @@ plan_next_round(void)
 			  "         WHERE q.handler IS NOT NULL),"
 			  "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
 			  "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
-	if (SPI_execute_plan(plan_plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+	/* not read-only: a fresh snapshot, which sees this round's own work */
+	if (SPI_execute_plan(plan_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -680,6 +681,8 @@ worker_round(TimestampTz *last_full)
 	bool		full = TimestampDifferenceExceeds(*last_full, now,
 												  worker_naptime_s * 1000);
 
+	/* until this round has planned, every commit that wants us sets our latch */
+	queue_set_next_wakeup(0);
 	if (full || check_extension)
 	{
 		exit_if_no_extension();
@@ -712,7 +715,8 @@ pacelc_worker_main(Datum arg)
 	before_shmem_exit(queue_release_slot, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	pgstat_report_appname("pacelc worker");
+	/* a GUC, not just the activity entry: handlers' changes get reverted to it */
+	SetConfigOption("application_name", "pacelc worker", PGC_USERSET, PGC_S_OVERRIDE);
 	StartTransactionCommand();
 	dbname = get_database_name(dbid);
 	if (dbname == NULL)

@@ -41,8 +41,7 @@ my $h = IPC::Run::start(
 	[ 'psql', '-X', '-At', '-d', $standby->connstr('postgres'), '-c',
 	  "SELECT pacelc.wait_for_lsn('$token', '30s'), (SELECT count(*) FROM t)" ],
 	'>', \$stdout, '2>', \$stderr);
-$standby->poll_query_until('postgres', q{
-	SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%wait_for_lsn%' AND pid <> pg_backend_pid()});
+$standby->poll_query_until('postgres', q{SELECT waiters = 1 FROM pacelc.replica_status});
 sleep 1;
 is($standby->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%wait_for_lsn%' AND pid <> pg_backend_pid()}),
