@@ -76,6 +76,22 @@ $h->finish;
 chomp $stdout;
 is($stdout, '3', "read_after set before the statement waits and reads the new data ($stderr)");
 
+# a session whose token cannot be reached in time can still clean up:
+# ROLLBACK (and SET, SHOW) read no data and do not wait for the token
+$standby->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
+$standby->poll_query_until('postgres', q{SELECT pg_get_wal_replay_pause_state() = 'paused'});
+$primary->safe_psql('postgres', q{INSERT INTO t VALUES (4);});
+$token = $primary->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+my ($ret, $out, $err) = $standby->psql('postgres', qq{
+	BEGIN;
+	SET LOCAL pacelc.wait_timeout = '100ms';
+	SET LOCAL pacelc.read_after = '$token';
+	ROLLBACK;
+	SELECT 'clean';}, on_error_stop => 0);
+like($err, qr/standby did not replay to/, 'the token cannot be reached: PC010');
+like($out, qr/clean/, 'ROLLBACK still works, and the session goes on');
+$standby->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
+
 $standby->stop;
 $primary->stop;
 done_testing();
