@@ -538,10 +538,11 @@ handle_message(DueMessage *m)
 /*
  * Handles up to pacelc.worker_batch due messages in one transaction, and
  * marks the successful ones done with one UPDATE before it commits.
- * Due messages are read queue by queue, each from its own range of the
+ * Due messages are picked queue by queue, each from its own range of the
  * (queue, run_at, id) index, so a backlog costs no sort of all ready rows
- * and external consumers' queues are never scanned.  Returns how many it
- * took.
+ * and external consumers' queues are never scanned; only the ones picked
+ * are then locked (SKIP LOCKED, re-checked under the lock).  Returns how
+ * many it took.
  */
 static int
 handle_batch(void)
@@ -558,16 +559,21 @@ handle_batch(void)
 	begin_work("pacelc: handling messages");
 	values[0] = Int32GetDatum(worker_batch);
 	pacelc_keep_plan(&due_plan,
+			  "WITH c AS ("
+			  "  SELECT m.id FROM pacelc.queues q CROSS JOIN LATERAL"
+			  "         (SELECT m.id, m.run_at FROM pacelc.messages m"
+			  "           WHERE m.queue = q.name AND m.state = 'ready'"
+			  "             AND m.run_at <= clock_timestamp()"
+			  "           ORDER BY m.run_at, m.id LIMIT $1) m"
+			  "   WHERE q.handler IS NOT NULL"
+			  "   ORDER BY m.run_at, m.id LIMIT $1)"
 			  "SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload"
-			  "  FROM pacelc.queues q CROSS JOIN LATERAL"
-			  "       (SELECT m.id, m.attempts, m.payload, m.run_at"
-			  "          FROM pacelc.messages m"
-			  "         WHERE m.queue = q.name AND m.state = 'ready'"
-			  "           AND m.run_at <= clock_timestamp()"
-			  "         ORDER BY m.run_at, m.id LIMIT $1"
-			  "           FOR UPDATE SKIP LOCKED) m"
-			  " WHERE q.handler IS NOT NULL"
-			  " ORDER BY m.run_at, m.id LIMIT $1", 1, argtypes);
+			  "  FROM c JOIN pacelc.messages m ON m.id = c.id"
+			  "  JOIN pacelc.queues q ON q.name = m.queue"
+			  " WHERE m.state = 'ready' AND m.run_at <= clock_timestamp()"
+			  "   AND q.handler IS NOT NULL"
+			  " ORDER BY m.run_at, m.id"
+			  "   FOR UPDATE OF m SKIP LOCKED", 1, argtypes);
 	if (SPI_execute_plan(due_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not read due messages");
 	n = (int) SPI_processed;
