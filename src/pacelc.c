@@ -68,6 +68,25 @@ pacelc_assert_loaded(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * An idempotency key (reservations and messages alike) is 1 to
+ * PACELC_KEY_MAXLEN bytes; NULL means "no key".
+ */
+void
+pacelc_check_key(text *key)
+{
+	Size		len;
+
+	if (key == NULL)
+		return;
+	len = VARSIZE_ANY_EXHDR(key);
+	if (len == 0 || len > PACELC_KEY_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency_key must have between 1 and %d bytes",
+						PACELC_KEY_MAXLEN)));
+}
+
 /* NULL is never a valid value for the arguments that name what to change. */
 void
 pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)

@@ -48,6 +48,8 @@
 extern bool pacelc_preloaded;
 extern void pacelc_check_loaded(void);
 extern void pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+#define PACELC_KEY_MAXLEN	255
+extern void pacelc_check_key(text *key);
 extern struct _SPI_plan *pacelc_keep_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);
 

@@ -341,13 +341,11 @@ queue_set_handler_role(Oid role)
  * enqueue()
  * --------------------------------------------------------------------- */
 
-#define QUEUE_KEY_MAXLEN	255
-
 /*
  * One statement looks the queue up (no row: the queue does not exist) and
  * inserts the message unless its idempotency key is taken.  No foreign key
  * and no lock on the queue row: a busy queue's producers must not meet on
- * one row; drop_queue() instead locks the messages table against inserts.
+ * one row; drop_queue() instead waits until no one inserts messages.
  */
 static const char *const enqueue_sql =
 "WITH q AS (SELECT q.handler IS NULL AS consumer FROM pacelc.queues q WHERE q.name = $1),"
@@ -367,7 +365,6 @@ static const char *const enqueue_key_sql =
 
 static SPIPlanPtr enqueue_plan = NULL;
 static SPIPlanPtr enqueue_key_plan = NULL;
-
 
 /* The id of the message that already holds this queue's idempotency key. */
 static int64
@@ -390,7 +387,6 @@ enqueue_existing(text *queue, Datum key)
 		elog(ERROR, "enqueue found no message for its idempotency key");
 	return id;
 }
-
 
 PG_FUNCTION_INFO_V1(pacelc_enqueue);
 
@@ -431,16 +427,7 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("delay must not be negative")));
-	if (!PG_ARGISNULL(3))
-	{
-		Size		len = VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(3));
-
-		if (len == 0 || len > QUEUE_KEY_MAXLEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("idempotency_key must have between 1 and %d bytes",
-							QUEUE_KEY_MAXLEN)));
-	}
+	pacelc_check_key(PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
 	run_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(delay)));

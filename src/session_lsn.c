@@ -350,12 +350,17 @@ replay_blocked_by_us(void)
 		(event & 0xFF000000) == PG_WAIT_LOCK;
 }
 
-/* Releases the waiter slot if the backend exits (FATAL) while waiting. */
+/* This backend's wait in progress (slot -1: none). */
 static int	waiting_slot = -1;
 static TimestampTz waiting_since = 0;
 
+/*
+ * Ends this backend's wait, if any: when the wait returns or fails, and
+ * (as a before_shmem_exit callback) when the backend exits in the middle
+ * of it, e.g. on pg_terminate_backend, where no PG_FINALLY runs.
+ */
 static void
-stop_waiting_at_exit(int code, Datum arg)
+end_wait(int code, Datum arg)
 {
 	if (waiting_slot >= 0)
 	{
@@ -374,9 +379,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 {
 	static bool exit_callback_registered = false;
 	XLogRecPtr	replay = current_replay();
-	TimestampTz start;
 	TimestampTz deadline;
-	int			slot;
 
 	if (replay >= target || !RecoveryInProgress())
 		return replay;
@@ -385,16 +388,14 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 
 	if (!exit_callback_registered)
 	{
-		before_shmem_exit(stop_waiting_at_exit, (Datum) 0);
+		before_shmem_exit(end_wait, (Datum) 0);
 		exit_callback_registered = true;
 	}
-	start = GetCurrentTimestamp();
-	deadline = TimestampTzPlusMilliseconds(start, timeout_ms);
-	slot = PACELC_MY_PROCNO;
+	waiting_since = GetCurrentTimestamp();
+	deadline = TimestampTzPlusMilliseconds(waiting_since, timeout_ms);
+	waiting_slot = PACELC_MY_PROCNO;
 	pg_atomic_fetch_add_u64(&lsn_shared->waits, 1);
-	pg_atomic_write_u64(&lsn_shared->targets[slot], target);
-	waiting_since = start;
-	waiting_slot = slot;
+	pg_atomic_write_u64(&lsn_shared->targets[waiting_slot], target);
 	pg_atomic_fetch_add_u32(&lsn_shared->nwaiters, 1);	/* full barrier */
 
 	PG_TRY();
@@ -435,8 +436,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	}
 	PG_FINALLY();
 	{
-		waiting_slot = -1;
-		stop_waiting(slot, start);
+		end_wait(0, (Datum) 0);
 	}
 	PG_END_TRY();
 	return replay;
@@ -725,7 +725,7 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 {
 	XLogRecPtr	target;
 	Interval   *timeout;
-	int64		timeout_ms;
+	double		ms;
 
 	pacelc_check_loaded();
 	pacelc_require_arg(fcinfo, 0, "target");
@@ -733,17 +733,13 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 	target = PG_GETARG_LSN(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
 	/* in double, so that absurd intervals cannot overflow; capped at a day */
-	{
-		double		ms = ((double) timeout->month * DAYS_PER_MONTH + timeout->day) *
-			SECS_PER_DAY * 1000.0 + (double) timeout->time / 1000.0;
-
-		if (ms < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("timeout must not be negative")));
-		timeout_ms = (int64) Min(ms, (double) SECS_PER_DAY * 1000.0);
-	}
-	PG_RETURN_LSN(wait_for_replay(target, timeout_ms));
+	ms = ((double) timeout->month * DAYS_PER_MONTH + timeout->day) * SECS_PER_DAY * 1000.0 +
+		(double) timeout->time / 1000.0;
+	if (ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	PG_RETURN_LSN(wait_for_replay(target, (int64) Min(ms, (double) SECS_PER_DAY * 1000.0)));
 }
 
 static const char *

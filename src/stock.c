@@ -58,7 +58,6 @@
 #include "pacelc.h"
 
 #define SKU_MAXLEN			63
-#define IDEMPOTENCY_MAXLEN	255
 #define STOCK_PARTITIONS	16
 #define MAX_CART			1000
 #define STATE_MAXLEN		16
@@ -259,21 +258,6 @@ check_ttl(Interval *ttl)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must be positive")));
-}
-
-static void
-check_key(text *key)
-{
-	int			len;
-
-	if (key == NULL)
-		return;
-	len = VARSIZE_ANY_EXHDR(key);
-	if (len == 0 || len > IDEMPOTENCY_MAXLEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idempotency_key must have between 1 and %d bytes",
-						IDEMPOTENCY_MAXLEN)));
 }
 
 /* Writers refuse with the ordinary read-only error, on standbys too. */
@@ -1012,7 +996,7 @@ reserve_one(FunctionCallInfo fcinfo, bool try_only)
 	ttl = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
 	check_ttl(ttl);
 	key = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	check_key(key);
+	pacelc_check_key(key);
 	on_expire = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 
 	skus[0] = sku;
@@ -1106,7 +1090,7 @@ pacelc_reserve_all(PG_FUNCTION_ARGS)
 	ttl = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
 	check_ttl(ttl);
 	key = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	check_key(key);
+	pacelc_check_key(key);
 	on_expire = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
 
 	PG_RETURN_ARRAYTYPE_P(reserve_lines(nskus, skus, qtys, ttl, key, on_expire, false));

@@ -368,12 +368,6 @@ typedef struct DueMessage
 	Datum		payload;		/* detoasted jsonb, in the batch's context */
 } DueMessage;
 
-/*
- * Plans the worker runs every batch: parsed and planned once per worker
- * (the plan cache replans them after DDL), which matters when a round
- * handles a handful of messages thousands of times a second.
- */
-static SPIPlanPtr due_plan = NULL;
 
 /*
  * Settings of the worker's own statements, and the database's values of
@@ -429,9 +423,16 @@ worker_settings_for_handler(void)
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 }
+
+/*
+ * Plans the worker runs every batch: parsed and planned once per worker
+ * (the plan cache replans them after DDL), which matters when a round
+ * handles a handful of messages thousands of times a second.
+ */
+static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr done_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
-
+static SPIPlanPtr plan_plan = NULL;
 
 /*
  * Calls the handler directly through the function manager (no SQL text to
@@ -627,7 +628,6 @@ handle_batch(void)
 static TimestampTz next_message_at = DT_NOBEGIN;
 static TimestampTz next_expiry_at = DT_NOBEGIN;
 static bool check_extension = true;
-static SPIPlanPtr plan_plan = NULL;
 
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
