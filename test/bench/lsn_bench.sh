@@ -19,9 +19,8 @@ ROUNDS=${ROUNDS:-5}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$(id -u)" = 0 ]; then
-	bash "$ROOT/test/install-deps.sh"
-	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-	exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" CLIENTS="$CLIENTS" TRIALS="$TRIALS" ROUNDS="$ROUNDS" bash "$0" "$@"
+	. "$ROOT/test/bench/as_postgres.sh"
+	bench_as_postgres "$0" "CLIENTS TRIALS ROUNDS" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)
 DIR=$(mktemp -d /tmp/pacelc-lsnbench.XXXXXX)

@@ -34,22 +34,10 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
-	bash "$ROOT/test/install-deps.sh"
+	. "$ROOT/test/bench/as_postgres.sh"
 	# the PgQ contender, benchmark only (the tests do not need it)
-	dpkg-query -W -f='${Status}' postgresql-15-pgq3 2>/dev/null | grep -q "install ok installed" ||
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15-pgq3 >/dev/null ||
-		echo "pacelc: postgresql-15-pgq3 could not be installed; PgQ will be skipped" >&2
-	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-	COPY=$(mktemp -d /tmp/pacelc-qbench-src.XXXXXX)
-	cp -a "$ROOT/test/bench" "$COPY/"
-	chown -R postgres: "$COPY"
-	rc=0
-	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ${PRODUCERS:+PRODUCERS="$PRODUCERS"} \
-		${CONSUMERS:+CONSUMERS="$CONSUMERS"} ${BATCH:+BATCH="$BATCH"} ${POLL_MS:+POLL_MS="$POLL_MS"} \
-		${DURATION:+DURATION="$DURATION"} ${IDLE_MESSAGES:+IDLE_MESSAGES="$IDLE_MESSAGES"} \
-		${PORT:+PORT="$PORT"} bash "$COPY/bench/queue_bench.sh" "$@" || rc=$?
-	rm -rf "$COPY"
-	exit $rc
+	BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
+		bench_as_postgres "$0" "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT" "$@"
 fi
 
 QUICK=0

@@ -28,19 +28,8 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
-	bash "$ROOT/test/install-deps.sh"
-	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
-	COPY=$(mktemp -d /tmp/pacelc-bench-src.XXXXXX)
-	cp -a "$ROOT/test/bench" "$COPY/"
-	chown -R postgres: "$COPY"
-	rc=0
-	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ${CLIENTS:+CLIENTS="$CLIENTS"} \
-		${DURATION:+DURATION="$DURATION"} ${PORT:+PORT="$PORT"} ${CONTENDERS:+CONTENDERS="$CONTENDERS"} \
-		${SELLOUT_STOCK:+SELLOUT_STOCK="$SELLOUT_STOCK"} ${SELLOUT_ATTEMPTS:+SELLOUT_ATTEMPTS="$SELLOUT_ATTEMPTS"} \
-		${SELLOUT_CLIENTS:+SELLOUT_CLIENTS="$SELLOUT_CLIENTS"} \
-		bash "$COPY/bench/stock_bench.sh" "$@" || rc=$?
-	rm -rf "$COPY"
-	exit $rc
+	. "$ROOT/test/bench/as_postgres.sh"
+	bench_as_postgres "$0" "CLIENTS DURATION PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
 fi
 
 QUICK=0
