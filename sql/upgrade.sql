@@ -30,7 +30,7 @@ SELECT p.oid::regprocedure FROM pg_proc p
    AND has_function_privilege('public', p.oid, 'EXECUTE')
  ORDER BY 1;
 DROP EXTENSION pacelc;
--- a fresh install is 0.2 (0.1 followed by the update script)
+-- a fresh install is 0.3 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 DROP EXTENSION pacelc;
