@@ -17,18 +17,49 @@ SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
 SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
 SELECT pacelc.enqueue('up_q', '{"v": 2}') > :m1 AS new_message;
 SELECT queue, depth FROM pacelc.queue_status WHERE queue = 'up_q';
-SELECT pacelc.release(:r1);
 SELECT * FROM pacelc.verify();
 -- every function pins its search_path
 SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace = 'pacelc'::regnamespace
    AND NOT coalesce(p.proconfig::text[] @> '{"search_path=pg_catalog, pacelc"}', false)
  ORDER BY 1;
--- nothing is executable by PUBLIC
+-- 0.2 -> 0.3 with a hold, a handler queue and messages in place
+CREATE FUNCTION public.up_handler(p jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE ROLE regress_pacelc_up_owner;
+GRANT EXECUTE ON FUNCTION public.up_handler(jsonb) TO regress_pacelc_up_owner;
+GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_up_owner;
+GRANT EXECUTE ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) TO regress_pacelc_up_owner;
+SET ROLE regress_pacelc_up_owner;
+SELECT pacelc.create_queue('up_h', 'public.up_handler(jsonb)');
+RESET ROLE;
+ALTER EXTENSION pacelc UPDATE TO '0.3';
+SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
+-- handlers are stored as signatures (pg_upgrade refuses reg* columns)
+SELECT name, handler, owner FROM pacelc.queues WHERE name IN ('up_q', 'up_h') ORDER BY 1;
+SELECT format_type(atttypid, NULL) FROM pg_attribute
+ WHERE attrelid = 'pacelc.queues'::regclass AND attname = 'handler';
+-- a hold made before 0.3 has no owner and can still be ended
+SELECT owner IS NULL AS no_owner FROM pacelc.reservation_data WHERE id = :r1;
+SELECT pacelc.release(:r1);
+SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
+SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
+SELECT * FROM pacelc.verify();
+-- every function pins a search_path that ends in pg_temp
 SELECT p.oid::regprocedure FROM pg_proc p
- WHERE p.pronamespace = 'pacelc'::regnamespace
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
+   AND NOT coalesce(p.proconfig::text[] @> '{"search_path=pg_catalog, pacelc, pg_temp"}', false)
+ ORDER BY 1;
+-- nothing is executable by PUBLIC, and pacelc_private is closed
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
    AND has_function_privilege('public', p.oid, 'EXECUTE')
  ORDER BY 1;
+SELECT has_schema_privilege('public', 'pacelc_private', 'USAGE') AS public_private_usage;
+SELECT pacelc.drop_queue('up_h');
+DROP FUNCTION public.up_handler(jsonb);
+REVOKE ALL ON SCHEMA pacelc FROM regress_pacelc_up_owner;
+REVOKE ALL ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) FROM regress_pacelc_up_owner;
+DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
 -- a fresh install is 0.3 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;

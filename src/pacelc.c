@@ -37,6 +37,7 @@ _PG_init(void)
 	session_lsn_init();
 	queue_init();
 	worker_init();
+	pacelc_privilege_init();
 
 	pacelc_shmem_install_hooks();
 }

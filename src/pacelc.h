@@ -53,6 +53,31 @@ extern void pacelc_check_key(text *key);
 extern struct _SPI_plan *pacelc_keep_plan(struct _SPI_plan **plan, const char *sql,
 										  int nargs, Oid *argtypes);
 
+/* privilege.c: acting for the extension's owner on a caller's behalf */
+#include "datatype/timestamp.h"
+#include "utils/timestamp.h"
+extern void pacelc_privilege_init(void);
+extern Datum pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body);
+extern Oid	pacelc_caller(void);
+extern bool pacelc_schema_03(void);
+extern bool pacelc_is_admin(Oid role);
+extern bool pacelc_acts_for(Oid role, Oid owner);
+extern void pacelc_require_internal(FunctionCallInfo fcinfo);
+extern TimestampTz pacelc_future_timestamp(Interval *iv, const char *name,
+										   bool allow_zero, int max_years);
+
+/*
+ * Defines the SQL-callable C function "name" that runs "body" as the
+ * extension's owner (see privilege.c).
+ */
+#define PACELC_OWNER_ENTRY(name, body) \
+	PG_FUNCTION_INFO_V1(name); \
+	Datum \
+	name(PG_FUNCTION_ARGS) \
+	{ \
+		return pacelc_run_as_owner(fcinfo, body); \
+	}
+
 /* shmem.c: each module reports its size and initialises its part */
 extern void pacelc_shmem_install_hooks(void);
 
@@ -87,6 +112,8 @@ extern bool queue_take_rescan(void);
 extern void queue_set_next_wakeup(int64 when);
 extern void queue_wake_worker_by(int64 when);
 extern void queue_set_handler_role(Oid role);
+extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue, bool consume);
+extern void pacelc_queue_denied(struct varlena *queue, const char *what);
 extern Size queue_shmem_size(void);
 extern void queue_shmem_startup(void);
 extern void queue_shmem_request(void);

@@ -21,16 +21,20 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pacelc.h"
@@ -289,6 +293,7 @@ Datum
 pacelc_wake_worker_at_commit(PG_FUNCTION_ARGS)
 {
 	pacelc_check_loaded();
+	pacelc_require_internal(fcinfo);
 	wake_at_commit = true;
 	PG_RETURN_VOID();
 }
@@ -305,6 +310,7 @@ PG_FUNCTION_INFO_V1(pacelc_wake_launcher);
 Datum
 pacelc_wake_launcher(PG_FUNCTION_ARGS)
 {
+	pacelc_require_internal(fcinfo);
 	if (pacelc_preloaded && queue_shared != NULL)
 		launcher_at_commit = true;
 	PG_RETURN_VOID();
@@ -313,13 +319,14 @@ pacelc_wake_launcher(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pacelc_outer_user);
 
 /*
- * The role the session acts as (SET ROLE included), also from inside a
- * SECURITY DEFINER function: queues are owned by, and their handlers run
- * as, the role that created them, not the extension's owner.
+ * pacelc._outer_user() of 0.1 and 0.2, dropped by the 0.3 update script
+ * (which judges callers as current_user at the call site, privilege.c).
+ * The symbol stays for the older scripts that create the function.
  */
 Datum
 pacelc_outer_user(PG_FUNCTION_ARGS)
 {
+	pacelc_require_internal(fcinfo);
 	if (OidIsValid(handler_role))
 		PG_RETURN_OID(handler_role);
 	PG_RETURN_OID(GetOuterUserId());
@@ -341,19 +348,121 @@ queue_set_handler_role(Oid role)
  * enqueue()
  * --------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------
+ * Queue rights and the queue lock
+ * --------------------------------------------------------------------- */
+
+/*
+ * A heavyweight lock per queue name: enqueue holds it in share mode until
+ * its transaction ends, drop_queue() in exclusive mode.  So a drop waits
+ * for the enqueues in flight into that queue, and blocks only that queue,
+ * never the others or the worker.  (A user lock tag that no SQL-level
+ * advisory lock function can produce.)
+ */
+static void
+queue_lock(text *queue, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint32		hash = hash_any((unsigned char *) VARDATA_ANY(queue),
+								VARSIZE_ANY_EXHDR(queue));
+
+	tag.locktag_field1 = MyDatabaseId;
+	tag.locktag_field2 = hash;
+	tag.locktag_field3 = 0x70636c71;	/* "pclq" */
+	tag.locktag_field4 = 0;
+	tag.locktag_type = LOCKTAG_USERLOCK;
+	tag.locktag_lockmethodid = USER_LOCKMETHOD;
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_lock_queue);
+
+/* pacelc_private.lock_queue(name): drop_queue()'s exclusive queue lock. */
+Datum
+pacelc_private_lock_queue(PG_FUNCTION_ARGS)
+{
+	pacelc_require_internal(fcinfo);
+	queue_lock(PG_GETARG_TEXT_PP(0), AccessExclusiveLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * May caller produce into (or consume from) the queue owned by owner?  Its
+ * owner's members and pacelc_admin may; others need a grant (grant_queue)
+ * to a role whose rights they have.
+ */
+bool
+pacelc_queue_allowed(Oid caller, Oid owner, text *queue, bool consume)
+{
+	static SPIPlanPtr grant_plan = NULL;
+	Oid			argtypes[3] = {TEXTOID, OIDOID, BOOLOID};
+	Datum		values[3];
+	bool		allowed;
+
+	if (pacelc_acts_for(caller, owner))
+		return true;
+	values[0] = PointerGetDatum(queue);
+	values[1] = ObjectIdGetDatum(caller);
+	values[2] = BoolGetDatum(consume);
+	SPI_connect();
+	if (SPI_execute_plan(pacelc_keep_plan(&grant_plan,
+										  "SELECT 1 FROM pacelc.queue_grants g"
+										  " WHERE g.queue = $1"
+										  "   AND (CASE WHEN $3 THEN g.consume ELSE g.produce END)"
+										  "   AND pg_catalog.pg_has_role($2, g.grantee::pg_catalog.oid, 'USAGE')"
+										  " LIMIT 1",
+										  3, argtypes),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the rights on a queue");
+	allowed = SPI_processed > 0;
+	SPI_finish();
+	return allowed;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_queue_allowed);
+
+/*
+ * pacelc_private.queue_allowed(caller, queue, owner, consume): the same
+ * for the PL/pgSQL implementations.
+ */
+Datum
+pacelc_private_queue_allowed(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pacelc_queue_allowed(PG_GETARG_OID(0), PG_GETARG_OID(2),
+										PG_GETARG_TEXT_PP(1), PG_GETARG_BOOL(3)));
+}
+
+void
+pacelc_queue_denied(text *queue, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s queue \"%s\"", what,
+					text_to_cstring(queue)),
+			 errhint("The queue's owner can grant it with pacelc.grant_queue().")));
+}
+
+/* ---------------------------------------------------------------------
+ * enqueue()
+ * --------------------------------------------------------------------- */
+
 /*
  * One statement looks the queue up (no row: the queue does not exist) and
  * inserts the message unless its idempotency key is taken.  No foreign key
  * and no lock on the queue row: a busy queue's producers must not meet on
- * one row; drop_queue() instead waits until no one inserts messages.
+ * one row; they share the queue's lock instead (queue_lock), which only
+ * drop_queue() takes exclusively.  The insert happens only for a caller
+ * with the right to produce ($5: the caller has it, decided in C).
  */
 static const char *const enqueue_sql =
-"WITH q AS (SELECT q.handler IS NULL AS consumer FROM pacelc.queues q WHERE q.name = $1),"
+"WITH q AS (SELECT q.handler IS NULL AS consumer, q.owner::pg_catalog.oid AS owner"
+"             FROM pacelc.queues q WHERE q.name = $1),"
 "     ins AS (INSERT INTO pacelc.messages AS m (queue, payload, run_at, idempotency_key)"
 "             SELECT $1, $2, $3, $4 FROM q"
+"              WHERE $5 OR pg_catalog.pg_has_role($6, q.owner::pg_catalog.oid, 'USAGE')"
 "             ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL"
 "             DO NOTHING RETURNING m.id)"
-"SELECT q.consumer, (SELECT ins.id FROM ins) FROM q";
+"SELECT q.consumer, (SELECT ins.id FROM ins), q.owner FROM q";
 
 /*
  * The key was taken: the first message's id.  A statement of its own, so
@@ -388,7 +497,40 @@ enqueue_existing(text *queue, Datum key)
 	return id;
 }
 
-PG_FUNCTION_INFO_V1(pacelc_enqueue);
+/*
+ * Runs the enqueue statement.  Under REPEATABLE READ it reads the queue
+ * with the latest snapshot: the transaction's own snapshot may still show
+ * a queue that a drop_queue() committed meanwhile (the queue lock only
+ * orders the two, it cannot make the older snapshot see the drop).
+ */
+static bool
+enqueue_execute(text *queue, Datum *values, const char *nulls,
+				bool *consumer, Oid *owner, int64 *id)
+{
+	bool		isnull;
+	Oid			argtypes[6] = {TEXTOID, JSONBOID, TIMESTAMPTZOID, TEXTOID, BOOLOID, OIDOID};
+	SPIPlanPtr	plan = pacelc_keep_plan(&enqueue_plan, enqueue_sql, 6, argtypes);
+	int			rc;
+
+	if (IsolationUsesXactSnapshot())
+		rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+								  InvalidSnapshot, false, false, 0);
+	else
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "enqueue failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", text_to_cstring(queue))));
+	*consumer = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull));
+	*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 2, &isnull));
+	return !isnull;
+}
 
 /*
  * enqueue(queue, payload, delay, idempotency_key): adds a message in the
@@ -399,19 +541,18 @@ PG_FUNCTION_INFO_V1(pacelc_enqueue);
  * global lock, so worker-served queues rely on the latch alone).  The same
  * key on the same queue returns the first message's id and adds nothing.
  */
-Datum
-pacelc_enqueue(PG_FUNCTION_ARGS)
+static Datum
+enqueue_body(PG_FUNCTION_ARGS)
 {
 	text	   *queue;
 	Interval   *delay;
-	Interval	zero;
 	TimestampTz run_at;
-	Oid			argtypes[4] = {TEXTOID, JSONBOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	bool		isnull;
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		consumer;
 	bool		inserted;
+	Oid			caller = pacelc_caller();
+	Oid			owner;
 	int64		id;
 
 	pacelc_check_loaded();
@@ -421,16 +562,8 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("enqueue()");
 	queue = PG_GETARG_TEXT_PP(0);
 	delay = PG_GETARG_INTERVAL_P(2);
-	memset(&zero, 0, sizeof(zero));
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(delay),
-										 IntervalPGetDatum(&zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay must not be negative")));
+	run_at = pacelc_future_timestamp(delay, "delay", true, 100);
 	pacelc_check_key(PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
-	run_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-													 TimestampTzGetDatum(GetCurrentTimestamp()),
-													 IntervalPGetDatum(delay)));
 
 	values[0] = PointerGetDatum(queue);
 	values[1] = PG_GETARG_DATUM(1);
@@ -438,21 +571,21 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	if (PG_ARGISNULL(3))
 		nulls[3] = 'n';
+	/* before 0.3 every role with EXECUTE could produce into every queue */
+	values[4] = BoolGetDatum(!pacelc_schema_03() || pacelc_is_admin(caller));
+	values[5] = ObjectIdGetDatum(caller);
 
+	queue_lock(queue, AccessShareLock);
 	SPI_connect();
-	if (SPI_execute_plan(pacelc_keep_plan(&enqueue_plan, enqueue_sql, 4, argtypes),
-						 values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "enqueue failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("queue %s does not exist",
-						quote_literal_cstr(text_to_cstring(queue)))));
-	consumer = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									 SPI_tuptable->tupdesc, 2, &isnull));
-	inserted = !isnull;
+	inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
+	if (!inserted && !pacelc_acts_for(caller, owner) && pacelc_schema_03())
+	{
+		/* not the owner's: the insert needs a grant */
+		if (!pacelc_queue_allowed(caller, owner, queue, false))
+			pacelc_queue_denied(queue, "produce into");
+		values[4] = BoolGetDatum(true);
+		inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
+	}
 	if (!inserted)
 		id = enqueue_existing(queue, values[3]);
 	SPI_finish();
@@ -475,3 +608,5 @@ pacelc_enqueue(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_INT64(id);
 }
+
+PACELC_OWNER_ENTRY(pacelc_enqueue, enqueue_body)

@@ -141,6 +141,10 @@ enum
 	PLAN_EXPIRE,
 	PLAN_ENQUEUE_EXPIRED,
 	PLAN_STANDBY_AVAILABLE,
+	/* the same for a database whose pacelc objects are older than 0.3 */
+	PLAN_INSERT_RESERVATION_02,
+	PLAN_KEY_LOOKUP_02,
+	PLAN_FIND_RESERVATION_02,
 	NUM_PLANS
 };
 static SPIPlanPtr plans[NUM_PLANS];
@@ -247,17 +251,12 @@ check_qty(int64 qty)
 				 errdetail("Got %lld.", (long long) qty)));
 }
 
+/* A ttl must end after now (mixed signs included), at most 100 years on. */
 static void
 check_ttl(Interval *ttl)
 {
-	Interval	zero = {0};
-
-	if (ttl && DatumGetInt32(DirectFunctionCall2(interval_cmp,
-												 IntervalPGetDatum(ttl),
-												 IntervalPGetDatum(&zero))) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must be positive")));
+	if (ttl)
+		(void) pacelc_future_timestamp(ttl, "ttl", false, 100);
 }
 
 /* Writers refuse with the ordinary read-only error, on standbys too. */
@@ -379,7 +378,7 @@ load_from_tables(const char *sku, int64 *avail)
 					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
 					"     WHERE r.sku = k.sku AND r.state = 'confirmed' AND NOT r.folded), 0)"
 					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
-					"     WHERE r.sku = k.sku AND r.state = 'held'), 0))::bigint"
+					"     WHERE r.sku = k.sku AND r.state = 'held'), 0))::pg_catalog.int8"
 					"  FROM pacelc.skus k WHERE k.sku = $1",
 					1, argtypes);
 	values[0] = CStringGetTextDatum(sku);
@@ -765,6 +764,22 @@ stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * --------------------------------------------------------------------- */
 
 /*
+ * A key answers only the role that made its reservations (or one acting
+ * for it): another application reusing the key must not be handed holds
+ * that it may not confirm or release.
+ */
+static void
+check_key_owner(text *key, Datum owner, bool isnull)
+{
+	if (!isnull && !pacelc_acts_for(pacelc_caller(), DatumGetObjectId(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency key \"%s\" was already used by another role",
+						text_to_cstring(key)),
+				 errhint("Idempotency keys are shared by all applications of a database; prefix them, e.g. with the application's name.")));
+}
+
+/*
  * Looks the key up; returns the earlier answer (ids in request order) or
  * NULL.  A key reused for a different request is an error, not a silent
  * wrong answer.
@@ -773,6 +788,7 @@ static ArrayType *
 idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 {
 	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID};
+	SPIPlanPtr	plan;
 	Datum		values[3];
 	Datum		result = (Datum) 0;
 	bool		found = false;
@@ -782,11 +798,20 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(skus);
 	values[2] = PointerGetDatum(qtys);
-	run_plan(get_plan(PLAN_KEY_LOOKUP,
-					  "SELECT ids, skus = $2 AND qtys = $3, skus::text, qtys::text"
-					  "  FROM pacelc.idempotency_keys WHERE key = $1",
-					  3, argtypes),
-			 values, NULL, false);
+	if (pacelc_schema_03())
+		plan = get_plan(PLAN_KEY_LOOKUP,
+						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
+						" i.qtys::pg_catalog.text,"
+						" (SELECT r.owner FROM pacelc.reservation_data r WHERE r.id = i.ids[1])"
+						"  FROM pacelc.idempotency_keys i WHERE i.key = $1",
+						3, argtypes);
+	else
+		plan = get_plan(PLAN_KEY_LOOKUP_02,
+						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
+						" i.qtys::pg_catalog.text, NULL::pg_catalog.oid"
+						"  FROM pacelc.idempotency_keys i WHERE i.key = $1",
+						3, argtypes);
+	run_plan(plan, values, NULL, false);
 	if (SPI_processed > 0)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -800,6 +825,7 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 					 errdetail("It reserved %s with quantities %s.",
 							   SPI_getvalue(tup, desc, 3),
 							   SPI_getvalue(tup, desc, 4))));
+		check_key_owner(key, SPI_getbinval(tup, desc, 5, &isnull), isnull);
 		result = SPI_datumTransfer(SPI_getbinval(tup, desc, 1, &isnull), false, -1);
 		found = true;
 	}
@@ -857,9 +883,10 @@ static int64
 insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 				   Jsonb *on_expire)
 {
-	Oid			argtypes[5] = {TEXTOID, INT8OID, INTERVALOID, TEXTOID, JSONBOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[6] = {TEXTOID, INT8OID, INTERVALOID, TEXTOID, JSONBOID, OIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
 	int64		id;
 
 	SPI_connect();
@@ -868,19 +895,29 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 	values[2] = PointerGetDatum(ttl);
 	values[3] = PointerGetDatum(key);
 	values[4] = PointerGetDatum(on_expire);
+	values[5] = ObjectIdGetDatum(pacelc_caller());
 	if (ttl == NULL)
 		nulls[2] = 'n';
 	if (key == NULL)
 		nulls[3] = 'n';
 	if (on_expire == NULL)
 		nulls[4] = 'n';
-	run_plan(get_plan(PLAN_INSERT_RESERVATION,
-					  "INSERT INTO pacelc.reservation_data"
-					  " (sku, qty, expires_at, idempotency_key, on_expire)"
-					  " VALUES ($1, $2, clock_timestamp() + $3, $4, $5)"
-					  " RETURNING id, expires_at",
-					  5, argtypes),
-			 values, nulls, false);
+	if (pacelc_schema_03())
+		plan = get_plan(PLAN_INSERT_RESERVATION,
+						"INSERT INTO pacelc.reservation_data"
+						" (sku, qty, expires_at, idempotency_key, on_expire, owner)"
+						" VALUES ($1, $2, clock_timestamp() + $3, $4, $5,"
+						"         $6::pg_catalog.regrole)"
+						" RETURNING id, expires_at",
+						6, argtypes);
+	else
+		plan = get_plan(PLAN_INSERT_RESERVATION_02,
+						"INSERT INTO pacelc.reservation_data"
+						" (sku, qty, expires_at, idempotency_key, on_expire)"
+						" VALUES ($1, $2, clock_timestamp() + $3, $4, $5)"
+						" RETURNING id, expires_at",
+						6, argtypes);
+	run_plan(plan, values, nulls, false);
 	id = spi_int64(0, 1, NULL);
 	if (ttl != NULL)
 	{
@@ -1007,23 +1044,20 @@ reserve_one(FunctionCallInfo fcinfo, bool try_only)
 	PG_RETURN_INT64(((int64 *) ARR_DATA_PTR(ids))[0]);
 }
 
-PG_FUNCTION_INFO_V1(pacelc_reserve);
-Datum
-pacelc_reserve(PG_FUNCTION_ARGS)
+static Datum
+reserve_body(PG_FUNCTION_ARGS)
 {
 	return reserve_one(fcinfo, false);
 }
 
-PG_FUNCTION_INFO_V1(pacelc_try_reserve);
-Datum
-pacelc_try_reserve(PG_FUNCTION_ARGS)
+static Datum
+try_reserve_body(PG_FUNCTION_ARGS)
 {
 	return reserve_one(fcinfo, true);
 }
 
-PG_FUNCTION_INFO_V1(pacelc_reserve_all);
-Datum
-pacelc_reserve_all(PG_FUNCTION_ARGS)
+static Datum
+reserve_all_body(PG_FUNCTION_ARGS)
 {
 	ArrayType  *sku_arr;
 	ArrayType  *qty_arr;
@@ -1101,23 +1135,51 @@ pacelc_reserve_all(PG_FUNCTION_ARGS)
  * --------------------------------------------------------------------- */
 
 /*
+ * A reservation belongs to the role that made it: only that role, its
+ * members and pacelc_admin may end it (the worker's expiry runs as the
+ * owner of the extension).  Reservations made before 0.3 have no owner.
+ */
+static void
+check_reservation_owner(int64 id, Oid owner)
+{
+	if (OidIsValid(owner) && !pacelc_acts_for(pacelc_caller(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for reservation %lld", (long long) id),
+				 errdetail("It belongs to role \"%s\".",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+				 errhint("Only the role that made a reservation, its members and members of pacelc_admin may confirm or release it.")));
+}
+
+/*
  * Reads a reservation's SKU, state and whether its ttl has passed; raises
- * PC003 if it does not exist.
+ * PC003 if it does not exist, 42501 if it is not the caller's.
  */
 static void
 find_reservation(int64 id, char *sku, char *state, bool *expired)
 {
+	Oid			owner;
+
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	bool		isnull;
 
 	SPI_connect();
 	values[0] = Int64GetDatum(id);
-	run_plan(get_plan(PLAN_FIND_RESERVATION,
-					  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false)"
-					  "  FROM pacelc.reservation_data WHERE id = $1",
-					  1, argtypes),
-			 values, NULL, false);
+	if (pacelc_schema_03())
+		run_plan(get_plan(PLAN_FIND_RESERVATION,
+						  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
+						  "       owner::pg_catalog.oid"
+						  "  FROM pacelc.reservation_data WHERE id = $1",
+						  1, argtypes),
+				 values, NULL, false);
+	else
+		run_plan(get_plan(PLAN_FIND_RESERVATION_02,
+						  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
+						  "       NULL::pg_catalog.oid"
+						  "  FROM pacelc.reservation_data WHERE id = $1",
+						  1, argtypes),
+				 values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
@@ -1128,7 +1190,10 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 			STATE_MAXLEN);
 	*expired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 3, &isnull));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 4, &isnull));
 	SPI_finish();
+	check_reservation_owner(id, isnull ? InvalidOid : owner);
 }
 
 static void
@@ -1161,9 +1226,8 @@ end_reservation(int plan_no, const char *sql, int64 id)
 	return qty;
 }
 
-PG_FUNCTION_INFO_V1(pacelc_confirm);
-Datum
-pacelc_confirm(PG_FUNCTION_ARGS)
+static Datum
+confirm_body(PG_FUNCTION_ARGS)
 {
 	int64		id;
 	char		sku[SKU_MAXLEN + 1];
@@ -1195,9 +1259,8 @@ pacelc_confirm(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(pacelc_release);
-Datum
-pacelc_release(PG_FUNCTION_ARGS)
+static Datum
+release_body(PG_FUNCTION_ARGS)
 {
 	int64		id;
 	char		sku[SKU_MAXLEN + 1];
@@ -1266,7 +1329,7 @@ lock_sku(const char *sku, bool create, int64 *base, int64 *unfolded)
 		*base = spi_int64(0, 1, NULL);
 		/* a new statement: in READ COMMITTED it sees every committed fold */
 		run_plan(get_plan(PLAN_UNFOLDED,
-						  "SELECT coalesce(sum(qty), 0)::bigint FROM pacelc.reservation_data"
+						  "SELECT coalesce(sum(qty), 0)::pg_catalog.int8 FROM pacelc.reservation_data"
 						  " WHERE sku = $1 AND state = 'confirmed' AND NOT folded",
 						  1, argtypes),
 				 values, NULL, false);
@@ -1336,9 +1399,8 @@ change_on_hand(const char *sku, StockEntry *entry, uint64 gen, int64 base,
 	return new_on_hand;
 }
 
-PG_FUNCTION_INFO_V1(pacelc_set_stock);
-Datum
-pacelc_set_stock(PG_FUNCTION_ARGS)
+static Datum
+set_stock_body(PG_FUNCTION_ARGS)
 {
 	char		sku[SKU_MAXLEN + 1];
 	int64		on_hand;
@@ -1368,9 +1430,8 @@ pacelc_set_stock(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(pacelc_add_stock);
-Datum
-pacelc_add_stock(PG_FUNCTION_ARGS)
+static Datum
+add_stock_body(PG_FUNCTION_ARGS)
 {
 	char		sku[SKU_MAXLEN + 1];
 	int64		delta;
@@ -1412,9 +1473,8 @@ available_from_tables(const char *sku)
 	return avail;
 }
 
-PG_FUNCTION_INFO_V1(pacelc_available);
-Datum
-pacelc_available(PG_FUNCTION_ARGS)
+static Datum
+available_body(PG_FUNCTION_ARGS)
 {
 	char		sku[SKU_MAXLEN + 1];
 	StockEntry *entry;
@@ -1520,9 +1580,8 @@ expire_one(int64 id, const char *sku)
 	return true;
 }
 
-PG_FUNCTION_INFO_V1(pacelc_expire_holds);
-Datum
-pacelc_expire_holds(PG_FUNCTION_ARGS)
+static Datum
+expire_holds_body(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1];
@@ -1569,3 +1628,17 @@ pacelc_expire_holds(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_INT64(n);
 }
+
+/*
+ * The SQL-callable entry points: each runs as the extension's owner and
+ * knows its caller (privilege.c).
+ */
+PACELC_OWNER_ENTRY(pacelc_set_stock, set_stock_body)
+PACELC_OWNER_ENTRY(pacelc_add_stock, add_stock_body)
+PACELC_OWNER_ENTRY(pacelc_reserve, reserve_body)
+PACELC_OWNER_ENTRY(pacelc_try_reserve, try_reserve_body)
+PACELC_OWNER_ENTRY(pacelc_reserve_all, reserve_all_body)
+PACELC_OWNER_ENTRY(pacelc_confirm, confirm_body)
+PACELC_OWNER_ENTRY(pacelc_release, release_body)
+PACELC_OWNER_ENTRY(pacelc_available, available_body)
+PACELC_OWNER_ENTRY(pacelc_expire_holds, expire_holds_body)

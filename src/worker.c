@@ -390,7 +390,7 @@ typedef struct WorkerSetting
 } WorkerSetting;
 
 static WorkerSetting worker_settings[] = {
-	{"search_path", "pg_catalog, pacelc", NULL},
+	{"search_path", "pg_catalog, pacelc, pg_temp", NULL},
 	{"enable_seqscan", "off", NULL},
 	{"jit", "off", NULL},
 };
@@ -568,7 +568,9 @@ handle_batch(void)
 			  "           ORDER BY m.run_at, m.id LIMIT $1) m"
 			  "   WHERE q.handler IS NOT NULL"
 			  "   ORDER BY m.run_at, m.id LIMIT $1)"
-			  "SELECT m.id, m.attempts, q.handler::oid, q.owner::oid, m.payload"
+			  "SELECT m.id, m.attempts,"
+			  "       pg_catalog.to_regprocedure(q.handler::pg_catalog.text)::pg_catalog.oid,"
+			  "       q.owner::pg_catalog.oid, m.payload"
 			  "  FROM c JOIN pacelc.messages m ON m.id = c.id"
 			  "  JOIN pacelc.queues q ON q.name = m.queue"
 			  " WHERE m.state = 'ready' AND m.run_at <= clock_timestamp()"

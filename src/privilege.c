@@ -1,0 +1,432 @@
+/*-------------------------------------------------------------------------
+ *
+ * privilege.c
+ *		Who is calling, and acting for the extension on their behalf.
+ *
+ * pacelc's tables are private to the extension's owner.  An application
+ * changes them only through pacelc's functions, which must therefore act
+ * with the owner's rights while judging the caller as the role whose code
+ * made the call (current_user at the call site, as PostgreSQL's own
+ * privilege checks do).  A SECURITY DEFINER function cannot do both: inside
+ * it, current_user is already the definer and the caller is gone.  So
+ * pacelc's entry points are SECURITY INVOKER and switch to the owner here,
+ * after noting the caller:
+ *
+ *	- C entry points run their body through pacelc_run_as_owner(); the body
+ *	  asks pacelc_caller() who called.
+ *	- SQL-level entry points that are written in PL/pgSQL are declared as
+ *	  the C function pacelc_call_private(), which calls the function of the
+ *	  same name in schema pacelc_private (no one has USAGE on it) with the
+ *	  caller's OID as an extra first argument, as the owner.
+ *
+ * Either way the functions pin search_path = pg_catalog, pacelc, pg_temp,
+ * so no name in their bodies can resolve to a caller's temporary object.
+ * A failing call needs no cleanup here: (sub)transaction abort restores the
+ * user ID and security context, as it does for SECURITY DEFINER functions.
+ *
+ * The file also refuses DROP ROLE of a role that owns a queue or holds
+ * rights on one in the current database (PostgreSQL refuses to drop a role
+ * that owns objects for the same reason: its OID must not come back as
+ * someone else).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pacelc.h"
+
+#define PRIVATE_SCHEMA	"pacelc_private"
+#define ADMIN_ROLE		"pacelc_admin"
+
+/* The role that called the innermost pacelc entry point now running. */
+static Oid	current_caller = InvalidOid;
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Owner of the function being called: the role pacelc acts as. */
+static Oid
+function_owner(Oid fn_oid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * The owner is looked up once per call site (FmgrInfo) and kept in
+ * fn_extra, which C entry points of pacelc do not use otherwise.
+ */
+static Oid
+cached_owner(FunctionCallInfo fcinfo)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+
+	if (flinfo->fn_extra == NULL)
+	{
+		Oid		   *owner = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(Oid));
+
+		*owner = function_owner(flinfo->fn_oid);
+		flinfo->fn_extra = owner;
+	}
+	return *(Oid *) flinfo->fn_extra;
+}
+
+/*
+ * Runs body as the owner of the called function, with pacelc_caller()
+ * telling it who called.
+ */
+Datum
+pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body)
+{
+	Oid			save_caller = current_caller;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	current_caller = save_userid;
+	SetUserIdAndSecContext(cached_owner(fcinfo),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		current_caller = save_caller;
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return result;
+}
+
+/*
+ * Are this database's pacelc objects at 0.3 or later?  The library serves
+ * databases whose ALTER EXTENSION pacelc UPDATE has not run yet with the
+ * 0.2 behaviour (no reservation owners, no queue rights).
+ */
+bool
+pacelc_schema_03(void)
+{
+	return OidIsValid(get_namespace_oid(PRIVATE_SCHEMA, true));
+}
+
+/* The role whose code called the running entry point. */
+Oid
+pacelc_caller(void)
+{
+	if (!OidIsValid(current_caller))
+		elog(ERROR, "pacelc_caller() called outside of a pacelc entry point");
+	return current_caller;
+}
+
+/*
+ * May role act for everything in pacelc (confirm anyone's hold, consume any
+ * queue)?  Superusers and members of pacelc_admin may.
+ */
+bool
+pacelc_is_admin(Oid role)
+{
+	Oid			admin;
+
+	if (superuser_arg(role))
+		return true;
+	admin = get_role_oid(ADMIN_ROLE, true);
+	return OidIsValid(admin) && has_privs_of_role(role, admin);
+}
+
+/* Does role act with the rights of owner (owner itself, a member, admin)? */
+bool
+pacelc_acts_for(Oid role, Oid owner)
+{
+	return has_privs_of_role(role, owner) || pacelc_is_admin(role);
+}
+
+/*
+ * Internal C functions of the schema pacelc are meant for pacelc's own
+ * code, which runs as the owner; an application role that was granted
+ * EXECUTE on them (GRANT ... ON ALL FUNCTIONS) is still refused.
+ */
+void
+pacelc_require_internal(FunctionCallInfo fcinfo)
+{
+	Oid			owner = cached_owner(fcinfo);
+
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("function %s is internal to pacelc",
+						get_func_name(fcinfo->flinfo->fn_oid)),
+				 errdetail("Only pacelc's own functions may call it.")));
+}
+
+/* ---------------------------------------------------------------------
+ * Entry points written in PL/pgSQL
+ * --------------------------------------------------------------------- */
+
+typedef struct PrivateCall
+{
+	FmgrInfo	flinfo;			/* pacelc_private.<name>(oid, ...) */
+	Oid			owner;
+	int			nargs;
+} PrivateCall;
+
+static PrivateCall *
+private_call_setup(FunctionCallInfo fcinfo)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+	PrivateCall *pc;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			argtypes[FUNC_MAX_ARGS];
+	Oid			target;
+	List	   *name;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flinfo->fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->pronargs >= FUNC_MAX_ARGS)
+		elog(ERROR, "too many arguments for pacelc_call_private");
+	argtypes[0] = OIDOID;
+	memcpy(&argtypes[1], proc->proargtypes.values, proc->pronargs * sizeof(Oid));
+	name = list_make2(makeString(PRIVATE_SCHEMA),
+					  makeString(pstrdup(NameStr(proc->proname))));
+	/* the caller has no USAGE on pacelc_private: look it up as the owner */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(proc->proowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	target = LookupFuncName(name, proc->pronargs + 1, argtypes, false);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	pc = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(PrivateCall));
+	pc->owner = proc->proowner;
+	pc->nargs = proc->pronargs;
+	ReleaseSysCache(tup);
+	fmgr_info_cxt(target, &pc->flinfo, flinfo->fn_mcxt);
+	flinfo->fn_extra = pc;
+	return pc;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_call_private);
+
+/*
+ * The C body of every PL/pgSQL-implemented entry point: calls its
+ * implementation in pacelc_private with the caller prepended, as the owner.
+ * Set-returning implementations share the caller's ReturnSetInfo.
+ */
+Datum
+pacelc_call_private(PG_FUNCTION_ARGS)
+{
+	PrivateCall *pc = fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+	int			i;
+
+	pacelc_check_loaded();
+	if (pc == NULL)
+		pc = private_call_setup(fcinfo);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+
+	InitFunctionCallInfoData(*inner, &pc->flinfo, pc->nargs + 1,
+							 fcinfo->fncollation, fcinfo->context,
+							 fcinfo->resultinfo);
+	inner->args[0].value = ObjectIdGetDatum(save_userid);
+	inner->args[0].isnull = false;
+	for (i = 0; i < pc->nargs; i++)
+		inner->args[i + 1] = fcinfo->args[i];
+
+	SetUserIdAndSecContext(pc->owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	result = FunctionCallInvoke(inner);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	fcinfo->isnull = inner->isnull;
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_is_admin);
+
+/* pacelc_private.is_admin(role oid): for the PL/pgSQL implementations. */
+Datum
+pacelc_private_is_admin(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pacelc_is_admin(PG_GETARG_OID(0)));
+}
+
+/* ---------------------------------------------------------------------
+ * Intervals that must end in the future
+ * --------------------------------------------------------------------- */
+
+/*
+ * Checks that now + iv is a timestamp after now (or not before it, with
+ * allow_zero) and at most max_years ahead, and returns it.  Comparing the
+ * interval with zero is not enough: '-1 month +30 days 23 hours' compares
+ * as positive, yet in a 31-day month it ends before it starts.
+ */
+TimestampTz
+pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
+						int max_years)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Interval	max;
+	TimestampTz end;
+
+	memset(&max, 0, sizeof(max));
+	max.month = max_years * MONTHS_PER_YEAR;
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+										  IntervalPGetDatum(&max))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %d years", name, max_years)));
+	/* |iv| is now bounded, so neither sum below can overflow */
+	max.month = -max.month;
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+										  IntervalPGetDatum(&max))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", name)));
+	end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												  TimestampTzGetDatum(now),
+												  IntervalPGetDatum(iv)));
+	if (end < now || (end == now && !allow_zero))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg(allow_zero ? "%s must not be negative" : "%s must be positive",
+						name),
+				 errdetail("Added to the current time, it gives a time in the past.")));
+	return end;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_check_interval);
+
+/*
+ * pacelc_private.check_interval(iv, name, allow_zero, max_years): the same
+ * check for the PL/pgSQL implementations.  NULL passes (callers decide).
+ */
+Datum
+pacelc_private_check_interval(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		(void) pacelc_future_timestamp(PG_GETARG_INTERVAL_P(0),
+									   text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									   PG_GETARG_BOOL(2), PG_GETARG_INT32(3));
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * DROP ROLE of a role that owns a queue
+ * --------------------------------------------------------------------- */
+
+/* Refuses if role owns a queue or has rights on one in this database. */
+static void
+check_role_unused(Oid role, const char *rolename)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	values[0] = ObjectIdGetDatum(role);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT q.name FROM pacelc.queues q"
+							   " WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+							   " UNION ALL"
+							   " SELECT g.queue FROM pacelc.queue_grants g"
+							   " WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+							   " LIMIT 1",
+							   1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the queues of role %u", role);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("role \"%s\" cannot be dropped because pacelc queue \"%s\" depends on it",
+						rolename,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("The role owns the queue or has rights on it in database \"%s\".",
+						   get_database_name(MyDatabaseId)),
+				 errhint("Hand the queue over with pacelc.alter_queue(new_owner => ...) or revoke with pacelc.revoke_queue() first.")));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+static void
+check_drop_role(DropRoleStmt *stmt)
+{
+	ListCell   *lc;
+	Oid			nsp;
+
+	/* only databases whose pacelc is at 0.3 or later have queue_grants */
+	nsp = get_namespace_oid(PRIVATE_SCHEMA, true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_extension_oid("pacelc", true)))
+		return;
+	foreach(lc, stmt->roles)
+	{
+		RoleSpec   *spec = lfirst(lc);
+		Oid			role;
+
+		if (spec->roletype != ROLESPEC_CSTRING)
+			continue;			/* DROP ROLE CURRENT_USER etc. fail anyway */
+		role = get_role_oid(spec->rolename, true);
+		if (OidIsValid(role))
+			check_role_unused(role, spec->rolename);
+	}
+}
+
+static void
+privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, DropRoleStmt) && IsTransactionState())
+		check_drop_role((DropRoleStmt *) pstmt->utilityStmt);
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+pacelc_privilege_init(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = privilege_ProcessUtility;
+}
