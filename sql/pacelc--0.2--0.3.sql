@@ -558,7 +558,7 @@ BEGIN
 	END IF;
 	WITH d AS (DELETE FROM pacelc.messages m
 				WHERE m.state OPERATOR(pg_catalog.=) 'done'
-				  AND m.done_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) older_than
+				  AND m.done_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
 				  AND (admin OR m.queue OPERATOR(pg_catalog.=) ANY (
 						SELECT q.name FROM pacelc.queues q
 						 WHERE pg_catalog.pg_has_role(caller, q.owner::pg_catalog.oid, 'USAGE')))

@@ -31,6 +31,8 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "utils/wait_event.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
@@ -359,8 +361,8 @@ queue_set_handler_role(Oid role)
  * never the others or the worker.  (A user lock tag that no SQL-level
  * advisory lock function can produce.)
  */
-static void
-queue_lock(text *queue, LOCKMODE mode)
+static bool
+queue_lock(text *queue, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
 	uint32		hash = hash_any((unsigned char *) VARDATA_ANY(queue),
@@ -372,17 +374,39 @@ queue_lock(text *queue, LOCKMODE mode)
 	tag.locktag_field4 = 0;
 	tag.locktag_type = LOCKTAG_USERLOCK;
 	tag.locktag_lockmethodid = USER_LOCKMETHOD;
-	(void) LockAcquire(&tag, mode, false, false);
+	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 PG_FUNCTION_INFO_V1(pacelc_private_lock_queue);
 
-/* pacelc_private.lock_queue(name): drop_queue()'s exclusive queue lock. */
+/*
+ * pacelc_private.lock_queue(name): drop_queue()'s exclusive queue lock.
+ * Asked for without queueing, again and again, so that enqueues into the
+ * queue never line up behind a drop that waits; 55P03 after lock_timeout
+ * (or 10 s when it is off).
+ */
 Datum
 pacelc_private_lock_queue(PG_FUNCTION_ARGS)
 {
+	text	   *queue = PG_GETARG_TEXT_PP(0);
+	TimestampTz deadline;
+
 	pacelc_require_internal(fcinfo);
-	queue_lock(PG_GETARG_TEXT_PP(0), AccessExclusiveLock);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   LockTimeout > 0 ? LockTimeout : 10000);
+	while (!queue_lock(queue, AccessExclusiveLock, true))
+	{
+		if (GetCurrentTimestamp() > deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not drop queue \"%s\": messages are being written into it",
+							text_to_cstring(queue)),
+					 errhint("Retry when the queue is quieter, or raise \"lock_timeout\".")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_LOCK);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	PG_RETURN_VOID();
 }
 
@@ -575,7 +599,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 	values[4] = BoolGetDatum(!pacelc_schema_03() || pacelc_is_admin(caller));
 	values[5] = ObjectIdGetDatum(caller);
 
-	queue_lock(queue, AccessShareLock);
+	(void) queue_lock(queue, AccessShareLock, false);
 	SPI_connect();
 	inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
 	if (!inserted && !pacelc_acts_for(caller, owner) && pacelc_schema_03())

@@ -1,0 +1,251 @@
+-- Attacks by a role with the documented grants (pacelc_app, plus the TEMP
+-- privilege every role has by default): none may run its code as another
+-- role, act for another application, or stall others.
+CREATE EXTENSION pacelc;
+\set VERBOSITY terse
+SELECT current_user AS regress_su \gset
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_pacelc_attacker, regress_pacelc_victim,
+	regress_pacelc_definer, regress_pacelc_mon, regress_pacelc_adm;
+RESET client_min_messages;
+CREATE ROLE regress_pacelc_attacker LOGIN IN ROLE pacelc_app;
+CREATE ROLE regress_pacelc_victim LOGIN IN ROLE pacelc_app;
+CREATE ROLE regress_pacelc_definer LOGIN IN ROLE pacelc_app;
+CREATE ROLE regress_pacelc_mon LOGIN IN ROLE pacelc_monitor;
+CREATE ROLE regress_pacelc_adm LOGIN IN ROLE pacelc_admin;
+CREATE SCHEMA regress_sec AUTHORIZATION regress_pacelc_attacker;
+CREATE TABLE public.regress_pwned (who name, sess name, what text);
+GRANT INSERT ON public.regress_pwned TO PUBLIC;
+CREATE FUNCTION public.regress_err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+GRANT EXECUTE ON FUNCTION public.regress_err(text) TO PUBLIC;
+-- the same, without the ids that depend on what ran before
+CREATE FUNCTION public.regress_err_n(sql text) RETURNS text LANGUAGE sql
+	RETURN regexp_replace(public.regress_err(sql), '(reservation|message) \d+', '\1 N', 'g');
+GRANT EXECUTE ON FUNCTION public.regress_err_n(text) TO PUBLIC;
+SELECT pacelc.set_stock('sec-1', 100);
+
+-- 1. Temporary-schema shadowing.  The attacker's pg_temp gets a domain for
+-- every type name pacelc's code could resolve, and a table (with a trigger)
+-- for every relation name; each records who runs it.  No pacelc function
+-- may end up running the attacker's code as anyone but the attacker.  The
+-- attacker works in a session of its own, so that its temporary objects
+-- shadow names only there.
+\c - regress_pacelc_attacker
+\set VERBOSITY terse
+CREATE FUNCTION regress_sec.evil(anyelement) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.regress_pwned VALUES (current_user, session_user, pg_typeof($1)::pg_catalog.text);
+	BEGIN
+		EXECUTE 'ALTER ROLE regress_pacelc_attacker SUPERUSER';
+	EXCEPTION WHEN OTHERS THEN NULL;
+	END;
+	RETURN true;
+END $$;
+CREATE FUNCTION regress_sec.evil_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM regress_sec.evil(TG_TABLE_NAME::pg_catalog.text);
+	RETURN NULL;
+END $$;
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['text', 'int8', 'int4', 'int2', 'jsonb', 'json', 'regrole',
+							 'regprocedure', 'regproc', 'regtype', 'regnamespace', 'regclass',
+							 'timestamptz', 'timestamp', 'oid', 'bool', 'name', 'float8',
+							 'numeric', 'pg_lsn', 'varchar', 'bpchar', 'date', 'aclitem']
+	LOOP
+		EXECUTE format('CREATE DOMAIN pg_temp.%I AS pg_catalog.%I CHECK (regress_sec.evil(VALUE))', t, t);
+	END LOOP;
+	FOREACH t IN ARRAY ARRAY['skus', 'reservation_data', 'idempotency_keys', 'queues',
+							 'messages', 'message_errors', 'queue_grants', 'stock',
+							 'reservations', 'queue_status', 'dead_letters',
+							 'pg_proc', 'pg_roles', 'pg_authid', 'pg_namespace', 'pg_class']
+	LOOP
+		EXECUTE format('CREATE TEMP TABLE %I (sku pg_catalog.text, name pg_catalog.text, queue pg_catalog.text, id pg_catalog.int8, key pg_catalog.text)', t);
+		EXECUTE format('CREATE TRIGGER t BEFORE INSERT OR UPDATE OR DELETE ON pg_temp.%I FOR EACH ROW EXECUTE FUNCTION regress_sec.evil_trigger()', t);
+		EXECUTE format('INSERT INTO pg_temp.%I (sku, name, queue, id, key) SELECT NULL, NULL, NULL, NULL, NULL WHERE false', t);
+	END LOOP;
+END $$;
+CREATE FUNCTION regress_sec.handler(p pg_catalog.jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
+-- every entry point, called the way an application would
+SELECT regress_err($$SELECT pacelc.set_stock('sec-a', 10)$$);
+SELECT regress_err($$SELECT pacelc.add_stock('sec-a', 1)$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-a', 1, ttl => '1 hour', idempotency_key => 'sec-k1', on_expire => '{}')$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-a', 1, idempotency_key => 'sec-k1')$$);
+SELECT regress_err($$SELECT pacelc.try_reserve('sec-a', 1, '1 hour', 'sec-k2', '{}')$$);
+SELECT regress_err($$SELECT pacelc.reserve_all('{sec-a,sec-1}', '{1,1}', '1 hour', 'sec-k3', '{}')$$);
+SELECT regress_err($$SELECT pacelc.confirm(pacelc.reserve('sec-a', 1))$$);
+SELECT regress_err($$SELECT pacelc.release(pacelc.reserve('sec-a', 1))$$);
+SELECT regress_err($$SELECT pacelc.available('sec-a')$$);
+SELECT regress_err($$SELECT pacelc.next_expiry()$$);
+SELECT regress_err($$SELECT * FROM pacelc.verify()$$);
+SELECT regress_err($$SELECT * FROM pacelc.stock$$);
+SELECT regress_err($$SELECT * FROM pacelc.reservations$$);
+SELECT regress_err($$SELECT pacelc.create_queue('sec_q', 'regress_sec.handler(pg_catalog.jsonb)', 3, '1 s')$$);
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_q', 'regress_sec.handler(pg_catalog.jsonb)')$$);
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_q', max_attempts => 4, backoff => '2 s')$$);
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_q', drop_handler => true)$$);
+SELECT regress_err($$SELECT pacelc.grant_queue('sec_q', 'all', 'regress_pacelc_victim')$$);
+SELECT regress_err($$SELECT pacelc.revoke_queue('sec_q', 'consume', 'regress_pacelc_victim')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_q', '{"a": 1}', '0', 'sec-m1')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_q', '{"a": 1}', '0', 'sec-m1')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_q', '{"a": 2}')$$);
+SELECT regress_err($$SELECT pacelc.ack((SELECT id FROM pacelc.dequeue('sec_q', 1, '1 min')))$$);
+SELECT regress_err($$SELECT pacelc.nack((SELECT id FROM pacelc.dequeue('sec_q', 1, '1 min')), 'boom', '0 s')$$);
+SELECT regress_err($$SELECT pacelc.purge_done('0 s')$$);
+SELECT regress_err($$SELECT * FROM pacelc.stats()$$);
+SELECT regress_err($$SELECT * FROM pacelc.queue_status$$);
+SELECT regress_err($$SELECT * FROM pacelc.dead_letters$$);
+SELECT regress_err($$SELECT * FROM pacelc.replica_status$$);
+SELECT regress_err($$SELECT pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn('0/0')$$);
+SELECT regress_err($$SELECT pacelc.drop_queue('sec_q')$$);
+SELECT regress_err($$SELECT pacelc.expire_holds(10)$$);
+SELECT regress_err($$SELECT pacelc.fold_confirmed(10)$$);
+\c - :regress_su
+\set VERBOSITY terse
+-- which functions of the schema did the attack above not call?  (a new
+-- function must be added to the list of calls)
+SELECT p.proname FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = 'pacelc'::regnamespace AND p.proname NOT LIKE '\_%'
+   AND p.proname NOT IN ('set_stock', 'add_stock', 'reserve', 'try_reserve', 'reserve_all',
+						 'confirm', 'release', 'available', 'next_expiry', 'verify',
+						 'create_queue', 'alter_queue', 'grant_queue', 'revoke_queue',
+						 'enqueue', 'dequeue', 'ack', 'nack', 'retry', 'purge_done', 'stats',
+						 'commit_lsn', 'replay_lsn', 'wait_for_lsn', 'drop_queue',
+						 'expire_holds', 'fold_confirmed')
+ ORDER BY 1;
+-- nobody but the attacker ran the attacker's code
+SELECT who, count(*) > 0 AS ran FROM public.regress_pwned GROUP BY who ORDER BY who;
+SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'regress_pacelc_attacker';
+DELETE FROM public.regress_pwned;
+
+-- 2. Definer confusion: code owned by regress_pacelc_definer, called by
+-- the attacker, acts as regress_pacelc_definer (current_user at the call
+-- site), not as the session's role.
+CREATE FUNCTION public.regress_make_queue(n pg_catalog.text) RETURNS void SECURITY DEFINER
+	LANGUAGE sql AS $$ SELECT pacelc.create_queue(n) $$;
+ALTER FUNCTION public.regress_make_queue(text) OWNER TO regress_pacelc_definer;
+GRANT EXECUTE ON FUNCTION public.regress_make_queue(text) TO regress_pacelc_attacker;
+SET ROLE regress_pacelc_attacker;
+SELECT public.regress_make_queue('sec_def');
+RESET ROLE;
+SELECT name, owner FROM pacelc.queues WHERE name = 'sec_def';
+SET ROLE regress_pacelc_attacker;
+SELECT regress_err($$SELECT pacelc.drop_queue('sec_def')$$);
+RESET ROLE;
+
+-- 3. Handlers: a schema without USAGE, an OID of nothing, a SECURITY
+-- DEFINER function owned by a superuser.
+CREATE SCHEMA regress_closed;
+CREATE FUNCTION regress_closed.h(p jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+GRANT EXECUTE ON FUNCTION regress_closed.h(jsonb) TO PUBLIC;
+CREATE FUNCTION public.regress_su_h(p jsonb) RETURNS void SECURITY DEFINER LANGUAGE sql AS $$ SELECT $$;
+GRANT EXECUTE ON FUNCTION public.regress_su_h(jsonb) TO PUBLIC;
+SELECT 'regress_closed.h(jsonb)'::pg_catalog.regprocedure::pg_catalog.oid AS closed_oid \gset
+SET ROLE regress_pacelc_attacker;
+SELECT regress_err(format('SELECT pacelc.create_queue(%L, %s::oid::regprocedure)', 'sec_h1', :closed_oid));
+SELECT regress_err($$SELECT pacelc.create_queue('sec_h2', 4000000000::oid::regprocedure)$$);
+SELECT regress_err($$SELECT pacelc.create_queue('sec_h3', 'public.regress_su_h(jsonb)')$$);
+RESET ROLE;
+
+-- 4. A role that owns a queue cannot be dropped.
+GRANT USAGE ON SCHEMA regress_sec TO regress_pacelc_victim;
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.create_queue('sec_victim', 'regress_sec.handler(jsonb)');
+RESET ROLE;
+SELECT regress_err($$DROP ROLE regress_pacelc_victim$$);
+
+-- 5. Internal functions refuse application roles, whatever they are granted.
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_attacker;
+SET ROLE regress_pacelc_attacker;
+SELECT regress_err($$SELECT pacelc._wake_launcher()$$);
+SELECT regress_err($$SELECT pacelc._wake_worker_at_commit()$$);
+SELECT regress_err($$SELECT pacelc_private.drop_queue(0, 'sec_victim')$$);
+RESET ROLE;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc FROM regress_pacelc_attacker;
+
+-- 6. Isolation between applications.
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.reserve('sec-1', 2, idempotency_key => 'victim-order-1') AS victim_hold \gset
+SELECT pacelc.enqueue('sec_victim', '{"card": "4111"}') AS victim_msg \gset
+RESET ROLE;
+UPDATE pacelc.messages SET state = 'dead' WHERE id = :victim_msg;
+GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO regress_pacelc_attacker;
+SET ROLE regress_pacelc_attacker;
+SELECT regress_err_n(format('SELECT pacelc.confirm(%s)', :victim_hold));
+SELECT regress_err_n(format('SELECT pacelc.release(%s)', :victim_hold));
+SELECT regress_err($$SELECT pacelc.reserve('sec-1', 2, idempotency_key => 'victim-order-1')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}')$$);
+SELECT regress_err($$SELECT pacelc.dequeue('sec_victim')$$);
+SELECT regress_err_n(format('SELECT pacelc.retry(%s)', :victim_msg));
+SELECT regress_err_n(format('SELECT pacelc.ack(%s)', :victim_msg));
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', new_owner => 'regress_pacelc_attacker')$$);
+SELECT count(*) AS private_rows FROM pacelc.messages;
+SELECT count(*) AS private_rows FROM pacelc.reservation_data;
+SELECT count(*) AS visible_dead FROM pacelc.dead_letters;
+SELECT count(*) AS visible_holds FROM pacelc.reservations WHERE id = :victim_hold;
+SELECT queue FROM pacelc.queue_status ORDER BY 1;
+SELECT queue FROM pacelc.stats() ORDER BY 1;
+SELECT pacelc.purge_done('0 s') >= 0 AS purged;
+RESET ROLE;
+REVOKE SELECT ON ALL TABLES IN SCHEMA pacelc FROM regress_pacelc_attacker;
+SELECT state FROM pacelc.messages WHERE id = :victim_msg;
+-- a grant lets another role produce and consume
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.grant_queue('sec_victim', 'all', 'regress_pacelc_attacker');
+RESET ROLE;
+SET ROLE regress_pacelc_attacker;
+SELECT pacelc.enqueue('sec_victim', '{"from": "granted"}') > 0 AS produced;
+SELECT count(*) AS visible_dead FROM pacelc.dead_letters;
+SELECT regress_err_n(format('SELECT pacelc.retry(%s)', :victim_msg));
+SELECT regress_err($$SELECT pacelc.drop_queue('sec_victim')$$);
+RESET ROLE;
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.revoke_queue('sec_victim', 'all', 'regress_pacelc_attacker');
+RESET ROLE;
+SET ROLE regress_pacelc_attacker;
+SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}')$$);
+RESET ROLE;
+-- monitors see every queue and hold, no payloads; admins act for everyone
+SET ROLE regress_pacelc_mon;
+SELECT count(*) > 0 AS sees_holds FROM pacelc.reservations WHERE id = :victim_hold;
+SELECT count(*) AS visible_dead FROM pacelc.dead_letters;
+SELECT queue FROM pacelc.queue_status WHERE queue LIKE 'sec%' ORDER BY 1;
+SELECT regress_err_n(format('SELECT pacelc.release(%s)', :victim_hold));
+RESET ROLE;
+SET ROLE regress_pacelc_adm;
+SELECT pacelc.release(:victim_hold);
+SELECT pacelc.expire_holds(10) >= 0 AS expired, pacelc.fold_confirmed(10) >= 0 AS folded;
+RESET ROLE;
+
+-- 8. Intervals with mixed signs, and ones too large to add.
+SET ROLE regress_pacelc_victim;
+SELECT regress_err($$SELECT pacelc.reserve('sec-1', 1, ttl => '-1 year +360 days 1 hour')$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-1', 1, ttl => '1000000 years')$$);
+SELECT regress_err($$SELECT pacelc.dequeue('sec_victim', 1, '-1 year +360 days 1 hour')$$);
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '1000000 years')$$);
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '-1 year +360 days 1 hour')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}', delay => '1000000 years')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}', delay => '-1 year +360 days 1 hour')$$);
+RESET ROLE;
+
+-- clean up: nothing of the test stays behind
+SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name LIKE 'sec%' ORDER BY name;
+DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a');
+DELETE FROM pacelc.idempotency_keys WHERE key LIKE 'sec-%' OR key LIKE 'victim-%';
+DELETE FROM pacelc.skus WHERE sku IN ('sec-1', 'sec-a');
+DROP SCHEMA regress_sec CASCADE;
+DROP SCHEMA regress_closed CASCADE;
+DROP FUNCTION public.regress_su_h(jsonb), public.regress_make_queue(text), public.regress_err(text),
+	public.regress_err_n(text);
+DROP TABLE public.regress_pwned;
+DROP ROLE regress_pacelc_attacker, regress_pacelc_victim, regress_pacelc_definer,
+	regress_pacelc_mon, regress_pacelc_adm;
+DROP EXTENSION pacelc;
