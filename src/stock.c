@@ -1603,8 +1603,10 @@ expire_holds_body(PG_FUNCTION_ARGS)
 	SPI_connect();
 	values[0] = Int32GetDatum(batch);
 	run_plan(get_plan(PLAN_DUE_HOLDS,
-					  "SELECT id, sku FROM pacelc.reservation_data"
+					  "SELECT id, sku FROM pacelc.reservation_data r"
 					  " WHERE state = 'held' AND expires_at <= statement_timestamp()"
+					  /* not while a restore has loaded the hold but not its SKU */
+					  "   AND EXISTS (SELECT FROM pacelc.skus k WHERE k.sku = r.sku)"
 					  " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
 					  1, argtypes),
 			 values, NULL, false);

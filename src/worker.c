@@ -78,6 +78,13 @@ worker_init(void)
 {
 	BackgroundWorker bgw;
 
+	/*
+	 * pg_upgrade runs both clusters in binary-upgrade mode: no worker may
+	 * touch a database that is being restored or read for the upgrade.
+	 */
+	if (IsBinaryUpgrade)
+		return;
+
 	DefineCustomIntVariable("pacelc.worker_batch",
 							"Messages a worker handles per transaction.",
 							NULL, &worker_batch, 100, 1, 10000,
