@@ -16,6 +16,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 
 #include "pacelc.h"
 
@@ -38,6 +39,9 @@ _PG_init(void)
 	queue_init();
 	worker_init();
 	pacelc_privilege_init();
+
+	/* every pacelc.* setting is defined above: refuse misspelt ones */
+	MarkGUCPrefixReserved("pacelc");
 
 	pacelc_shmem_install_hooks();
 }

@@ -1197,12 +1197,18 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 }
 
 static void
-raise_not_active(int64 id, const char *state, const char *action)
+raise_not_active(int64 id, const char *state, bool confirming)
 {
+	if (confirming)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("cannot confirm reservation %lld because it is not held",
+						(long long) id),
+				 errdetail("The reservation is %s.", state)));
 	ereport(ERROR,
 			(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
-			 errmsg("cannot %s reservation %lld because it is not held",
-					action, (long long) id),
+			 errmsg("cannot release reservation %lld because it is not held",
+					(long long) id),
 			 errdetail("The reservation is %s.", state)));
 }
 
@@ -1254,7 +1260,7 @@ confirm_body(PG_FUNCTION_ARGS)
 						" RETURNING qty", id) < 0)
 	{
 		find_reservation(id, sku, state, &expired);
-		raise_not_active(id, strcmp(state, "held") == 0 ? "expired" : state, "confirm");
+		raise_not_active(id, strcmp(state, "held") == 0 ? "expired" : state, true);
 	}
 	PG_RETURN_VOID();
 }
@@ -1275,7 +1281,7 @@ release_body(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
 	if (strcmp(state, "held") != 0)
-		raise_not_active(id, state, "release");
+		raise_not_active(id, state, false);
 
 	/* the entry must be loaded before the row changes (see file header) */
 	entry = stock_acquire(sku, true, &gen);
@@ -1286,7 +1292,7 @@ release_body(PG_FUNCTION_ARGS)
 	if (qty < 0)
 	{
 		find_reservation(id, sku, state, &expired);
-		raise_not_active(id, state, "release");
+		raise_not_active(id, state, false);
 	}
 	escrow_add_on_commit(entry, gen, qty, false);
 	PG_RETURN_VOID();
