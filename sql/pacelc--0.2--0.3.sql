@@ -249,6 +249,10 @@ CREATE FUNCTION pacelc_private.create_queue(caller pg_catalog.oid, name pg_catal
 	AS $$
 BEGIN
 	PERFORM pacelc_private.check_queue_args(name, handler, max_attempts, backoff, caller);
+	/* never through the insert: a restore merges the row of "expired" (trigger) */
+	IF EXISTS (SELECT FROM pacelc.queues q WHERE q.name OPERATOR(pg_catalog.=) create_queue.name) THEN
+		RAISE unique_violation;
+	END IF;
 	INSERT INTO pacelc.queues (name, handler, owner, max_attempts, backoff)
 	VALUES (name, pacelc_private.handler_signature(handler), caller::pg_catalog.regrole,
 			max_attempts, backoff);

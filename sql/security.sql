@@ -172,6 +172,7 @@ RESET ROLE;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc FROM regress_pacelc_attacker;
 
 -- 6. Isolation between applications.
+CREATE COLLATION public.regress_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 SET ROLE regress_pacelc_victim;
 SELECT pacelc.reserve('sec-1', 2, idempotency_key => 'victim-order-1') AS victim_hold \gset
 SELECT pacelc.enqueue('sec_victim', '{"card": "4111"}') AS victim_msg \gset
@@ -187,6 +188,13 @@ SELECT regress_err($$SELECT pacelc.dequeue('sec_victim')$$);
 SELECT regress_err_n(format('SELECT pacelc.retry(%s)', :victim_msg));
 SELECT regress_err_n(format('SELECT pacelc.ack(%s)', :victim_msg));
 SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', new_owner => 'regress_pacelc_attacker')$$);
+-- the built-in queue cannot be taken over by creating it again
+SELECT regress_err($$SELECT pacelc.create_queue('expired', 'regress_sec.handler(jsonb)')$$);
+-- a caller's nondeterministic collation does not reach pacelc's comparisons:
+-- a squatted case variant of the victim's queue name gives no access to it
+SELECT pacelc.create_queue('SEC_VICTIM');
+SELECT regress_err($$SELECT pacelc.dequeue('sec_victim' COLLATE public.regress_ci, 10)$$);
+SELECT count(*) AS taken FROM pacelc.dequeue('SEC_VICTIM' COLLATE public.regress_ci, 10);
 SELECT count(*) AS private_rows FROM pacelc.messages;
 SELECT count(*) AS private_rows FROM pacelc.reservation_data;
 SELECT count(*) AS visible_dead FROM pacelc.dead_letters;
@@ -237,12 +245,13 @@ SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}', delay => '-1 year
 RESET ROLE;
 
 -- clean up: nothing of the test stays behind
-SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name LIKE 'sec%' ORDER BY name;
+SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name ILIKE 'sec%' ORDER BY name;
 DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a');
 DELETE FROM pacelc.idempotency_keys WHERE key LIKE 'sec-%' OR key LIKE 'victim-%';
 DELETE FROM pacelc.skus WHERE sku IN ('sec-1', 'sec-a');
 DROP SCHEMA regress_sec CASCADE;
 DROP SCHEMA regress_closed CASCADE;
+DROP COLLATION public.regress_ci;
 DROP FUNCTION public.regress_su_h(jsonb), public.regress_make_queue(text), public.regress_err(text),
 	public.regress_err_n(text);
 DROP TABLE public.regress_pwned;

@@ -258,9 +258,12 @@ pacelc_call_private(PG_FUNCTION_ARGS)
 		pc = private_call_setup(fcinfo);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 
+	/*
+	 * Not the caller's collation: a nondeterministic one would make the
+	 * implementation's name comparisons match other applications' queues.
+	 */
 	InitFunctionCallInfoData(*inner, &pc->flinfo, pc->nargs + 1,
-							 fcinfo->fncollation, fcinfo->context,
-							 fcinfo->resultinfo);
+							 InvalidOid, fcinfo->context, fcinfo->resultinfo);
 	inner->args[0].value = ObjectIdGetDatum(save_userid);
 	inner->args[0].isnull = false;
 	for (i = 0; i < pc->nargs; i++)
