@@ -14,6 +14,31 @@
  * ====================================================================== */
 
 /*
+ * The worker keeps using these tables while the update runs.  Take them all
+ * first, without queueing (a round of the worker holds some of them and
+ * may ask for the others: waiting for one table at a time could deadlock).
+ */
+DO $locks$
+DECLARE
+	deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) '60 s';
+BEGIN
+	LOOP
+		BEGIN
+			LOCK TABLE pacelc.queues, pacelc.messages, pacelc.message_errors,
+				pacelc.skus, pacelc.reservation_data, pacelc.idempotency_keys
+				IN ACCESS EXCLUSIVE MODE NOWAIT;
+			EXIT;
+		EXCEPTION WHEN lock_not_available THEN
+			IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
+				RAISE;
+			END IF;
+			PERFORM pg_catalog.pg_sleep(0.02);
+		END;
+	END LOOP;
+END
+$locks$;
+
+/*
  * Application roles, shipped with the extension (roles are cluster-wide, so
  * another database's pacelc may have created them already):
  *	pacelc_app		uses the API: stock, reservations (its own), queues (its
@@ -55,6 +80,16 @@ REVOKE ALL ON SCHEMA pacelc_private FROM PUBLIC;
 
 /* A reservation belongs to the role that made it (NULL: made before 0.3). */
 ALTER TABLE pacelc.reservation_data ADD COLUMN owner pg_catalog.regrole;
+
+/*
+ * An idempotency key belongs to the role that used it: another application
+ * using the same key has a key of its own (keys made before 0.3 have no
+ * owner and answer every role, as before).
+ */
+ALTER TABLE pacelc.idempotency_keys ADD COLUMN owner pg_catalog.regrole;
+ALTER TABLE pacelc.idempotency_keys DROP CONSTRAINT idempotency_keys_pkey;
+CREATE UNIQUE INDEX idempotency_keys_key_owner ON pacelc.idempotency_keys (key, owner)
+	NULLS NOT DISTINCT;
 
 /* Rights on a queue that its owner granted to other roles. */
 CREATE TABLE pacelc.queue_grants (
@@ -184,9 +219,12 @@ BEGIN
 		RETURN;
 	END IF;
 	SELECT f.prokind, f.pronargs, f.proargtypes[0] AS argtype, f.pronamespace,
-		   f.prosecdef, o.rolsuper AS owned_by_superuser
+		   f.prosecdef, o.rolsuper AS owned_by_superuser,
+		   n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' AS temporary
 	  INTO p
-	  FROM pg_catalog.pg_proc f JOIN pg_catalog.pg_authid o ON o.oid OPERATOR(pg_catalog.=) f.proowner
+	  FROM pg_catalog.pg_proc f
+	  JOIN pg_catalog.pg_authid o ON o.oid OPERATOR(pg_catalog.=) f.proowner
+	  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) f.pronamespace
 	 WHERE f.oid OPERATOR(pg_catalog.=) handler;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'function with OID % does not exist', handler::pg_catalog.oid
@@ -197,6 +235,11 @@ BEGIN
 		RAISE EXCEPTION 'function % cannot be a queue handler', handler
 			USING ERRCODE = 'undefined_function',
 				  DETAIL = 'A handler is a function taking exactly one argument of type jsonb.';
+	END IF;
+	IF p.temporary THEN
+		RAISE EXCEPTION 'function % cannot be a queue handler', handler
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'It lives in a temporary schema, which another session may reuse.';
 	END IF;
 	IF (SELECT r.rolsuper FROM pg_catalog.pg_authid r WHERE r.oid OPERATOR(pg_catalog.=) owner) THEN
 		RAISE EXCEPTION 'a queue handler must not run as a superuser'

@@ -106,6 +106,10 @@ SELECT regress_err($$SELECT * FROM pacelc.dead_letters$$);
 SELECT regress_err($$SELECT * FROM pacelc.replica_status$$);
 SELECT regress_err($$SELECT pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn('0/0')$$);
 SELECT regress_err($$SELECT pacelc.drop_queue('sec_q')$$);
+-- a handler in a temporary schema, which another session may reuse later
+CREATE FUNCTION pg_temp.h(p pg_catalog.jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT regexp_replace(regress_err($$SELECT pacelc.create_queue('sec_tmp', 'pg_temp.h(pg_catalog.jsonb)')$$),
+					  'pg_temp_\d+', 'pg_temp_N');
 SELECT regress_err($$SELECT pacelc.expire_holds(10)$$);
 SELECT regress_err($$SELECT pacelc.fold_confirmed(10)$$);
 \c - :regress_su
@@ -242,7 +246,22 @@ SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '1000000
 SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '-1 year +360 days 1 hour')$$);
 SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}', delay => '1000000 years')$$);
 SELECT regress_err($$SELECT pacelc.enqueue('sec_victim', '{}', delay => '-1 year +360 days 1 hour')$$);
+-- months and days that cancel out when compared still span millennia
+SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '+290000 years -104400000 days')$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-1', 1, ttl => '+290000 years -104400000 days')$$);
 RESET ROLE;
+
+-- DROP OWNED revokes queue grants, REASSIGN OWNED hands queues and holds over
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.grant_queue('sec_victim', 'consume', 'regress_pacelc_definer');
+RESET ROLE;
+SELECT regress_err($$DROP ROLE regress_pacelc_definer$$);
+DROP OWNED BY regress_pacelc_definer;
+SELECT count(*) AS grants_left FROM pacelc.queue_grants WHERE grantee = 'regress_pacelc_definer'::regrole;
+REASSIGN OWNED BY regress_pacelc_victim TO regress_pacelc_adm;
+SELECT name, owner FROM pacelc.queues WHERE name = 'sec_victim';
+REVOKE USAGE ON SCHEMA regress_sec FROM regress_pacelc_victim;
+DROP ROLE regress_pacelc_victim;
 
 -- clean up: nothing of the test stays behind
 SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name ILIKE 'sec%' ORDER BY name;
@@ -252,9 +271,8 @@ DELETE FROM pacelc.skus WHERE sku IN ('sec-1', 'sec-a');
 DROP SCHEMA regress_sec CASCADE;
 DROP SCHEMA regress_closed CASCADE;
 DROP COLLATION public.regress_ci;
-DROP FUNCTION public.regress_su_h(jsonb), public.regress_make_queue(text), public.regress_err(text),
-	public.regress_err_n(text);
+DROP FUNCTION public.regress_su_h(jsonb), public.regress_err(text), public.regress_err_n(text);
 DROP TABLE public.regress_pwned;
-DROP ROLE regress_pacelc_attacker, regress_pacelc_victim, regress_pacelc_definer,
+DROP ROLE regress_pacelc_attacker, regress_pacelc_definer,
 	regress_pacelc_mon, regress_pacelc_adm;
 DROP EXTENSION pacelc;

@@ -29,16 +29,20 @@ CREATE ROLE regress_pacelc_up_owner;
 GRANT EXECUTE ON FUNCTION public.up_handler(jsonb) TO regress_pacelc_up_owner;
 GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_up_owner;
 GRANT EXECUTE ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) TO regress_pacelc_up_owner;
+-- the 0.3 library refuses 0.2's SECURITY DEFINER functions to ordinary
+-- roles until the update (their search_path lets pg_temp shadow names)
 SET ROLE regress_pacelc_up_owner;
 SELECT pacelc.create_queue('up_h', 'public.up_handler(jsonb)');
 RESET ROLE;
+SELECT pacelc.create_queue('up_h');
+SELECT pacelc.alter_queue('up_h', 'public.up_handler(jsonb)', new_owner => 'regress_pacelc_up_owner');
 ALTER EXTENSION pacelc UPDATE TO '0.3';
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 -- handlers are stored as signatures (pg_upgrade refuses reg* columns)
 SELECT name, handler, owner FROM pacelc.queues WHERE name IN ('up_q', 'up_h') ORDER BY 1;
 SELECT format_type(atttypid, NULL) FROM pg_attribute
  WHERE attrelid = 'pacelc.queues'::regclass AND attname = 'handler';
--- a hold made before 0.3 has no owner and can still be ended
+-- a hold made before 0.3 has no owner: pacelc_admin (here a superuser) ends it
 SELECT owner IS NULL AS no_owner FROM pacelc.reservation_data WHERE id = :r1;
 SELECT pacelc.release(:r1);
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';

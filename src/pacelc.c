@@ -70,6 +70,7 @@ Datum
 pacelc_assert_loaded(PG_FUNCTION_ARGS)
 {
 	pacelc_check_loaded();
+	pacelc_refuse_old_definer();
 	PG_RETURN_VOID();
 }
 

@@ -60,6 +60,7 @@ extern void pacelc_privilege_init(void);
 extern Datum pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body);
 extern Oid	pacelc_caller(void);
 extern bool pacelc_schema_03(void);
+extern void pacelc_refuse_old_definer(void);
 extern bool pacelc_is_admin(Oid role);
 extern bool pacelc_acts_for(Oid role, Oid owner);
 extern void pacelc_require_internal(FunctionCallInfo fcinfo);

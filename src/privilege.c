@@ -24,8 +24,8 @@
  * A failing call needs no cleanup here: (sub)transaction abort restores the
  * user ID and security context, as it does for SECURITY DEFINER functions.
  *
- * The file also refuses DROP ROLE of a role that owns a queue or holds
- * rights on one in the current database (PostgreSQL refuses to drop a role
+ * The file also refuses DROP ROLE of a role that owns a queue, holds
+ * rights on one or owns a held reservation in the current database (PostgreSQL refuses to drop a role
  * that owns objects for the same reason: its OID must not come back as
  * someone else).
  *
@@ -37,6 +37,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -134,7 +135,48 @@ pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body)
 bool
 pacelc_schema_03(void)
 {
-	return OidIsValid(get_namespace_oid(PRIVATE_SCHEMA, true));
+	Oid			nsp = get_namespace_oid(PRIVATE_SCHEMA, true);
+	HeapTuple	tup;
+	bool		ours = false;
+
+	if (!OidIsValid(nsp))
+		return false;
+	/* created by the update script: owned by the extension's owner */
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (HeapTupleIsValid(tup))
+	{
+		Oid			pacelc_nsp = get_namespace_oid("pacelc", true);
+		HeapTuple	tup2 = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(pacelc_nsp));
+
+		if (HeapTupleIsValid(tup2))
+		{
+			ours = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner ==
+				((Form_pg_namespace) GETSTRUCT(tup2))->nspowner;
+			ReleaseSysCache(tup2);
+		}
+		ReleaseSysCache(tup);
+	}
+	return ours;
+}
+
+/*
+ * The SQL functions of pacelc 0.1 and 0.2 are SECURITY DEFINER with a
+ * search_path that lets a caller's temporary objects shadow names.  In a
+ * database whose ALTER EXTENSION pacelc UPDATE has not run yet, this
+ * library refuses them to everyone but superusers (the worker included),
+ * whose code a shadowing object could not run with more rights.  They
+ * call _assert_loaded() or _outer_user() before anything else.
+ */
+void
+pacelc_refuse_old_definer(void)
+{
+	if (!pacelc_schema_03() && !superuser_arg(GetOuterUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pacelc in database \"%s\" must be updated before ordinary roles may use this function",
+						get_database_name(MyDatabaseId)),
+				 errdetail("The installed pacelc library refuses the functions of pacelc 0.1 and 0.2 that run as the extension's owner, which are open to privilege escalation."),
+				 errhint("Run ALTER EXTENSION pacelc UPDATE in this database.")));
 }
 
 /* The role whose code called the running entry point. */
@@ -303,24 +345,36 @@ pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
 	TimestampTz now = GetCurrentTimestamp();
 	Interval	max;
 	TimestampTz end;
+	TimestampTz limit;
 
+	/*
+	 * Each field on its own first (interval_cmp() counts a month as 30
+	 * days, so '1000 years -360000 days' would compare as small): bounded
+	 * fields cannot overflow when added to now.
+	 */
+	if (Abs((int64) iv->month) > (int64) max_years * MONTHS_PER_YEAR ||
+		Abs((int64) iv->day) > (int64) max_years * 366 ||
+		iv->time > (int64) max_years * 366 * USECS_PER_DAY ||
+		iv->time < -(int64) max_years * 366 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_plural("%s must be at most %d year",
+							   "%s must be at most %d years",
+							   max_years, name, max_years)));
 	memset(&max, 0, sizeof(max));
 	max.month = max_years * MONTHS_PER_YEAR;
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
-										  IntervalPGetDatum(&max))) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be at most %d years", name, max_years)));
-	/* |iv| is now bounded, so neither sum below can overflow */
-	max.month = -max.month;
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
-										  IntervalPGetDatum(&max))) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be negative", name)));
 	end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 												  TimestampTzGetDatum(now),
 												  IntervalPGetDatum(iv)));
+	limit = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													TimestampTzGetDatum(now),
+													IntervalPGetDatum(&max)));
+	if (end > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_plural("%s must be at most %d year",
+							   "%s must be at most %d years",
+							   max_years, name, max_years)));
 	if (end < now || (end == now && !allow_zero))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -350,7 +404,7 @@ pacelc_private_check_interval(PG_FUNCTION_ARGS)
  * DROP ROLE of a role that owns a queue
  * --------------------------------------------------------------------- */
 
-/* Refuses if role owns a queue or has rights on one in this database. */
+/* Refuses if pacelc objects of this database depend on role. */
 static void
 check_role_unused(Oid role, const char *rolename)
 {
@@ -366,11 +420,16 @@ check_role_unused(Oid role, const char *rolename)
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT q.name FROM pacelc.queues q"
+	rc = SPI_execute_with_args("SELECT pg_catalog.format('queue %I', q.name) FROM pacelc.queues q"
 							   " WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
 							   " UNION ALL"
-							   " SELECT g.queue FROM pacelc.queue_grants g"
+							   " SELECT pg_catalog.format('queue %I', g.queue) FROM pacelc.queue_grants g"
 							   " WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+							   " UNION ALL"
+							   " SELECT pg_catalog.format('reservation %s', r.id)"
+							   "   FROM pacelc.reservation_data r"
+							   " WHERE r.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+							   "   AND r.state OPERATOR(pg_catalog.=) 'held'"
 							   " LIMIT 1",
 							   1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -378,12 +437,12 @@ check_role_unused(Oid role, const char *rolename)
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("role \"%s\" cannot be dropped because pacelc queue \"%s\" depends on it",
-						rolename,
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errdetail("The role owns the queue or has rights on it in database \"%s\".",
+				 errmsg("role \"%s\" cannot be dropped because some pacelc objects depend on it",
+						rolename),
+				 errdetail("The role owns or has rights on pacelc %s in database \"%s\".",
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 						   get_database_name(MyDatabaseId)),
-				 errhint("Hand the queue over with pacelc.alter_queue(new_owner => ...) or revoke with pacelc.revoke_queue() first.")));
+				 errhint("Hand its queues over with pacelc.alter_queue(new_owner => ...), revoke with pacelc.revoke_queue() and end its holds first.")));
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
@@ -411,6 +470,56 @@ check_drop_role(DropRoleStmt *stmt)
 	}
 }
 
+/*
+ * DROP OWNED BY revokes what was granted to the roles, REASSIGN OWNED BY
+ * hands what they own to the new role: for pacelc's queues and holds too,
+ * so that the roles can then be dropped as PostgreSQL's own objects allow.
+ */
+static void
+follow_owned(Node *stmt)
+{
+	List	   *roles = IsA(stmt, DropOwnedStmt) ? ((DropOwnedStmt *) stmt)->roles
+	: ((ReassignOwnedStmt *) stmt)->roles;
+	Oid			newrole = InvalidOid;
+	Oid			save_userid;
+	int			save_sec_context;
+	ListCell   *lc;
+
+	if (!pacelc_schema_03() || !OidIsValid(get_extension_oid("pacelc", true)))
+		return;
+	if (IsA(stmt, ReassignOwnedStmt))
+		newrole = get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole, false);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+	foreach(lc, roles)
+	{
+		Oid			argtypes[2] = {OIDOID, OIDOID};
+		Datum		values[2];
+		const char *sql;
+
+		values[0] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
+		values[1] = ObjectIdGetDatum(newrole);
+		if (IsA(stmt, DropOwnedStmt))
+			sql = "DELETE FROM pacelc.queue_grants g"
+				" WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
+		else
+			sql = "WITH q AS (UPDATE pacelc.queues q SET owner = $2::pg_catalog.regrole"
+				"            WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole),"
+				"     r AS (UPDATE pacelc.reservation_data r SET owner = $2::pg_catalog.regrole"
+				"            WHERE r.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole)"
+				" UPDATE pacelc.idempotency_keys k SET owner = $2::pg_catalog.regrole"
+				"  WHERE k.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
+		if (SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0) < 0)
+			elog(ERROR, "could not update pacelc objects of role %u",
+				 DatumGetObjectId(values[0]));
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
 static void
 privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						 bool readOnlyTree, ProcessUtilityContext context,
@@ -425,6 +534,10 @@ privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+	/* after PostgreSQL's own checks of the statement passed */
+	if ((IsA(pstmt->utilityStmt, DropOwnedStmt) ||
+		 IsA(pstmt->utilityStmt, ReassignOwnedStmt)) && IsTransactionState())
+		follow_owned(pstmt->utilityStmt);
 }
 
 void

@@ -328,7 +328,7 @@ PG_FUNCTION_INFO_V1(pacelc_outer_user);
 Datum
 pacelc_outer_user(PG_FUNCTION_ARGS)
 {
-	pacelc_require_internal(fcinfo);
+	pacelc_refuse_old_definer();
 	if (OidIsValid(handler_role))
 		PG_RETURN_OID(handler_role);
 	PG_RETURN_OID(GetOuterUserId());
@@ -365,13 +365,18 @@ static bool
 queue_lock(text *queue, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
-	uint32		hash = hash_any((unsigned char *) VARDATA_ANY(queue),
-								VARSIZE_ANY_EXHDR(queue));
+	unsigned char *name = (unsigned char *) VARDATA_ANY(queue);
+	int			len = VARSIZE_ANY_EXHDR(queue);
 
+	/*
+	 * 64 bits of two independent hashes of the name: an application must
+	 * not be able to find a name of its own whose lock is another
+	 * application's queue's lock.
+	 */
 	tag.locktag_field1 = MyDatabaseId;
-	tag.locktag_field2 = hash;
-	tag.locktag_field3 = 0x70636c71;	/* "pclq" */
-	tag.locktag_field4 = 0;
+	tag.locktag_field2 = DatumGetUInt32(hash_any(name, len));
+	tag.locktag_field3 = (uint32) DatumGetUInt64(hash_any_extended(name, len, 0x7061636c));
+	tag.locktag_field4 = 0x7051;	/* "pQ" */
 	tag.locktag_type = LOCKTAG_USERLOCK;
 	tag.locktag_lockmethodid = USER_LOCKMETHOD;
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;

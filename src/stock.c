@@ -145,6 +145,7 @@ enum
 	PLAN_INSERT_RESERVATION_02,
 	PLAN_KEY_LOOKUP_02,
 	PLAN_FIND_RESERVATION_02,
+	PLAN_KEY_INSERT_02,
 	NUM_PLANS
 };
 static SPIPlanPtr plans[NUM_PLANS];
@@ -787,9 +788,9 @@ check_key_owner(text *key, Datum owner, bool isnull)
 static ArrayType *
 idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID};
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, OIDOID};
 	SPIPlanPtr	plan;
-	Datum		values[3];
+	Datum		values[4];
 	Datum		result = (Datum) 0;
 	bool		found = false;
 	bool		isnull;
@@ -798,25 +799,30 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(skus);
 	values[2] = PointerGetDatum(qtys);
+	values[3] = ObjectIdGetDatum(pacelc_caller());
+	/* a key is the caller's own (keys made before 0.3 have no owner) */
 	if (pacelc_schema_03())
 		plan = get_plan(PLAN_KEY_LOOKUP,
 						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
 						" i.qtys::pg_catalog.text,"
 						" (SELECT r.owner FROM pacelc.reservation_data r WHERE r.id = i.ids[1])"
-						"  FROM pacelc.idempotency_keys i WHERE i.key = $1",
-						3, argtypes);
+						"  FROM pacelc.idempotency_keys i"
+						" WHERE i.key = $1 AND (i.owner = $4 OR i.owner IS NULL)"
+						" ORDER BY i.owner NULLS LAST LIMIT 1",
+						4, argtypes);
 	else
 		plan = get_plan(PLAN_KEY_LOOKUP_02,
 						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
 						" i.qtys::pg_catalog.text, NULL::pg_catalog.oid"
 						"  FROM pacelc.idempotency_keys i WHERE i.key = $1",
-						3, argtypes);
+						4, argtypes);
 	run_plan(plan, values, NULL, false);
 	if (SPI_processed > 0)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
+		check_key_owner(key, SPI_getbinval(tup, desc, 5, &isnull), isnull);
 		if (!DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -825,7 +831,6 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 					 errdetail("It reserved %s with quantities %s.",
 							   SPI_getvalue(tup, desc, 3),
 							   SPI_getvalue(tup, desc, 4))));
-		check_key_owner(key, SPI_getbinval(tup, desc, 5, &isnull), isnull);
 		result = SPI_datumTransfer(SPI_getbinval(tup, desc, 1, &isnull), false, -1);
 		found = true;
 	}
@@ -841,20 +846,29 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 static bool
 idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
 {
-	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		values[4];
+	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, OIDOID};
+	Datum		values[5];
 	bool		inserted;
+	SPIPlanPtr	plan;
 
 	SPI_connect();
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(skus);
 	values[2] = PointerGetDatum(qtys);
 	values[3] = PointerGetDatum(ids);
-	run_plan(get_plan(PLAN_KEY_INSERT,
-					  "INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids)"
-					  " VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
-					  4, argtypes),
-			 values, NULL, false);
+	values[4] = ObjectIdGetDatum(pacelc_caller());
+	if (pacelc_schema_03())
+		plan = get_plan(PLAN_KEY_INSERT,
+						"INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids, owner)"
+						" VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
+						" ON CONFLICT (key, owner) DO NOTHING",
+						5, argtypes);
+	else
+		plan = get_plan(PLAN_KEY_INSERT_02,
+						"INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids)"
+						" VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+						5, argtypes);
+	run_plan(plan, values, NULL, false);
 	inserted = SPI_processed > 0;
 	SPI_finish();
 	return inserted;
@@ -1142,13 +1156,16 @@ reserve_all_body(PG_FUNCTION_ARGS)
 static void
 check_reservation_owner(int64 id, Oid owner)
 {
-	if (OidIsValid(owner) && !pacelc_acts_for(pacelc_caller(), owner))
+	/*
+	 * Another application's reservation: as if it did not exist.  A hold
+	 * made before 0.3 has no owner and belongs to no application: only
+	 * pacelc_admin ends it (or the worker, when its ttl passes).
+	 */
+	if (OidIsValid(owner) ? !pacelc_acts_for(pacelc_caller(), owner)
+		: (pacelc_schema_03() && !pacelc_is_admin(pacelc_caller())))
 		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for reservation %lld", (long long) id),
-				 errdetail("It belongs to role \"%s\".",
-						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
-				 errhint("Only the role that made a reservation, its members and members of pacelc_admin may confirm or release it.")));
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("reservation %lld does not exist", (long long) id)));
 }
 
 /*
