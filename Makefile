@@ -22,7 +22,7 @@ TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 ISOLATION_OPTS = --inputdir=test
-EXTRA_CLEAN = build.log
+EXTRA_CLEAN = build.log tmp_run
 
 PG_CPPFLAGS = -I$(srcdir)/src
 # The JIT bitcode needs clang, which a plain Debian machine may not have.
