@@ -13,7 +13,7 @@
 # one the host's apt sources name.  Services never start in a root
 # (policy-rc.d exits 101) and no "main" cluster is created.  Callers hold
 # an exclusive flock on "$PACELC_ROOTS/SUITE.lock" while they use a root
-# (see with_root_lock).
+# (test/run-tests.sh does).
 set -euo pipefail
 
 ROOTS=${PACELC_ROOTS:-/var/cache/pacelc/roots}
@@ -32,13 +32,18 @@ packages_of() {
 		"make gcc libc6-dev python3 python3-psycopg2 procps util-linux"
 }
 
-# The first Debian archive URI of the host's apt sources (one-line or deb822).
+# The Debian archive the host's apt sources name (one-line or deb822 format;
+# the first that is not the security archive), or $PACELC_MIRROR.
 host_mirror() {
 	local m
-	m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		grep -v '^\s*#' |
-		grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v -- '-security' | head -1 | tr -d ' ' || true)
-	echo "${m:-http://deb.debian.org/debian}"
+	m=${PACELC_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+		/etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^\s*#' |
+		grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v -- '-security' | head -1 | tr -d ' ' || true)}
+	if [ -z "$m" ]; then
+		echo "pacelc: no Debian mirror in /etc/apt/sources.list*; set PACELC_MIRROR" >&2
+		return 1
+	fi
+	echo "$m"
 }
 
 MOUNTED=()
@@ -63,13 +68,26 @@ mount_all() {
 in_root() {
 	local r=$1 rc=0
 	shift
-	trap umount_all EXIT INT TERM
+	trap umount_all EXIT
+	trap 'umount_all; exit 130' INT TERM
 	mount_all "$r"
 	chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
 		DEBIAN_FRONTEND=noninteractive "$@" || rc=$?
 	umount_all
 	trap - EXIT INT TERM
 	return $rc
+}
+
+# Removes a (half-built) root: first whatever a killed run left mounted in
+# it (/dev!), and never crossing into another file system.
+safe_rm() {
+	local d=$1 m
+	[ -e "$d" ] || return 0
+	d=$(cd "$d" && pwd -P)
+	for m in $(awk -v d="$d/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	rm -rf --one-file-system "$d"
 }
 
 root_ok() {
@@ -85,21 +103,24 @@ build_root() {
 	local v=$1 suite r tmp mirror
 	suite=$(suite_of "$v")
 	r="$ROOTS/$suite"
-	mirror=$(host_mirror)
+	mirror=$(host_mirror) || return 1
 	if ! command -v debootstrap >/dev/null; then
 		echo "pacelc: installing debootstrap" >&2
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 	fi
 	mkdir -p "$ROOTS"
-	rm -rf "$ROOTS/.$suite".tmp.* "$r.old"
+	for d in "$ROOTS/.$suite".tmp.* "$r.old"; do
+		[ -d "$d" ] && safe_rm "$d"
+	done
+	rm -f "$ROOTS/.$suite".tmp.*.log
 	tmp=$(mktemp -d "$ROOTS/.$suite.tmp.XXXXXX")
 	chmod 755 "$tmp"
 	echo "pacelc: building the Debian $suite root for PostgreSQL $v from $mirror (takes a few minutes)" >&2
 	if ! debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
 		tail -30 "$tmp.log" >&2
 		echo "pacelc: debootstrap $suite failed (log: $tmp.log)" >&2
-		rm -rf "$tmp"
+		safe_rm "$tmp"
 		return 1
 	fi
 	# No service starts in the root, and no "main" cluster is created.
@@ -115,19 +136,20 @@ build_root() {
 		tail -30 "$tmp.log" >&2
 		echo "pacelc: installing PostgreSQL $v packages in the $suite root failed (log: $tmp.log);" \
 			"Debian $suite may have uninstallable packages right now: retry later" >&2
-		rm -rf "$tmp"
+		safe_rm "$tmp"
 		return 1
 	fi
 	in_root "$tmp" apt-get clean >/dev/null 2>&1 || true
 	packages_of "$v" >"$tmp/.pacelc-root"
 	if ! root_ok "$tmp" "$v"; then
 		echo "pacelc: the new $suite root fails its check (log: $tmp.log)" >&2
-		rm -rf "$tmp"
+		safe_rm "$tmp"
 		return 1
 	fi
 	[ -e "$r" ] && mv "$r" "$r.old"
 	mv "$tmp" "$r"
-	rm -rf "$r.old" "$tmp.log"
+	safe_rm "$r.old"
+	rm -f "$tmp.log"
 	echo "pacelc: $suite root ready in $r" >&2
 }
 

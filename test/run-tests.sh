@@ -90,8 +90,8 @@ if [ "$mode" = all ]; then
 				r=$(bash "$ROOT/test/pg-root.sh" ensure "$v") || { echo "PostgreSQL $v: no Debian root, setup failed"; exit 1; }
 				echo "=== PostgreSQL $v (Debian root $r)"
 				src=$(mktemp -d "$r/tmp/pacelc-src.XXXXXX")
-				cp -a "$ROOT"/. "$src"/
-				rm -f "$src/build.log"
+				tar -C "$ROOT" --exclude=./.git --exclude=./tmp_check --exclude=./tmp_run \
+					--exclude=./build.log -cf - . | tar -C "$src" -xf -
 				bash "$ROOT/test/pg-root.sh" run "$v" env PG_CONFIG="/usr/lib/postgresql/$v/bin/pg_config" \
 					PACELC_TESTS="${PACELC_TESTS:-}" PACELC_TAP="${PACELC_TAP:-}" \
 					PACELC_KEEP_LOGS="${PACELC_KEEP_LOGS:-}" \
