@@ -98,6 +98,7 @@ if [ "$mode" = all ]; then
 					bash "${src#"$r"}/test/run-tests.sh" --one
 				rc=$?
 				rm -rf "$src"
+				[ $rc = 0 ] || echo "(paths above are inside the root $r)"
 				exit $rc
 			) 2>&1 | tee "$log"
 			rc=${PIPESTATUS[0]}
@@ -115,7 +116,11 @@ if [ "$mode" = all ]; then
 		total_f=$((total_f + f))
 		summary+=("PG$v: $line ($(( $(date +%s) - start )) s)")
 	done
-	[ -n "${PACELC_KEEP_LOGS:-}" ] || [ "$total_f" != 0 ] || rm -rf "$LOGDIR"
+	if [ -n "${PACELC_KEEP_LOGS:-}" ] || [ "$total_f" != 0 ]; then
+		echo "output per version kept in $LOGDIR"
+	else
+		rm -rf "$LOGDIR"
+	fi
 	echo
 	for s in "${summary[@]}"; do echo "$s"; done
 	echo "$total_p passed, $total_f failed"
