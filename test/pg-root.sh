@@ -166,10 +166,10 @@ case "$cmd" in
 	ensure)
 		ensure "$2" ;;
 	run)
-		v=$2; shift 2
-		in_root "$ROOTS/$(suite_of "$v")" "$@" ;;
+		s=$(suite_of "$2"); shift 2
+		in_root "$ROOTS/$s" "$@" ;;
 	lockfile)
-		mkdir -p "$ROOTS"; echo "$ROOTS/$(suite_of "$2").lock" ;;
+		s=$(suite_of "$2"); mkdir -p "$ROOTS"; echo "$ROOTS/$s.lock" ;;
 	*)
 		sed -n '2,16p' "$0"; exit 2 ;;
 esac
