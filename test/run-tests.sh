@@ -58,11 +58,11 @@ if [ "$mode" = one ]; then
 	if grep -i "warning" "$ROOT/build.log"; then
 		echo "build has warnings"; echo "0 passed, 1 failed"; exit 1
 	fi
-	WORK=$(mktemp -d /tmp/pacelc-test.XXXXXX)
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}"/pacelc-test.XXXXXX)
 	cp -a "$ROOT"/. "$WORK"/
 	chown -R postgres: "$WORK"
 	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" \
-		PACELC_TAP="${PACELC_TAP:-}" bash "$WORK/test/run-tests.sh"
+		PACELC_TAP="${PACELC_TAP:-}" TMPDIR="$WORK" bash "$WORK/test/run-tests.sh"
 	rc=$?
 	if [ $rc = 0 ] && [ -z "${PACELC_KEEP_LOGS:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 	exit $rc
@@ -74,7 +74,7 @@ if [ "$mode" = all ]; then
 	total_p=0
 	total_f=0
 	summary=()
-	LOGDIR=$(mktemp -d /tmp/pacelc-run.XXXXXX)
+	LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}"/pacelc-run.XXXXXX)
 	for v in $versions; do
 		log="$LOGDIR/pg$v.log"
 		start=$(date +%s)
@@ -175,7 +175,7 @@ stop_server() {
 	SERVER=""
 }
 start_server() {
-	SERVER=$(mktemp -d /tmp/pacelc-pg.XXXXXX)
+	SERVER=$(mktemp -d "${TMPDIR:-/tmp}"/pacelc-pg.XXXXXX)
 	initdb -D "$SERVER/data" -A trust --no-sync >"$ROOT/tmp_run/initdb.log" 2>&1 || return 1
 	cat test/pacelc.conf >>"$SERVER/data/postgresql.conf"
 	printf "listen_addresses = ''\nunix_socket_directories = '%s'\nfsync = off\n" "$SERVER" \
