@@ -116,32 +116,36 @@ SELECT count(*) AS messages_intact FROM pacelc.messages;
 CREATE FUNCTION public.note_refund(p jsonb) RETURNS void LANGUAGE sql
 	AS $$ SELECT 1 $$;
 SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)')$$);
-CREATE ROLE queue_app LOGIN;
-CREATE ROLE queue_other;
-GRANT USAGE ON SCHEMA pacelc TO queue_app;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO queue_app;
-GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO queue_app;
+-- roles are cluster-wide: leftovers of an interrupted run go first
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_pacelc_queue_app, regress_pacelc_queue_other;
+RESET client_min_messages;
+CREATE ROLE regress_pacelc_queue_app LOGIN;
+CREATE ROLE regress_pacelc_queue_other;
+GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_queue_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_queue_app;
+GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO regress_pacelc_queue_app;
 REVOKE EXECUTE ON FUNCTION public.note_refund(jsonb) FROM PUBLIC;
-SET ROLE queue_app;
+SET ROLE regress_pacelc_queue_app;
 SELECT pg_temp.err($$SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)')$$);
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION public.note_refund(jsonb) TO queue_app;
-SET ROLE queue_app;
+GRANT EXECUTE ON FUNCTION public.note_refund(jsonb) TO regress_pacelc_queue_app;
+SET ROLE regress_pacelc_queue_app;
 SELECT pacelc.create_queue('q0', 'public.note_refund(jsonb)');
 SELECT queue, handler, owner FROM pacelc.queue_status WHERE queue = 'q0';
 SELECT pg_temp.err($$SELECT pacelc.drop_queue('refunds')$$);
 SELECT pg_temp.err($$SELECT pacelc.alter_queue('refunds', max_attempts => 5)$$);
 SELECT pacelc.alter_queue('q0', max_attempts => 5, backoff => '2 s');
 -- an owner cannot hand a queue (and its handler's execution) to a role it is not a member of
-SELECT pg_temp.err($$SELECT pacelc.alter_queue('q0', new_owner => 'queue_other')$$);
+SELECT pg_temp.err($$SELECT pacelc.alter_queue('q0', new_owner => 'regress_pacelc_queue_other')$$);
 RESET ROLE;
 -- the built-in queue gets a handler from an ordinary role
 SELECT pg_temp.err($$SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)')$$);
-SET ROLE queue_app;
+SET ROLE regress_pacelc_queue_app;
 SELECT pg_temp.err($$SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)')$$);
 RESET ROLE;
-SELECT pacelc.alter_queue('expired', new_owner => 'queue_app');
-SET ROLE queue_app;
+SELECT pacelc.alter_queue('expired', new_owner => 'regress_pacelc_queue_app');
+SET ROLE regress_pacelc_queue_app;
 SELECT pacelc.alter_queue('expired', 'public.note_refund(jsonb)');
 SELECT queue, handler, owner FROM pacelc.queue_status WHERE queue = 'expired';
 SELECT pacelc.alter_queue('expired', drop_handler => true);
@@ -164,6 +168,6 @@ SELECT pacelc.available('exp');
 
 DROP EXTENSION pacelc;
 DROP FUNCTION public.note_refund(jsonb);
-DROP OWNED BY queue_app;
-DROP ROLE queue_app;
-DROP ROLE queue_other;
+DROP OWNED BY regress_pacelc_queue_app;
+DROP ROLE regress_pacelc_queue_app;
+DROP ROLE regress_pacelc_queue_other;

@@ -105,18 +105,32 @@ SELECT pacelc.release(:small_r);
 SELECT pacelc.set_stock('small', 0);
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'small';
 
--- set_stock after confirms keeps counting physical units
+-- set_stock after confirms keeps counting physical units.  The worker folds
+-- committed confirms on its own schedule; it never sees uncommitted ones, so
+-- each confirm below and what must find it unfolded share a transaction, and
+-- fold_confirmed() is called first for what earlier parts confirmed.
+SELECT pacelc.fold_confirmed() >= 0 AS earlier_confirms_folded;
+SELECT count(*) AS unfolded FROM pacelc.reservation_data
+ WHERE state = 'confirmed' AND NOT folded;
 SELECT pacelc.set_stock('mug', 5);
+BEGIN;
 SELECT pacelc.confirm(pacelc.reserve('mug', 2));
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'mug';
 SELECT pacelc.set_stock('mug', 10);
-SELECT pacelc.available('mug');
+SELECT on_hand_base FROM pacelc.skus WHERE sku = 'mug';
 SELECT pacelc.fold_confirmed();
+SELECT on_hand_base FROM pacelc.skus WHERE sku = 'mug';
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'mug';
+COMMIT;
+SELECT pacelc.available('mug');
+SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'mug';
+BEGIN;
 SELECT pacelc.confirm(pacelc.reserve('mug', 4));
 SELECT pacelc.add_stock('mug', 1);
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'mug';
 SELECT on_hand_base FROM pacelc.skus WHERE sku = 'mug';
+COMMIT;
+SELECT pacelc.available('mug');
 
 -- a cart: all or nothing
 SELECT pacelc.set_stock('cap', 3);
@@ -259,18 +273,22 @@ SELECT count(*) AS mismatched FROM pacelc.stock s
  WHERE s.available <> pacelc.available(s.sku);
 
 -- privileges: an application role with the documented grants
-CREATE ROLE shop_app LOGIN;
-GRANT USAGE ON SCHEMA pacelc TO shop_app;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop_app;
-GRANT SELECT ON pacelc.stock, pacelc.reservations TO shop_app;
-SET ROLE shop_app;
+-- roles are cluster-wide: leftovers of an interrupted run go first
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_pacelc_shop_app, regress_pacelc_outsider;
+RESET client_min_messages;
+CREATE ROLE regress_pacelc_shop_app LOGIN;
+GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop_app;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop_app;
+GRANT SELECT ON pacelc.stock, pacelc.reservations TO regress_pacelc_shop_app;
+SET ROLE regress_pacelc_shop_app;
 SELECT pacelc.reserve('hat') IS NOT NULL AS app_can_reserve;
 SELECT count(*) > 0 AS app_can_read FROM pacelc.stock;
 SELECT pg_temp.err($$INSERT INTO pacelc.skus VALUES ('cheat', 100)$$);
 SELECT pg_temp.err($$UPDATE pacelc.reservation_data SET state = 'released'$$);
 RESET ROLE;
-CREATE ROLE outsider LOGIN;
-SET ROLE outsider;
+CREATE ROLE regress_pacelc_outsider LOGIN;
+SET ROLE regress_pacelc_outsider;
 SELECT pg_temp.err($$SELECT pacelc.reserve('hat')$$);
 RESET ROLE;
 SELECT * FROM pacelc.verify();
@@ -282,5 +300,5 @@ SELECT pg_temp.err($$SELECT pacelc.reserve('hat')$$);
 SELECT pacelc.set_stock('hat', 1);
 SELECT pacelc.available('hat');
 DROP EXTENSION pacelc;
-DROP OWNED BY shop_app, outsider;
-DROP ROLE shop_app, outsider;
+DROP OWNED BY regress_pacelc_shop_app, regress_pacelc_outsider;
+DROP ROLE regress_pacelc_shop_app, regress_pacelc_outsider;

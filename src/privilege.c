@@ -173,8 +173,7 @@ pacelc_refuse_old_definer(void)
 	if (!pacelc_schema_03() && !superuser_arg(GetOuterUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pacelc in database \"%s\" must be updated before ordinary roles may use this function",
-						get_database_name(MyDatabaseId)),
+				 errmsg("pacelc in this database must be updated before ordinary roles may use this function"),
 				 errdetail("The installed pacelc library refuses the functions of pacelc 0.1 and 0.2 that run as the extension's owner, which are open to privilege escalation."),
 				 errhint("Run ALTER EXTENSION pacelc UPDATE in this database.")));
 }

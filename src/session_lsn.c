@@ -653,6 +653,9 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			 (((TransactionStmt *) stmt)->kind == TRANS_STMT_BEGIN ||
 			  ((TransactionStmt *) stmt)->kind == TRANS_STMT_START))
 		wait_after = true;
+	else if (IsA(stmt, DropStmt) &&
+			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
+		queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,

@@ -784,8 +784,10 @@ pacelc_worker_main(Datum arg)
 		queue_set_next_wakeup(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms));
 		if (sleep_ms > 0)
 		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 sleep_ms, PG_WAIT_EXTENSION);
+			/* woken: maybe by DROP EXTENSION, then leave (DROP DATABASE waits) */
+			if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						  sleep_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+				check_extension = true;
 			ResetLatch(MyLatch);
 		}
 	}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs, from Debian's archive, whatever pacelc's build, tests, demo and
 # benchmarks need and this machine does not have yet.  Idempotent; needs root.
+#   bash test/install-deps.sh [VERSION]    # PostgreSQL VERSION, default 15
 set -euo pipefail
-PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 libipc-run-perl
+V=${1:-15}
+PKGS=(postgresql-$V postgresql-server-dev-$V postgresql-client-$V libipc-run-perl
       make gcc libc6-dev python3 python3-psycopg2 procps)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,7 +8,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use lib "$ENV{PACELC_ROOT}/test/perl";
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 
 my $stocked = 50000;

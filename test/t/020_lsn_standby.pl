@@ -8,12 +8,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use lib "$ENV{PACELC_ROOT}/test/perl";
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
 
-my $client = "$ENV{PACELC_ROOT}/test/t/lsn_client.py";
+my $client = "$FindBin::RealBin/lsn_client.py";
 my $python = '/usr/bin/python3';
 
 my $primary = PostgreSQL::Test::Cluster->new('lsnprimary');

@@ -21,12 +21,12 @@ $node->start;
 
 my $setup = q{
 	CREATE EXTENSION pacelc;
-	CREATE ROLE shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop;
-	GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO shop;
+	CREATE ROLE regress_pacelc_shop LOGIN;
+	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
+	GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO regress_pacelc_shop;
 	CREATE TABLE effects (n int, who text, at timestamptz DEFAULT clock_timestamp());
-	GRANT INSERT ON effects TO shop;
+	GRANT INSERT ON effects TO regress_pacelc_shop;
 	CREATE FUNCTION flaky(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		INSERT INTO effects (n, who) VALUES ((p->>'n')::int, current_user);
@@ -34,7 +34,7 @@ my $setup = q{
 			RAISE EXCEPTION 'payment provider timeout for %', p->>'n';
 		END IF;
 	END $$;
-	SET ROLE shop;
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('payments', 'flaky(jsonb)', max_attempts => 10, backoff => '5 ms');
 	RESET ROLE;
 };
@@ -58,7 +58,7 @@ is($effects, $distinct, "no effect applied twice ($effects effects)");
 is($effects, $done, 'one effect per done message, none for failed attempts');
 my $failed = $node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.message_errors});
 ok($failed > 100, "failures were recorded ($failed)");
-is($node->safe_psql('postgres', q{SELECT DISTINCT who FROM effects}), 'shop',
+is($node->safe_psql('postgres', q{SELECT DISTINCT who FROM effects}), 'regress_pacelc_shop',
 	'the handler ran as the queue owner, not as a superuser');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pacelc.message_errors WHERE sqlstate <> 'P0001' OR error NOT LIKE 'payment provider timeout%'}),
@@ -68,9 +68,9 @@ note "1000 messages: $done done, $dead dead, $failed failed attempts";
 # wake-up latency of an idle worker: enqueue -> handler start
 $node->safe_psql('postgres', q{
 	CREATE TABLE seen (payload jsonb, at timestamptz DEFAULT clock_timestamp());
-	GRANT INSERT ON seen TO shop;
+	GRANT INSERT ON seen TO regress_pacelc_shop;
 	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen (payload) VALUES (p) $$;
-	SET ROLE shop;
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('fast', 'record_it(jsonb)');
 });
 for my $i (1 .. 20)
@@ -92,12 +92,12 @@ ok($p99 < 200, "an enqueue wakes the idle worker at once (p99 $p99 ms)");
 $node->safe_psql('postgres', 'CREATE DATABASE shop2');
 $node->safe_psql('shop2', q{
 	CREATE EXTENSION pacelc;
-	GRANT USAGE ON SCHEMA pacelc TO shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop;
+	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
 	CREATE TABLE seen (payload jsonb);
-	GRANT INSERT ON seen TO shop;
+	GRANT INSERT ON seen TO regress_pacelc_shop;
 	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen VALUES (p) $$;
-	SET ROLE shop;
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
 	SELECT pacelc.enqueue('q', '{"db": 2}');
 });
@@ -106,10 +106,10 @@ ok($node->poll_query_until('shop2', q{SELECT count(*) = 1 FROM seen}), 'second d
 # expiry of holds: units come back, on_expire payloads reach a handler
 $node->safe_psql('postgres', q{
 	CREATE TABLE expired_seen (payload jsonb);
-	GRANT INSERT ON expired_seen TO shop;
+	GRANT INSERT ON expired_seen TO regress_pacelc_shop;
 	CREATE FUNCTION on_expired(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO expired_seen VALUES (p) $$;
-	SELECT pacelc.alter_queue('expired', new_owner => 'shop');
-	SET ROLE shop;
+	SELECT pacelc.alter_queue('expired', new_owner => 'regress_pacelc_shop');
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.alter_queue('expired', 'on_expired(jsonb)');
 	RESET ROLE;
 	SELECT pacelc.set_stock('ttl-sku', 10);

@@ -21,18 +21,18 @@ log_statement = none
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
-	CREATE ROLE shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop;
+	CREATE ROLE regress_pacelc_shop LOGIN;
+	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
 	CREATE TABLE effects (n int);
-	GRANT INSERT ON effects TO shop;
+	GRANT INSERT ON effects TO regress_pacelc_shop;
 	CREATE FUNCTION slow(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		INSERT INTO effects VALUES ((p->>'n')::int);
 		PERFORM pg_sleep(0.004);
 		IF random() < 0.2 THEN RAISE EXCEPTION 'flaky'; END IF;
 	END $$;
-	SET ROLE shop;
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('work', 'slow(jsonb)', max_attempts => 20, backoff => '1 ms');
 });
 $node->safe_psql('postgres',

@@ -16,13 +16,13 @@ pacelc.worker_naptime = 1s
 $primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
-	CREATE ROLE shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO shop;
+	CREATE ROLE regress_pacelc_shop LOGIN;
+	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
 	CREATE TABLE seen (payload jsonb);
-	GRANT INSERT ON seen TO shop;
+	GRANT INSERT ON seen TO regress_pacelc_shop;
 	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen VALUES (p) $$;
-	SET ROLE shop;
+	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
 });
 $primary->backup('b');

@@ -21,16 +21,16 @@ $node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
-	CREATE ROLE tenant_a LOGIN;
-	CREATE ROLE tenant_b LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO tenant_a, tenant_b;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO tenant_a, tenant_b;
+	CREATE ROLE regress_pacelc_tenant_a LOGIN;
+	CREATE ROLE regress_pacelc_tenant_b LOGIN;
+	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_tenant_a, regress_pacelc_tenant_b;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_tenant_a, regress_pacelc_tenant_b;
 	CREATE TABLE log (who text, what text, search_path text, at timestamptz DEFAULT clock_timestamp());
-	GRANT INSERT ON log TO tenant_a, tenant_b;
-	CREATE SCHEMA evil AUTHORIZATION tenant_a;
+	GRANT INSERT ON log TO regress_pacelc_tenant_a, regress_pacelc_tenant_b;
+	CREATE SCHEMA evil AUTHORIZATION regress_pacelc_tenant_a;
 
-	-- tenant_a's handler: changes session settings and tries to take over
-	-- tenant_b's queue
+	-- regress_pacelc_tenant_a's handler: changes session settings and tries to take over
+	-- regress_pacelc_tenant_b's queue
 	CREATE FUNCTION handler_a(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		PERFORM set_config('search_path', 'evil, pg_catalog', false);
@@ -42,40 +42,40 @@ $node->safe_psql('postgres', q{
 			INSERT INTO public.log VALUES (current_user, SQLSTATE, current_setting('search_path'));
 		END;
 	END $$;
-	ALTER FUNCTION handler_a(jsonb) OWNER TO tenant_a;
+	ALTER FUNCTION handler_a(jsonb) OWNER TO regress_pacelc_tenant_a;
 	CREATE FUNCTION handler_b(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
 		INSERT INTO public.log VALUES (current_user, 'b ran', current_setting('search_path'));
 	END $$;
-	ALTER FUNCTION handler_b(jsonb) OWNER TO tenant_b;
-	SET ROLE tenant_a;
+	ALTER FUNCTION handler_b(jsonb) OWNER TO regress_pacelc_tenant_b;
+	SET ROLE regress_pacelc_tenant_a;
 	SELECT pacelc.create_queue('queue_a', 'handler_a(jsonb)');
-	SET ROLE tenant_b;
+	SET ROLE regress_pacelc_tenant_b;
 	SELECT pacelc.create_queue('queue_b', 'handler_b(jsonb)', max_attempts => 7);
 	RESET ROLE;
 });
 
 # a function in evil that would shadow pg_catalog's if the worker used it
 $node->safe_psql('postgres', q{
-	SET ROLE tenant_a;
+	SET ROLE regress_pacelc_tenant_a;
 	CREATE FUNCTION evil.clock_timestamp() RETURNS timestamptz LANGUAGE sql
 		AS $$ SELECT 'infinity'::timestamptz $$;
 	RESET ROLE;
 });
 
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('queue_a', '{}')});
-ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM log WHERE who = 'tenant_a'}),
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM log WHERE who = 'regress_pacelc_tenant_a'}),
 	'handler_a ran');
-is($node->safe_psql('postgres', q{SELECT what FROM log WHERE who = 'tenant_a'}),
+is($node->safe_psql('postgres', q{SELECT what FROM log WHERE who = 'regress_pacelc_tenant_a'}),
 	'42501', 'a handler may not alter another owner\'s queue');
 is($node->safe_psql('postgres', q{SELECT max_attempts FROM pacelc.queues WHERE name = 'queue_b'}),
 	'7', 'queue_b unchanged');
 
 # the next messages: handled normally, with the worker's own search_path
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('queue_b', '{}'), pacelc.enqueue('queue_b', '{}')});
-ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM log WHERE who = 'tenant_b'}),
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM log WHERE who = 'regress_pacelc_tenant_b'}),
 	'later messages are still handled');
-is($node->safe_psql('postgres', q{SELECT DISTINCT search_path FROM log WHERE who = 'tenant_b'}),
+is($node->safe_psql('postgres', q{SELECT DISTINCT search_path FROM log WHERE who = 'regress_pacelc_tenant_b'}),
 	'"$user", public', 'a handler\'s settings do not outlive its call');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hijacked'}),
@@ -99,7 +99,7 @@ ok($node->poll_query_until('postgres', q{
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('queue_b', '{}')});
 $node->append_conf('postgresql.conf', "pacelc.databases = 'elsewhere, postgres'");
 $node->reload;
-ok($node->poll_query_until('postgres', q{SELECT count(*) = 3 FROM log WHERE who = 'tenant_b'}),
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 3 FROM log WHERE who = 'regress_pacelc_tenant_b'}),
 	'listed again: a worker is back at once and handles the waiting message');
 
 $node->stop;
