@@ -1,0 +1,93 @@
+# verify() under a reserve/release/confirm/restock load (issue 13 item 4):
+# counter and tables are read while releases and reserves commit all the
+# time, and verify() must never report escrow_exceeds_tables (or anything
+# else) for a race: 0 alarms.  Then it must still see a real excess.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use lib "$ENV{PACELC_ROOT}/test/perl";
+use PacelcTest;
+
+my $seconds = 20;
+
+my $node = PostgreSQL::Test::Cluster->new('verify_stress');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pacelc'
+max_connections = 40
+log_statement = none
+});
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pacelc;
+	SELECT pacelc.set_stock('v' || i, 1000000) FROM generate_series(1, 4) i;
+	CREATE TABLE alarms (at timestamptz DEFAULT clock_timestamp(),
+						 problem text, sku text, detail text);
+	CREATE SEQUENCE checks;
+});
+
+my $dir = $node->basedir;
+# reserve, then (in a later transaction, as a shop does) release most holds,
+# confirm and restock some, leave a few to expire
+my $buy = write_file("$dir/buy.sql", <<'SQL');
+\set s random(1, 4)
+\set r random(1, 100)
+\set q random(1, 3)
+SELECT coalesce(pacelc.try_reserve('v' || :s, :q, '1 second'), 0) AS id \gset
+\if :id > 0
+\if :r <= 75
+SELECT pacelc.release(:id);
+\elif :r <= 95
+BEGIN;
+SELECT pacelc.confirm(:id);
+SELECT pacelc.add_stock('v' || :s, :q);
+COMMIT;
+\endif
+\endif
+SQL
+my $check = write_file("$dir/check.sql", <<'SQL');
+INSERT INTO alarms (problem, sku, detail) SELECT * FROM pacelc.verify();
+SELECT nextval('checks');
+SQL
+my $fold = write_file("$dir/fold.sql", <<'SQL');
+SELECT pacelc.fold_confirmed();
+SQL
+
+my ($out, $err) = ('', '');
+IPC::Run::run(
+	[
+		'pgbench', '-n', '-c', 8, '-j', 2, '-T', $seconds,
+		'-f', "$buy\@16", '-f', "$check\@4", '-f', "$fold\@1",
+		'-h', $node->host, '-p', $node->port, 'postgres'
+	],
+	'>', \$out, '2>', \$err);
+note $out;
+note $err if $err ne '';
+like($out, qr/number of transactions actually processed: \d+/, 'pgbench ran');
+
+my $checks = $node->safe_psql('postgres', q{SELECT last_value FROM checks});
+my $alarms = $node->safe_psql('postgres', q{SELECT count(*) FROM alarms});
+note "verify() calls: $checks, alarms: $alarms";
+note $node->safe_psql('postgres', q{SELECT * FROM alarms ORDER BY at LIMIT 10})
+  if $alarms > 0;
+cmp_ok($checks, '>=', 50, 'verify() ran many times under load');
+is($alarms, '0', 'no verify() alarm under load');
+
+# quiet again: the tables and the counters agree exactly
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.verify()}), '0',
+	'verify() clean afterwards');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM pacelc.stock WHERE available <> pacelc.available(sku)}),
+	'0', 'counters equal on_hand - held');
+
+# a real excess is still reported: take units away behind pacelc's back
+$node->safe_psql('postgres',
+	q{UPDATE pacelc.skus SET on_hand_base = on_hand_base - 5 WHERE sku = 'v1'});
+like($node->safe_psql('postgres', q{SELECT problem || ' ' || sku FROM pacelc.verify()}),
+	qr/^escrow_exceeds_tables v1$/m, 'a real excess is reported');
+
+$node->stop;
+done_testing();
