@@ -23,7 +23,7 @@ log_statement = none
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
-	SELECT pacelc.set_stock('v' || i, 1000000) FROM generate_series(1, 4) i;
+	SELECT pacelc.set_stock('v' || i, 1000000) FROM generate_series(1, 8) i;
 	CREATE TABLE alarms (at timestamptz DEFAULT clock_timestamp(),
 						 problem text, sku text, detail text);
 	CREATE SEQUENCE checks;
@@ -31,9 +31,10 @@ $node->safe_psql('postgres', q{
 
 my $dir = $node->basedir;
 # reserve, then (in a later transaction, as a shop does) release most holds,
-# confirm and restock some, leave a few to expire
+# confirm some, leave a few for the worker to expire; now and then a
+# restock or a write-off, and folds
 my $buy = write_file("$dir/buy.sql", <<'SQL');
-\set s random(1, 4)
+\set s random(1, 8)
 \set r random(1, 100)
 \set q random(1, 3)
 SELECT coalesce(pacelc.try_reserve('v' || :s, :q, '1 second'), 0) AS id \gset
@@ -41,12 +42,14 @@ SELECT coalesce(pacelc.try_reserve('v' || :s, :q, '1 second'), 0) AS id \gset
 \if :r <= 75
 SELECT pacelc.release(:id);
 \elif :r <= 95
-BEGIN;
 SELECT pacelc.confirm(:id);
-SELECT pacelc.add_stock('v' || :s, :q);
-COMMIT;
 \endif
 \endif
+SQL
+my $restock = write_file("$dir/restock.sql", <<'SQL');
+\set s random(1, 8)
+SELECT pacelc.add_stock('v' || :s, 10);
+SELECT pacelc.add_stock('v' || :s, -3);
 SQL
 my $check = write_file("$dir/check.sql", <<'SQL');
 INSERT INTO alarms (problem, sku, detail) SELECT * FROM pacelc.verify();
@@ -61,6 +64,7 @@ IPC::Run::run(
 	[
 		'pgbench', '-n', '-c', 8, '-j', 2, '-T', $seconds,
 		'-f', "$buy\@16", '-f', "$check\@4", '-f', "$fold\@1",
+		'-f', "$restock\@1",
 		'-h', $node->host, '-p', $node->port, 'postgres'
 	],
 	'>', \$out, '2>', \$err);
