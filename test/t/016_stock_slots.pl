@@ -32,9 +32,9 @@ sub sqlstate
 # 150 creates that roll back (whole transaction, or a savepoint)
 for my $i (1 .. 75)
 {
-	$node->safe_psql('postgres',
+	$node->psql('postgres',
 		"BEGIN; SELECT pacelc.set_stock('rb$i', 1); ROLLBACK;");
-	$node->safe_psql('postgres',
+	$node->psql('postgres',
 		"BEGIN; SAVEPOINT a; SELECT pacelc.set_stock('sp$i', 1); ROLLBACK TO a; COMMIT;");
 }
 is(sqlstate('postgres', q{SELECT pacelc.set_stock('s' || i, 5) FROM generate_series(1, 100) i}),

@@ -21,7 +21,7 @@ $node->safe_psql('postgres', q{CREATE EXTENSION pacelc});
 # psql reports the COMMIT's own time
 sub commit_ms
 {
-	my ($prefix, $n, $what) = @_;
+	my ($n, $what) = @_;
 	my $out = $node->safe_psql('postgres', qq{
 \\timing on
 BEGIN;
@@ -32,14 +32,20 @@ COMMIT;
 	return $t[-1];
 }
 
-my $small = commit_ms('a', 10000, q{pacelc.set_stock('a' || i, 2)});
-my $large = commit_ms('b', 80000, q{pacelc.set_stock('b' || i, 2)});
+my $small = commit_ms(10000, q{pacelc.set_stock('a' || i, 2)});
+my $large = commit_ms(80000, q{pacelc.set_stock('b' || i, 2)});
 note "commit of 10,000 new SKUs: $small ms; of 80,000: $large ms";
 cmp_ok($large, '<', 400, 'committing 80,000 new SKUs takes well under a second');
 
-my $reserve = commit_ms('b', 80000, q{pacelc.reserve('b' || i, 1)});
-note "commit of 80,000 reservations on distinct SKUs: $reserve ms";
-cmp_ok($reserve, '<', 400, 'and so does committing 80,000 reservations');
+# releases are increases applied at commit, too
+my $first = $node->safe_psql('postgres', q{
+	SELECT min(id) FROM (SELECT pacelc.reserve('b' || i, 1) AS id
+						   FROM generate_series(1, 80000) i) r});
+my $release = commit_ms(80000, "pacelc.release($first - 1 + i)");
+note "commit of 80,000 releases on distinct SKUs: $release ms";
+cmp_ok($release, '<', 400, 'and so does committing 80,000 releases');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.reservations WHERE state = 'released'}),
+	'80000', 'all released');
 
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pacelc.stock s WHERE s.available <> pacelc.available(s.sku)}),
