@@ -77,6 +77,49 @@ COMMIT;
 SELECT pacelc.set_stock('gone', 4);
 SELECT pacelc.available('gone');
 
+-- nested savepoints: a released savepoint's takes belong to its parent, a
+-- rolled-back one gives back its own and its released children's
+SELECT pacelc.set_stock('nest', 10);
+BEGIN;
+SELECT pacelc.reserve('nest', 1) IS NOT NULL AS got;
+SAVEPOINT a;
+SELECT pacelc.reserve('nest', 2) IS NOT NULL AS got;
+SAVEPOINT b;
+SELECT pacelc.reserve('nest', 3) IS NOT NULL AS got;
+RELEASE SAVEPOINT b;
+SAVEPOINT c;
+SELECT pacelc.add_stock('nest', 5);
+SELECT pacelc.reserve('nest', 6) IS NOT NULL AS got;
+SELECT pacelc.available('nest');
+ROLLBACK TO SAVEPOINT c;
+SELECT pacelc.available('nest');
+ROLLBACK TO SAVEPOINT a;
+SELECT pacelc.available('nest');
+SAVEPOINT d;
+SELECT pacelc.add_stock('nest', 2);
+RELEASE SAVEPOINT d;
+SELECT pacelc.reserve('nest', 11) IS NOT NULL AS got;
+SELECT pacelc.available('nest');
+COMMIT;
+SELECT on_hand, held, available, pacelc.available(sku) FROM pacelc.stock WHERE sku = 'nest';
+-- many subtransactions that fail after reserving hold nothing afterwards
+SELECT pacelc.set_stock('loop', 3);
+DO $$
+BEGIN
+	FOR i IN 1..500 LOOP
+		BEGIN
+			PERFORM pacelc.reserve('loop', 1);
+			PERFORM pacelc.add_stock('loop', 1);
+			RAISE EXCEPTION 'payment failed';
+		EXCEPTION WHEN OTHERS THEN
+			IF SQLERRM <> 'payment failed' THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
+END $$;
+SELECT on_hand, held, available, pacelc.available(sku) FROM pacelc.stock WHERE sku = 'loop';
+
 -- the escrow audit finds a real excess (units written off behind pacelc's
 -- back, in the table directly) and nothing otherwise
 SELECT pacelc.set_stock('audit', 3);
