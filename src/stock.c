@@ -676,7 +676,6 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 	make_key(&key, sku);
 	hash = get_hash_value(stock_htab, &key);
 	lock = partition_lock(hash);
-	loader_locktag(&tag, &key);
 
 	for (;;)
 	{
@@ -714,6 +713,7 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 			 * deadlock detector sees this wait), then look again.
 			 */
 			Assert(!loader);
+			loader_locktag(&tag, &key);
 			(void) LockAcquire(&tag, ShareLock, false, false);
 			LockRelease(&tag, ShareLock, false);
 			CHECK_FOR_INTERRUPTS();
@@ -722,6 +722,7 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 		if (!loader)
 		{
 			/* become the loader, then look again: someone may have been first */
+			loader_locktag(&tag, &key);
 			(void) LockAcquire(&tag, ExclusiveLock, false, false);
 			loader = true;
 			continue;
