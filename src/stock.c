@@ -2005,7 +2005,8 @@ pacelc_escrow_available(PG_FUNCTION_ARGS)
  *	   reservations, counting only those that were open in A already.
  *
  * A SKU whose row changed between A and B (restock, write-off, fold) is
- * skipped this time.  For the others, the rows counted are a subset of
+ * looked at again in another round, up to three; one that keeps changing
+ * is left for the next call (a DEBUG1 message counts them).  For the others, the rows counted are a subset of
  * those open at t (states only move forward), and every change committed
  * before t that reached the counter is in B; so "tables" is at least the
  * committed on_hand - held at t, which a correct counter never exceeds.
@@ -2016,11 +2017,14 @@ typedef struct CheckSku
 	char		sku[SKU_MAXLEN + 1];	/* hash key */
 	int64		base;
 	char		xmin[16];
+	bool		done;			/* checked in an earlier round */
 	bool		loaded;
 	bool		busy;
 	int64		counter;
 	int64		open_qty;
 } CheckSku;
+
+#define ESCROW_AUDIT_ROUNDS	3
 
 static int
 cmp_int64(const void *a, const void *b)
@@ -2041,30 +2045,25 @@ check_run(SPIPlanPtr plan, Snapshot snap)
 		elog(ERROR, "escrow audit query failed: %s", SPI_result_code_string(rc));
 }
 
-PG_FUNCTION_INFO_V1(pacelc_escrow_excess);
-Datum
-pacelc_escrow_excess(PG_FUNCTION_ARGS)
+/*
+ * One round of the audit over the SKUs not decided yet; returns how many
+ * were busy (row changed between the two snapshots) and are left for the
+ * next round.
+ */
+static int
+escrow_audit_round(HTAB *checks, bool first, Oid relid, ReturnSetInfo *rsinfo,
+				   int *nchecked)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SPIPlanPtr	skus_plan;
 	SPIPlanPtr	open_plan;
 	Snapshot	snap;
-	HASHCTL		ctl;
-	HTAB	   *checks;
 	HASH_SEQ_STATUS status;
 	CheckSku   *c;
 	int64	   *ids;
 	uint64		nids,
 				i;
-	Oid			relid;
+	int			nbusy = 0;
 
-	stock_check_shmem();
-	InitMaterializedSRF(fcinfo, 0);
-	if (RecoveryInProgress())
-		return (Datum) 0;		/* no escrow on a standby */
-	relid = skus_relid();
-
-	SPI_connect();
 	skus_plan = get_plan(PLAN_CHECK_SKUS,
 						 "SELECT k.sku, k.on_hand_base, k.xmin::pg_catalog.text"
 						 "  FROM pacelc.skus k",
@@ -2074,44 +2073,45 @@ pacelc_escrow_excess(PG_FUNCTION_ARGS)
 						 " WHERE r.state = 'held' OR (r.state = 'confirmed' AND NOT r.folded)",
 						 0, NULL);
 
-	ctl.keysize = SKU_MAXLEN + 1;
-	ctl.entrysize = sizeof(CheckSku);
-	ctl.hcxt = CurrentMemoryContext;
-	checks = hash_create("pacelc escrow audit", 1024, &ctl,
-						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-	/* 1. snapshot A */
+	/* 1. snapshot A: SKU rows and the ids of the open reservations */
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	check_run(skus_plan, snap);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *sku = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char	   *xmin = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		bool		found;
 
 		if (strlen(sku) > SKU_MAXLEN)
 			continue;
-		c = hash_search(checks, sku, HASH_ENTER, NULL);
+		c = hash_search(checks, sku, first ? HASH_ENTER : HASH_FIND, &found);
+		if (c == NULL || (found && c->done))
+			continue;
 		c->base = spi_int64(i, 2, NULL);
 		strlcpy(c->xmin, xmin, sizeof(c->xmin));
+		c->done = false;
 		c->loaded = false;
-		c->busy = false;
+		c->busy = true;			/* until seen unchanged in snapshot B */
 		c->counter = 0;
 		c->open_qty = 0;
 	}
+	SPI_freetuptable(SPI_tuptable);
 	check_run(open_plan, snap);
 	nids = SPI_processed;
 	ids = palloc(Max(nids, 1) * sizeof(int64));
 	for (i = 0; i < nids; i++)
 		ids[i] = spi_int64(i, 1, NULL);
+	SPI_freetuptable(SPI_tuptable);
 	qsort(ids, nids, sizeof(int64), cmp_int64);
 	UnregisterSnapshot(snap);
 
 	/* 2. the counters */
 	hash_seq_init(&status, checks);
 	while ((c = hash_seq_search(&status)) != NULL)
-		c->loaded = read_counter(c->sku, relid, &c->counter);
+		if (!c->done)
+			c->loaded = read_counter(c->sku, relid, &c->counter);
 
-	/* 3. snapshot B */
+	/* 3. snapshot B, after the counters */
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	check_run(skus_plan, snap);
 	for (i = 0; i < SPI_processed; i++)
@@ -2122,9 +2122,11 @@ pacelc_escrow_excess(PG_FUNCTION_ARGS)
 		if (strlen(sku) > SKU_MAXLEN)
 			continue;
 		c = hash_search(checks, sku, HASH_FIND, NULL);
-		if (c && (strcmp(c->xmin, xmin) != 0 || c->base != spi_int64(i, 2, NULL)))
-			c->busy = true;
+		if (c && !c->done)
+			c->busy = (strcmp(c->xmin, xmin) != 0 ||
+					   c->base != spi_int64(i, 2, NULL));
 	}
+	SPI_freetuptable(SPI_tuptable);
 	check_run(open_plan, snap);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -2132,33 +2134,87 @@ pacelc_escrow_excess(PG_FUNCTION_ARGS)
 		char	   *sku;
 
 		if (bsearch(&id, ids, nids, sizeof(int64), cmp_int64) == NULL)
-			continue;			/* opened after A */
+			continue;			/* opened after snapshot A */
 		sku = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 		if (strlen(sku) > SKU_MAXLEN)
 			continue;
 		c = hash_search(checks, sku, HASH_FIND, NULL);
-		if (c)
+		if (c && !c->done)
 			c->open_qty += spi_int64(i, 3, NULL);
 	}
+	SPI_freetuptable(SPI_tuptable);
 	UnregisterSnapshot(snap);
+	pfree(ids);
 
 	hash_seq_init(&status, checks);
 	while ((c = hash_seq_search(&status)) != NULL)
 	{
 		int64		tables = c->base - c->open_qty;
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
 
-		if (!c->loaded || c->busy || c->counter <= tables)
+		if (c->done)
 			continue;
-		values[0] = CStringGetTextDatum(c->sku);
-		values[1] = Int64GetDatum(c->counter);
-		values[2] = Int64GetDatum(tables);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (c->busy)
+		{
+			nbusy++;
+			continue;
+		}
+		c->done = true;
+		if (!c->loaded)
+			continue;
+		(*nchecked)++;
+		if (c->counter > tables)
+		{
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			values[0] = CStringGetTextDatum(c->sku);
+			values[1] = Int64GetDatum(c->counter);
+			values[2] = Int64GetDatum(tables);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
+	return nbusy;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_escrow_excess);
+Datum
+pacelc_escrow_excess(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASHCTL		ctl;
+	HTAB	   *checks;
+	Oid			relid;
+	int			round,
+				nbusy = 0,
+				nchecked = 0;
+
+	stock_check_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+	if (RecoveryInProgress())
+		return (Datum) 0;		/* no escrow on a standby */
+	relid = skus_relid();
+
+	SPI_connect();
+	ctl.keysize = SKU_MAXLEN + 1;
+	ctl.entrysize = sizeof(CheckSku);
+	ctl.hcxt = CurrentMemoryContext;
+	checks = hash_create("pacelc escrow audit", 1024, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	/* a SKU whose row changed meanwhile is looked at again, a few times */
+	for (round = 0; round < ESCROW_AUDIT_ROUNDS; round++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		nbusy = escrow_audit_round(checks, round == 0, relid, rsinfo, &nchecked);
+		if (nbusy == 0)
+			break;
+	}
+	elog(DEBUG1, "pacelc escrow audit: %d counters checked, %d SKUs left unchecked (row changed during %d rounds)",
+		 nchecked, nbusy, round < ESCROW_AUDIT_ROUNDS ? round + 1 : round);
 	SPI_finish();
 	return (Datum) 0;
 }
+
 
 /* ---------------------------------------------------------------------
  * Expiry
