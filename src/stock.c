@@ -2273,23 +2273,30 @@ expire_one(int64 id, const char *sku)
 }
 
 /*
- * Expires one hold in its own subtransaction: a hold that cannot be expired
- * now (its SKU gets no shared-memory entry, say) is reported and left for
- * the next round, and the others still expire.  Cancellation is not
- * swallowed.
+ * Expires the holds ids[from .. to-1] in one subtransaction; false if one
+ * of them failed, which rolls the group back (with a WARNING naming the
+ * hold when the group is a single hold).  Cancellation is not swallowed.
  */
 static bool
-expire_one_isolated(int64 id, const char *sku)
+expire_isolated(int64 *ids, char **skus, uint64 from, uint64 to, int64 *n)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		done = false;
+	volatile bool ok = true;
+	volatile int64 done = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		done = expire_one(id, sku);
+		uint64		i;
+
+		for (i = from; i < to; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (expire_one(ids[i], skus[i]))
+				done++;
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -2307,17 +2314,30 @@ expire_one_isolated(int64 id, const char *sku)
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not expire reservation %lld of sku \"%s\": %s",
-						(long long) id, sku, edata->message),
-				 edata->detail ? errdetail("%s", edata->detail) : 0,
-				 errhint("It stays held and is retried in the next round.")));
+		if (to - from == 1)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("could not expire reservation %lld of sku \"%s\": %s",
+							(long long) ids[from], skus[from], edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 errhint("It stays held and is retried in the next round.")));
 		FreeErrorData(edata);
+		ok = false;
 	}
 	PG_END_TRY();
-	return done;
+	if (ok)
+		*n += done;
+	return ok;
 }
+
+/*
+ * Holds are expired in groups, each in a subtransaction (few enough that
+ * the subtransaction ids of a batch stay in PostgreSQL's per-backend cache);
+ * a group that fails is redone one hold per subtransaction, so one hold that
+ * cannot be expired now (its SKU gets no shared-memory entry, say) never
+ * stops the others.
+ */
+#define EXPIRE_GROUP	32
 
 PG_FUNCTION_INFO_V1(pacelc_expire_holds);
 Datum
@@ -2360,11 +2380,15 @@ pacelc_expire_holds(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	for (i = 0; i < ndue; i++)
+	for (i = 0; i < ndue; i += EXPIRE_GROUP)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (expire_one_isolated(ids[i], skus[i]))
-			n++;
+		uint64		to = Min(i + EXPIRE_GROUP, ndue);
+		uint64		j;
+
+		if (expire_isolated(ids, skus, i, to, &n) || to - i == 1)
+			continue;
+		for (j = i; j < to; j++)
+			(void) expire_isolated(ids, skus, j, j + 1, &n);
 	}
 	PG_RETURN_INT64(n);
 }
