@@ -182,7 +182,8 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 SELECT pacelc.available('hat');
 
--- a release is given back only at commit
+-- a release is given back to others only at commit (this transaction may
+-- reserve the units at once, and available() says so)
 SELECT pacelc.reserve('hat', 1) AS h1 \gset
 BEGIN;
 SELECT pacelc.release(:h1);
@@ -191,7 +192,7 @@ ROLLBACK;
 SELECT pacelc.available('hat');
 SELECT state FROM pacelc.reservations WHERE id = :h1;
 
--- restock becomes available at commit, a write-off at once
+-- restock becomes available to others at commit, a write-off at once
 BEGIN;
 SELECT pacelc.add_stock('hat', 10);
 SELECT pacelc.available('hat');

@@ -34,6 +34,9 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/int.h"
@@ -42,7 +45,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/condition_variable.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -52,7 +56,9 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "pacelc.h"
@@ -82,13 +88,16 @@ typedef struct StockEntry
 	StockKey	key;
 	pg_atomic_uint64 avail;		/* int64 escrow counter, stored unsigned */
 	pg_atomic_uint32 exists;	/* a committed pacelc.skus row exists */
-	uint64		generation;		/* tells a reused slot from the old one */
+	pg_atomic_uint32 pins;		/* open transactions that may create the
+								 * SKU row; changed under the partition lock
+								 * (shared is enough), see stock_unpin() */
+	uint64		generation;		/* tells a reused slot from the old one; 0
+								 * once the slot is freed */
 	int			state;			/* ENTRY_*, under the partition lock */
 } StockEntry;
 
 typedef struct StockShared
 {
-	ConditionVariable loaded_cv;	/* broadcast when a load ends */
 	pg_atomic_uint64 next_generation;
 	pg_atomic_uint32 nentries;
 	LWLockPadded *locks;
@@ -110,6 +119,34 @@ typedef struct EscrowRecord
 	SubTransactionId subid;
 } EscrowRecord;
 
+/*
+ * What the open transaction did to each entry it touched, summed up, so
+ * that neither a take nor the commit has to scan the record list: commit
+ * time is linear in the number of SKUs touched.
+ */
+typedef struct EscrowTouchKey
+{
+	StockEntry *entry;
+	uint64		generation;
+} EscrowTouchKey;
+
+typedef struct EscrowTouch
+{
+	EscrowTouchKey key;
+	int64		pending;		/* pending increases net of the takes out of
+								 * them: what commit adds to the counter */
+	int			created;		/* records with mark_exists */
+	bool		pinned;			/* this transaction holds a pin */
+} EscrowTouch;
+
+/* A DROP DATABASE or DROP EXTENSION whose entries go when it commits. */
+typedef struct StockDrop
+{
+	Oid			dbid;
+	Oid			relid;			/* InvalidOid: the whole database */
+	SubTransactionId subid;
+} StockDrop;
+
 static int	pacelc_max_skus = 100000;
 
 static StockShared *stock_shared = NULL;
@@ -118,6 +155,14 @@ static HTAB *stock_htab = NULL;
 static EscrowRecord *escrow = NULL;
 static int	n_escrow = 0;
 static int	max_escrow = 0;
+
+static HTAB *escrow_touched = NULL;
+
+static StockDrop *stock_drops = NULL;
+static int	n_stock_drops = 0;
+static int	max_stock_drops = 0;
+
+static object_access_hook_type prev_object_access_hook = NULL;
 
 /* An entry this backend is loading; removed again if the load fails. */
 static StockEntry *loading_entry = NULL;
@@ -141,6 +186,9 @@ enum
 	PLAN_EXPIRE,
 	PLAN_ENQUEUE_EXPIRED,
 	PLAN_STANDBY_AVAILABLE,
+	PLAN_FOLD_SKU,
+	PLAN_CHECK_SKUS,
+	PLAN_CHECK_OPEN,
 	/* the same for a database whose pacelc objects are older than 0.3 */
 	PLAN_INSERT_RESERVATION_02,
 	PLAN_KEY_LOOKUP_02,
@@ -151,6 +199,9 @@ enum
 static SPIPlanPtr plans[NUM_PLANS];
 
 static bool escrow_created_here(StockEntry *entry, uint64 generation);
+static EscrowTouch *escrow_touch(StockEntry *entry, uint64 generation, bool enter);
+static void stock_object_access(ObjectAccessType access, Oid classId,
+								Oid objectId, int subId, void *arg);
 static void stock_xact_callback(XactEvent event, void *arg);
 static void stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -159,22 +210,57 @@ static void stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * Set-up
  * --------------------------------------------------------------------- */
 
+/*
+ * pacelc.max_skus sizes shared memory once, at postmaster start.  A value
+ * out of range must stop the start instead of being replaced by the default
+ * (which is what PostgreSQL does with a bad value of a custom parameter):
+ * the operator asked for a size and would otherwise silently get another.
+ */
+#define MAX_SKUS_MIN	100
+#define MAX_SKUS_MAX	(INT_MAX / 2)
+
+static void
+stock_check_max_skus_setting(void)
+{
+	const char *raw = GetConfigOption("pacelc.max_skus", true, false);
+	int			value;
+	const char *hint = NULL;
+
+	if (raw == NULL)
+		return;
+	if (!parse_int(raw, &value, 0, &hint))
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\": \"%s\"",
+						"pacelc.max_skus", raw),
+				 hint ? errhint("%s", _(hint)) : 0));
+	if (value < MAX_SKUS_MIN || value > MAX_SKUS_MAX)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%d is outside the valid range for parameter \"%s\" (%d .. %d)",
+						value, "pacelc.max_skus", MAX_SKUS_MIN, MAX_SKUS_MAX)));
+}
+
 void
 stock_init(void)
 {
+	stock_check_max_skus_setting();
 	DefineCustomIntVariable("pacelc.max_skus",
 							"Maximum number of SKUs whose escrow counters fit in shared memory.",
 							"Counts SKUs of all databases together; each takes about 128 bytes.",
 							&pacelc_max_skus,
 							100000,
-							100,
-							INT_MAX / 2,
+							MAX_SKUS_MIN,
+							MAX_SKUS_MAX,
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
 
 	RegisterXactCallback(stock_xact_callback, NULL);
 	RegisterSubXactCallback(stock_subxact_callback, NULL);
+
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = stock_object_access;
 }
 
 Size
@@ -199,7 +285,6 @@ stock_shmem_startup(void)
 	stock_shared = ShmemInitStruct("pacelc stock", sizeof(StockShared), &found);
 	if (!found)
 	{
-		ConditionVariableInit(&stock_shared->loaded_cv);
 		pg_atomic_init_u64(&stock_shared->next_generation, 1);
 		pg_atomic_init_u32(&stock_shared->nentries, 0);
 		stock_shared->locks = GetNamedLWLockTranche("pacelc_stock");
@@ -338,7 +423,24 @@ partition_lock(uint32 hash)
 	return &stock_shared->locks[hash % STOCK_PARTITIONS].lock;
 }
 
-/* Drops an entry whose load failed, and wakes whoever waits for it. */
+/*
+ * Frees an entry; the caller holds its partition lock exclusively.  The
+ * generation is cleared first, so that a backend still holding a pointer
+ * to the slot (a record of an aborting transaction) never mistakes the
+ * freed slot, or its next tenant, for the entry it knew.
+ */
+static void
+stock_free_entry(StockEntry *entry, uint32 hash)
+{
+	entry->generation = 0;
+	hash_search_with_hash_value(stock_htab, &entry->key, hash, HASH_REMOVE, NULL);
+	pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
+}
+
+/*
+ * Drops an entry whose load failed.  Whoever waits for it waits on the
+ * loader's lock (see stock_acquire), which the abort releases after this.
+ */
 static void
 remove_loading_entry(void)
 {
@@ -352,10 +454,8 @@ remove_loading_entry(void)
 	hash = get_hash_value(stock_htab, &entry->key);
 	lock = partition_lock(hash);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	hash_search_with_hash_value(stock_htab, &entry->key, hash, HASH_REMOVE, NULL);
+	stock_free_entry(entry, hash);
 	LWLockRelease(lock);
-	pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
-	ConditionVariableBroadcast(&stock_shared->loaded_cv);
 }
 
 /*
@@ -404,6 +504,157 @@ raise_unknown_sku(const char *sku)
 }
 
 /*
+ * The lock a SKU's loader holds while it loads; later comers wait for it.
+ * It is an advisory-style heavyweight lock (field 4 tells it from the ones
+ * of pg_advisory_lock), so the deadlock detector sees such a wait: a
+ * loader stuck behind a table lock held by a waiter is a deadlock that
+ * PostgreSQL breaks, not a hang.  Two SKUs with the same 64-bit hash only
+ * share a lock, which costs a short wait at most.
+ */
+#define PACELC_LOCKTAG_LOAD		0x5043
+
+static void
+loader_locktag(LOCKTAG *tag, StockKey *key)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) key,
+										sizeof(StockKey), 0);
+
+	SET_LOCKTAG_ADVISORY(*tag, key->dbid, (uint32) (h >> 32), (uint32) h,
+						 PACELC_LOCKTAG_LOAD);
+}
+
+/* Deletes every entry matching dbid (and relid, if valid) or orphaned. */
+static int
+stock_sweep(Oid dbid, Oid relid, Oid *dead_dbs, int n_dead_dbs, bool orphans)
+{
+	HASH_SEQ_STATUS status;
+	StockEntry *entry;
+	int			i,
+				n = 0;
+
+	for (i = 0; i < STOCK_PARTITIONS; i++)
+		LWLockAcquire(&stock_shared->locks[i].lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, stock_htab);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		bool		drop = false;
+
+		if (OidIsValid(dbid) && entry->key.dbid == dbid &&
+			(!OidIsValid(relid) || entry->key.relid == relid))
+			drop = true;
+		for (i = 0; !drop && i < n_dead_dbs; i++)
+			drop = (entry->key.dbid == dead_dbs[i]);
+		/* no committed row, and no open transaction that may create one */
+		if (orphans && entry->state == ENTRY_READY &&
+			pg_atomic_read_u32(&entry->exists) == 0 &&
+			pg_atomic_read_u32(&entry->pins) == 0)
+			drop = true;
+		if (drop && entry->state == ENTRY_READY)
+		{
+			stock_free_entry(entry, get_hash_value(stock_htab, &entry->key));
+			n++;
+		}
+	}
+	for (i = STOCK_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(&stock_shared->locks[i].lock);
+	return n;
+}
+
+/*
+ * Shared memory is full: frees what nobody can use any more, namely
+ * entries of databases that no longer exist (dropped while this server
+ * ran) and SKUs whose creating transactions all ended without a row.
+ * Entries of DROP DATABASE / DROP EXTENSION are freed when those commit
+ * (stock_object_access); this catches whatever that missed.
+ */
+static int
+stock_reclaim(void)
+{
+	HASH_SEQ_STATUS status;
+	StockEntry *entry;
+	Oid		   *dbs;
+	int			ndbs = 0,
+				ndead = 0,
+				i,
+				j;
+
+	dbs = palloc(sizeof(Oid) * 64);
+	for (i = 0; i < STOCK_PARTITIONS; i++)
+		LWLockAcquire(&stock_shared->locks[i].lock, LW_SHARED);
+	hash_seq_init(&status, stock_htab);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (entry->key.dbid == MyDatabaseId)
+			continue;
+		for (j = 0; j < ndbs; j++)
+			if (dbs[j] == entry->key.dbid)
+				break;
+		if (j == ndbs && ndbs < 64)
+			dbs[ndbs++] = entry->key.dbid;
+	}
+	for (i = STOCK_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(&stock_shared->locks[i].lock);
+
+	/* catalog lookups outside the LWLocks */
+	for (i = 0; i < ndbs; i++)
+		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dbs[i])))
+			dbs[ndead++] = dbs[i];
+	return stock_sweep(InvalidOid, InvalidOid, dbs, ndead, true);
+}
+
+static void
+raise_too_many_skus(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("too many SKUs for pacelc shared memory"),
+			 errdetail("pacelc.max_skus (%d) SKUs are in use across all databases.",
+					   pacelc_max_skus),
+			 errhint("Increase pacelc.max_skus and restart the server.")));
+}
+
+/*
+ * Counts a new entry against pacelc.max_skus.  When full, a SKU that does
+ * not exist is PC002 (not 53200), and stale entries are reclaimed before
+ * giving up.
+ */
+static void
+stock_reserve_slot(const char *sku, bool create)
+{
+	int64		dummy;
+	int			attempt;
+
+	for (attempt = 0;; attempt++)
+	{
+		if (pg_atomic_fetch_add_u32(&stock_shared->nentries, 1) < (uint32) pacelc_max_skus)
+			return;
+		pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
+		if (attempt == 0 && !create && !load_from_tables(sku, &dummy))
+			raise_unknown_sku(sku);
+		if (attempt > 0 || stock_reclaim() == 0)
+			raise_too_many_skus();
+	}
+}
+
+/*
+ * Pins an entry that has no committed row yet, for a transaction that may
+ * create it: the entry is freed when the last such transaction ends
+ * without a row (stock_unpin), e.g. a set_stock() of a new SKU that rolls
+ * back.  The caller holds the partition lock.
+ */
+static void
+stock_pin(StockEntry *entry, uint64 generation)
+{
+	EscrowTouch *touch = escrow_touch(entry, generation, true);
+
+	if (!touch->pinned)
+	{
+		pg_atomic_fetch_add_u32(&entry->pins, 1);
+		touch->pinned = true;
+	}
+}
+
+/*
  * Finds the entry of a SKU, loading it from the tables on first use.
  * Concurrent first users wait for the one loader rather than loading twice.
  * With create, a SKU without a row gets an entry with a zero counter (the
@@ -418,6 +669,8 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 	StockEntry *entry;
 	bool		found;
 	int64		avail;
+	LOCKTAG		tag;
+	bool		loader = false;
 
 	stock_check_shmem();
 	make_key(&key, sku);
@@ -427,6 +680,7 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 	for (;;)
 	{
 		int			state = -1;
+		bool		unknown = false;
 
 		LWLockAcquire(lock, LW_SHARED);
 		entry = hash_search_with_hash_value(stock_htab, &key, hash, HASH_FIND, NULL);
@@ -434,38 +688,48 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 		{
 			state = entry->state;
 			*generation = entry->generation;
+			if (state == ENTRY_READY && pg_atomic_read_u32(&entry->exists) == 0)
+			{
+				if (create)
+					stock_pin(entry, *generation);
+				else if (!escrow_created_here(entry, *generation))
+					unknown = true;
+			}
 		}
 		LWLockRelease(lock);
 
 		if (entry && state == ENTRY_READY)
 		{
-			if (!create && pg_atomic_read_u32(&entry->exists) == 0 &&
-				!escrow_created_here(entry, *generation))
+			if (loader)
+				LockRelease(&tag, ExclusiveLock, false);
+			if (unknown)
 				raise_unknown_sku(sku);
-			ConditionVariableCancelSleep();
 			return entry;
 		}
 		if (entry)
 		{
-			/* someone else is loading it: wait, then look again */
-			ConditionVariableTimedSleep(&stock_shared->loaded_cv, 10,
-										PG_WAIT_EXTENSION);
+			/*
+			 * Someone else is loading it: wait for its loader's lock (the
+			 * deadlock detector sees this wait), then look again.
+			 */
+			Assert(!loader);
+			loader_locktag(&tag, &key);
+			(void) LockAcquire(&tag, ShareLock, false, false);
+			LockRelease(&tag, ShareLock, false);
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
-		ConditionVariableCancelSleep();
+		if (!loader)
+		{
+			/* become the loader, then look again: someone may have been first */
+			loader_locktag(&tag, &key);
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			loader = true;
+			continue;
+		}
 
 		/* not there: create it in state LOADING, then load outside the lock */
-		if (pg_atomic_fetch_add_u32(&stock_shared->nentries, 1) >= (uint32) pacelc_max_skus)
-		{
-			pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("too many SKUs for pacelc shared memory"),
-					 errdetail("pacelc.max_skus (%d) SKUs are in use across all databases.",
-							   pacelc_max_skus),
-					 errhint("Increase pacelc.max_skus and restart the server.")));
-		}
+		stock_reserve_slot(sku, create);
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		entry = hash_search_with_hash_value(stock_htab, &key, hash,
 											HASH_ENTER_NULL, &found);
@@ -478,12 +742,13 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 						(errcode(ERRCODE_OUT_OF_MEMORY),
 						 errmsg("out of shared memory for pacelc SKUs"),
 						 errhint("Increase pacelc.max_skus and restart the server.")));
-			continue;			/* lost a race: somebody else created it */
+			continue;			/* cannot happen while we hold the load lock */
 		}
 		entry->state = ENTRY_LOADING;
 		entry->generation = pg_atomic_fetch_add_u64(&stock_shared->next_generation, 1);
 		pg_atomic_init_u64(&entry->avail, 0);
 		pg_atomic_init_u32(&entry->exists, 0);
+		pg_atomic_init_u32(&entry->pins, 0);
 		loading_entry = entry;
 		LWLockRelease(lock);
 
@@ -491,17 +756,20 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 		if (!found && !create)
 		{
 			remove_loading_entry();
+			LockRelease(&tag, ExclusiveLock, false);
 			raise_unknown_sku(sku);
 		}
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		pg_atomic_write_u64(&entry->avail, (uint64) avail);
 		pg_atomic_write_u32(&entry->exists, found ? 1 : 0);
-		entry->state = ENTRY_READY;
 		*generation = entry->generation;
+		if (!found)
+			stock_pin(entry, *generation);
+		entry->state = ENTRY_READY;
 		loading_entry = NULL;
 		LWLockRelease(lock);
-		ConditionVariableBroadcast(&stock_shared->loaded_cv);
+		LockRelease(&tag, ExclusiveLock, false);
 		return entry;
 	}
 }
@@ -528,6 +796,64 @@ escrow_make_room(int k)
 }
 
 /*
+ * The per-entry summary of this transaction's records.  With enter, it is
+ * created if missing (which may fail, so callers do it before changing a
+ * counter); otherwise NULL if the transaction never touched the entry.
+ */
+static EscrowTouch *
+escrow_touch(StockEntry *entry, uint64 generation, bool enter)
+{
+	EscrowTouchKey key;
+	EscrowTouch *touch;
+	bool		found;
+
+	if (escrow_touched == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!enter)
+			return NULL;
+		ctl.keysize = sizeof(EscrowTouchKey);
+		ctl.entrysize = sizeof(EscrowTouch);
+		ctl.hcxt = TopMemoryContext;
+		escrow_touched = hash_create("pacelc escrow per SKU", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.entry = entry;
+	key.generation = generation;
+	touch = hash_search(escrow_touched, &key, enter ? HASH_ENTER : HASH_FIND, &found);
+	if (enter && !found)
+	{
+		touch->pending = 0;
+		touch->created = 0;
+		touch->pinned = false;
+	}
+	return touch;
+}
+
+/* Does the record count towards the increases applied at commit? */
+static inline bool
+escrow_is_pending(EscrowRecord *rec)
+{
+	return rec->delta > 0 || rec->from_pending;
+}
+
+/* Removes a record's part of its entry's summary (undo, savepoint rollback). */
+static void
+escrow_forget(EscrowRecord *rec)
+{
+	EscrowTouch *touch = escrow_touch(rec->entry, rec->generation, false);
+
+	if (touch == NULL)
+		return;
+	if (escrow_is_pending(rec))
+		touch->pending -= rec->delta;
+	if (rec->mark_exists)
+		touch->created--;
+}
+
+/*
  * Units this transaction restocked or released are not in the shared counter
  * before commit, yet the transaction itself may reserve them: what is left of
  * its own pending increases for an entry.
@@ -535,34 +861,27 @@ escrow_make_room(int k)
 static int64
 escrow_own_pending(StockEntry *entry, uint64 generation)
 {
-	int64		sum = 0;
-	int			i;
+	EscrowTouch *touch = escrow_touch(entry, generation, false);
 
-	for (i = 0; i < n_escrow; i++)
-		if (escrow[i].entry == entry && escrow[i].generation == generation &&
-			(escrow[i].delta > 0 || escrow[i].from_pending))
-			sum += escrow[i].delta;
-	return sum;
+	return touch ? touch->pending : 0;
 }
 
 /* Did this transaction create the SKU (its row is not committed yet)? */
 static bool
 escrow_created_here(StockEntry *entry, uint64 generation)
 {
-	int			i;
+	EscrowTouch *touch = escrow_touch(entry, generation, false);
 
-	for (i = 0; i < n_escrow; i++)
-		if (escrow[i].entry == entry && escrow[i].generation == generation &&
-			escrow[i].mark_exists)
-			return true;
-	return false;
+	return touch != NULL && touch->created > 0;
 }
 
+/* The caller made room (escrow_make_room) and has the summary entry. */
 static void
 escrow_push(StockEntry *entry, uint64 generation, int64 delta,
 			bool from_pending, bool mark_exists)
 {
 	EscrowRecord *rec;
+	EscrowTouch *touch = escrow_touch(entry, generation, true);
 
 	escrow_make_room(1);
 	rec = &escrow[n_escrow];
@@ -573,6 +892,10 @@ escrow_push(StockEntry *entry, uint64 generation, int64 delta,
 	rec->mark_exists = mark_exists;
 	rec->subid = GetCurrentSubTransactionId();
 	n_escrow++;
+	if (escrow_is_pending(rec))
+		touch->pending += delta;
+	if (mark_exists)
+		touch->created++;
 }
 
 /*
@@ -590,6 +913,7 @@ escrow_take(StockEntry *entry, uint64 generation, int64 qty)
 
 	/* make room first: nothing may fail once the counter has changed */
 	escrow_make_room(2);
+	(void) escrow_touch(entry, generation, true);
 
 	if (rest > 0)
 	{
@@ -618,6 +942,33 @@ escrow_add_on_commit(StockEntry *entry, uint64 generation, int64 qty,
 }
 
 /*
+ * Gives units taken from the counter back, unless the entry was freed
+ * meanwhile (DROP EXTENSION): the generation is checked under the
+ * partition lock, which whoever frees the slot holds exclusively.
+ */
+static void
+escrow_give_back(StockEntry *entry, uint64 generation, int64 qty)
+{
+	LWLock	   *lock;
+
+	if (entry->generation != generation)
+		return;
+	lock = partition_lock(get_hash_value(stock_htab, &entry->key));
+	LWLockAcquire(lock, LW_SHARED);
+	if (entry->generation == generation)
+		pg_atomic_fetch_add_u64(&entry->avail, (uint64) qty);
+	LWLockRelease(lock);
+}
+
+/* Ends one record at abort: takes from the counter go back. */
+static void
+escrow_abort_record(EscrowRecord *rec)
+{
+	if (rec->delta < 0 && !rec->from_pending)
+		escrow_give_back(rec->entry, rec->generation, -rec->delta);
+}
+
+/*
  * Undoes every take made since mark at once, for a cart line that did not
  * fit or an idempotent retry that found its request already done.
  */
@@ -628,28 +979,60 @@ escrow_undo_to(int mark)
 	{
 		EscrowRecord *rec = &escrow[--n_escrow];
 
-		if (rec->delta < 0 && !rec->from_pending &&
-			rec->entry->generation == rec->generation)
-			pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
+		escrow_abort_record(rec);
+		escrow_forget(rec);
 	}
 }
 
 /*
- * Ends one record.  At commit, pending increases and the takes out of them
- * go to the counter (netted per SKU, see escrow_commit); at abort, takes
- * from the counter go back and everything else is dropped.
+ * Ends the pins of this transaction: an entry whose SKU row was not
+ * created by anyone (all its creating transactions rolled back) is freed,
+ * so rolled-back creates never use up pacelc.max_skus.
  */
 static void
-escrow_apply(EscrowRecord *rec, bool commit)
+stock_unpin(EscrowTouch *touch)
 {
-	if (rec->entry->generation != rec->generation)
+	StockEntry *entry = touch->key.entry;
+	uint32		hash;
+	LWLock	   *lock;
+
+	if (!touch->pinned)
 		return;
-	if (commit && (rec->delta > 0 || rec->from_pending))
-		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) rec->delta);
-	else if (!commit && rec->delta < 0 && !rec->from_pending)
-		pg_atomic_fetch_add_u64(&rec->entry->avail, (uint64) (-rec->delta));
-	if (commit && rec->mark_exists)
-		pg_atomic_write_u32(&rec->entry->exists, 1);
+	touch->pinned = false;
+	hash = get_hash_value(stock_htab, &entry->key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (entry->generation == touch->key.generation)
+	{
+		if (pg_atomic_sub_fetch_u32(&entry->pins, 1) == 0 &&
+			pg_atomic_read_u32(&entry->exists) == 0 &&
+			entry->state == ENTRY_READY)
+			stock_free_entry(entry, hash);
+	}
+	LWLockRelease(lock);
+}
+
+/*
+ * Forgets the summaries at the end of a transaction.  A table that grew
+ * large (a transaction touching many SKUs) is freed rather than kept.
+ */
+static void
+escrow_touched_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	EscrowTouch *touch;
+
+	if (escrow_touched == NULL)
+		return;
+	if (hash_get_num_entries(escrow_touched) > 1024)
+	{
+		hash_destroy(escrow_touched);
+		escrow_touched = NULL;
+		return;
+	}
+	hash_seq_init(&status, escrow_touched);
+	while ((touch = hash_seq_search(&status)) != NULL)
+		hash_search(escrow_touched, &touch->key, HASH_REMOVE, NULL);
 }
 
 /*
@@ -660,36 +1043,59 @@ escrow_apply(EscrowRecord *rec, bool commit)
  * oversell); the takes first would make the counter dip and refuse buyers
  * for nothing.  The net is never negative: a take out of pending units
  * always follows the increase it uses, in the same or an inner
- * (sub)transaction.
+ * (sub)transaction.  One pass over the SKUs touched: linear, however many.
  */
 static void
 escrow_commit(void)
 {
-	int			i,
-				j;
+	HASH_SEQ_STATUS status;
+	EscrowTouch *touch;
+
+	if (escrow_touched == NULL)
+		return;
+	hash_seq_init(&status, escrow_touched);
+	while ((touch = hash_seq_search(&status)) != NULL)
+	{
+		StockEntry *entry = touch->key.entry;
+
+		Assert(touch->pending >= 0);
+		if (entry->generation == touch->key.generation)
+		{
+			if (touch->pending > 0)
+				pg_atomic_fetch_add_u64(&entry->avail, (uint64) touch->pending);
+			if (touch->created > 0)
+				pg_atomic_write_u32(&entry->exists, 1);
+		}
+		stock_unpin(touch);
+	}
+}
+
+/* At abort, takes from the counter go back and everything else is dropped. */
+static void
+escrow_abort(void)
+{
+	HASH_SEQ_STATUS status;
+	EscrowTouch *touch;
+	int			i;
 
 	for (i = 0; i < n_escrow; i++)
-	{
-		EscrowRecord *rec = &escrow[i];
+		escrow_abort_record(&escrow[i]);
+	if (escrow_touched == NULL)
+		return;
+	hash_seq_init(&status, escrow_touched);
+	while ((touch = hash_seq_search(&status)) != NULL)
+		stock_unpin(touch);
+}
 
-		if (rec->delta > 0 || rec->from_pending)
-		{
-			for (j = i + 1; j < n_escrow; j++)
-			{
-				EscrowRecord *other = &escrow[j];
+/* Frees the entries of what this transaction dropped (at its commit). */
+static void
+stock_drops_commit(void)
+{
+	int			i;
 
-				if (other->entry == rec->entry && other->generation == rec->generation &&
-					(other->delta > 0 || other->from_pending))
-				{
-					rec->delta += other->delta;
-					other->delta = 0;
-					other->from_pending = false;
-				}
-			}
-			Assert(rec->delta >= 0);
-		}
-		escrow_apply(rec, true);
-	}
+	for (i = 0; i < n_stock_drops; i++)
+		(void) stock_sweep(stock_drops[i].dbid, stock_drops[i].relid, NULL, 0, false);
+	n_stock_drops = 0;
 }
 
 /*
@@ -700,8 +1106,6 @@ escrow_commit(void)
 static void
 stock_xact_callback(XactEvent event, void *arg)
 {
-	int			i;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
@@ -715,14 +1119,25 @@ stock_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			escrow_commit();
+			escrow_touched_reset();
 			n_escrow = 0;
+			if (n_stock_drops > 0)
+				stock_drops_commit();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			remove_loading_entry();
-			for (i = 0; i < n_escrow; i++)
-				escrow_apply(&escrow[i], false);
+			escrow_abort();
+			escrow_touched_reset();
 			n_escrow = 0;
+			n_stock_drops = 0;
+			break;
+		case XACT_EVENT_PREPARE:
+			/* refused above when there was escrow; pins of loads may remain */
+			escrow_abort();
+			escrow_touched_reset();
+			n_escrow = 0;
+			n_stock_drops = 0;
 			break;
 		default:
 			break;
@@ -731,33 +1146,88 @@ stock_xact_callback(XactEvent event, void *arg)
 
 /*
  * Rolling back to a savepoint returns what the subtransaction took; a
- * released subtransaction hands its records to the parent.
+ * released subtransaction hands its records to the parent.  A
+ * subtransaction's records are the tail of the list (inner ones end
+ * first), so both cost what the subtransaction itself did, not more.
  */
 static void
 stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	int			i,
-				kept = 0;
+	int			i;
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		for (i = 0; i < n_escrow; i++)
-			if (escrow[i].subid == mySubid)
-				escrow[i].subid = parentSubid;
+		for (i = n_escrow - 1; i >= 0 && escrow[i].subid >= mySubid; i--)
+			escrow[i].subid = parentSubid;
+		for (i = n_stock_drops - 1; i >= 0 && stock_drops[i].subid >= mySubid; i--)
+			stock_drops[i].subid = parentSubid;
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		remove_loading_entry();
-		for (i = 0; i < n_escrow; i++)
+		while (n_escrow > 0 && escrow[n_escrow - 1].subid >= mySubid)
 		{
-			if (escrow[i].subid == mySubid)
-				escrow_apply(&escrow[i], false);
-			else
-				escrow[kept++] = escrow[i];
+			EscrowRecord *rec = &escrow[--n_escrow];
+
+			escrow_abort_record(rec);
+			escrow_forget(rec);
 		}
-		n_escrow = kept;
+		while (n_stock_drops > 0 && stock_drops[n_stock_drops - 1].subid >= mySubid)
+			n_stock_drops--;
 	}
+}
+
+/*
+ * DROP DATABASE and DROP EXTENSION (which drops pacelc.skus) free the
+ * entries of the dropped database or extension when they commit.  The
+ * hook runs before the objects go, in the dropping backend.
+ */
+static void
+stock_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
+{
+	Oid			dbid = InvalidOid;
+	Oid			relid = InvalidOid;
+
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || stock_htab == NULL)
+		return;
+
+	if (classId == DatabaseRelationId)
+		dbid = objectId;
+	else if (classId == RelationRelationId && subId == 0)
+	{
+		Oid			nsp = get_namespace_oid("pacelc", true);
+		char	   *name;
+
+		if (!OidIsValid(nsp) || get_rel_namespace(objectId) != nsp)
+			return;
+		name = get_rel_name(objectId);
+		if (name == NULL || strcmp(name, "skus") != 0)
+			return;
+		dbid = MyDatabaseId;
+		relid = objectId;
+	}
+	else
+		return;
+
+	if (n_stock_drops >= max_stock_drops)
+	{
+		int			newmax = Max(max_stock_drops * 2, 4);
+
+		if (stock_drops == NULL)
+			stock_drops = MemoryContextAlloc(TopMemoryContext,
+											 newmax * sizeof(StockDrop));
+		else
+			stock_drops = repalloc(stock_drops, newmax * sizeof(StockDrop));
+		max_stock_drops = newmax;
+	}
+	stock_drops[n_stock_drops].dbid = dbid;
+	stock_drops[n_stock_drops].relid = relid;
+	stock_drops[n_stock_drops].subid = GetCurrentSubTransactionId();
+	n_stock_drops++;
 }
 
 /* ---------------------------------------------------------------------
@@ -1379,6 +1849,33 @@ set_base(const char *sku, int64 base)
 	SPI_finish();
 }
 
+/*
+ * Marks the confirmed units of one SKU folded, for a caller that holds the
+ * SKU row lock and lowers on_hand_base by the units returned.  Only fold_confirmed() also folds, and it
+ * holds the same row lock, so nothing here waits.
+ */
+static int64
+fold_sku(const char *sku)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int64		folded;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(sku);
+	run_plan(get_plan(PLAN_FOLD_SKU,
+					  "WITH f AS (UPDATE pacelc.reservation_data r SET folded = true"
+					  "            WHERE r.sku = $1::pg_catalog.text"
+					  "              AND r.state = 'confirmed' AND NOT r.folded"
+					  "            RETURNING r.qty)"
+					  " SELECT pg_catalog.sum(f.qty)::pg_catalog.int8 FROM f",
+					  1, argtypes),
+			 values, NULL, false);
+	folded = spi_int64(0, 1, NULL);
+	SPI_finish();
+	return folded;
+}
+
 static void
 raise_overflow(void)
 {
@@ -1400,9 +1897,18 @@ change_on_hand(const char *sku, StockEntry *entry, uint64 gen, int64 base,
 	int64		new_on_hand;
 	int64		new_base;
 
-	if (pg_add_s64_overflow(old_on_hand, delta, &new_on_hand) ||
-		pg_add_s64_overflow(base, delta, &new_base))
+	if (pg_add_s64_overflow(old_on_hand, delta, &new_on_hand))
 		raise_overflow();
+	if (pg_add_s64_overflow(base, delta, &new_base))
+	{
+		/*
+		 * The base also counts confirmed units not folded yet: fold this
+		 * SKU's now (its row is locked), then decide on on_hand alone.
+		 */
+		base -= fold_sku(sku);
+		if (pg_add_s64_overflow(base, delta, &new_base))
+			raise_overflow();
+	}
 	if (new_on_hand < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_INSUFFICIENT_STOCK),
@@ -1510,27 +2016,34 @@ available_body(PG_FUNCTION_ARGS)
 	if (RecoveryInProgress())
 		PG_RETURN_INT64(available_from_tables(sku));
 
+	/*
+	 * What reserve() would let this transaction take: the counter plus what
+	 * the transaction itself restocked or released and has not used yet.
+	 */
 	entry = stock_acquire(sku, false, &gen);
 	avail = (int64) pg_atomic_read_u64(&entry->avail);
+	if (pg_add_s64_overflow(Max(avail, 0), escrow_own_pending(entry, gen), &avail))
+		avail = PG_INT64_MAX;
 	PG_RETURN_INT64(Max(avail, 0));
 }
 
-/* verify()'s view of shared memory: the counter, or NULL if not loaded. */
-PG_FUNCTION_INFO_V1(pacelc_escrow_available);
-Datum
-pacelc_escrow_available(PG_FUNCTION_ARGS)
+/*
+ * Reads the counter of a SKU of the given pacelc.skus table without
+ * loading it; false if it is not in shared memory (or has no row yet).
+ */
+static bool
+read_counter(const char *sku, Oid relid, int64 *avail)
 {
-	char		sku[SKU_MAXLEN + 1];
 	StockKey	key;
 	uint32		hash;
 	LWLock	   *lock;
 	StockEntry *entry;
 	bool		ready = false;
-	int64		avail = 0;
 
-	stock_check_shmem();
-	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
-	make_key(&key, sku);
+	memset(&key, 0, sizeof(StockKey));
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	strlcpy(key.sku, sku, sizeof(key.sku));
 	hash = get_hash_value(stock_htab, &key);
 	lock = partition_lock(hash);
 	LWLockAcquire(lock, LW_SHARED);
@@ -1539,13 +2052,252 @@ pacelc_escrow_available(PG_FUNCTION_ARGS)
 		pg_atomic_read_u32(&entry->exists) != 0)
 	{
 		ready = true;
-		avail = (int64) pg_atomic_read_u64(&entry->avail);
+		*avail = (int64) pg_atomic_read_u64(&entry->avail);
 	}
 	LWLockRelease(lock);
-	if (!ready)
+	return ready;
+}
+
+/* verify()'s view of shared memory: the counter, or NULL if not loaded. */
+PG_FUNCTION_INFO_V1(pacelc_escrow_available);
+Datum
+pacelc_escrow_available(PG_FUNCTION_ARGS)
+{
+	char		sku[SKU_MAXLEN + 1];
+	int64		avail = 0;
+
+	stock_check_shmem();
+	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
+	if (!read_counter(sku, skus_relid(), &avail))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(avail);
 }
+
+/*
+ * verify()'s escrow audit: SKUs whose counter promises more units than the
+ * tables allow.  Counter and tables cannot be read at one instant, and
+ * reading them one after the other raises false alarms both ways round:
+ * increases (release, expiry, restock) reach the counter just after their
+ * commit, and takes (reserve, write-off) leave the counter just before
+ * theirs.  So:
+ *
+ *	1. snapshot A: each SKU row (its on_hand_base and xmin) and the ids of
+ *	   the open reservations (held, or confirmed and not folded);
+ *	2. the counters, at a moment t;
+ *	3. snapshot B, taken after t: the SKU rows again, and the open
+ *	   reservations, counting only those that were open in A already.
+ *
+ * A SKU whose row changed between A and B (restock, write-off, fold) is
+ * looked at again in another round, up to three; one that keeps changing
+ * is left for the next call (a DEBUG1 message counts them).  For the others, the rows counted are a subset of
+ * those open at t (states only move forward), and every change committed
+ * before t that reached the counter is in B; so "tables" is at least the
+ * committed on_hand - held at t, which a correct counter never exceeds.
+ * An alarm is therefore a real excess, never a race.
+ */
+typedef struct CheckSku
+{
+	char		sku[SKU_MAXLEN + 1];	/* hash key */
+	int64		base;
+	char		xmin[16];
+	bool		done;			/* checked in an earlier round */
+	bool		loaded;
+	bool		busy;
+	int64		counter;
+	int64		open_qty;
+} CheckSku;
+
+#define ESCROW_AUDIT_ROUNDS	3
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+check_run(SPIPlanPtr plan, Snapshot snap)
+{
+	int			rc = SPI_execute_snapshot(plan, NULL, NULL, snap, InvalidSnapshot,
+										  true, false, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "escrow audit query failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * One round of the audit over the SKUs not decided yet; returns how many
+ * were busy (row changed between the two snapshots) and are left for the
+ * next round.
+ */
+static int
+escrow_audit_round(HTAB *checks, bool first, Oid relid, ReturnSetInfo *rsinfo,
+				   int *nchecked)
+{
+	SPIPlanPtr	skus_plan;
+	SPIPlanPtr	open_plan;
+	Snapshot	snap;
+	HASH_SEQ_STATUS status;
+	CheckSku   *c;
+	int64	   *ids;
+	uint64		nids,
+				i;
+	int			nbusy = 0;
+
+	skus_plan = get_plan(PLAN_CHECK_SKUS,
+						 "SELECT k.sku, k.on_hand_base, k.xmin::pg_catalog.text"
+						 "  FROM pacelc.skus k",
+						 0, NULL);
+	open_plan = get_plan(PLAN_CHECK_OPEN,
+						 "SELECT r.id, r.sku, r.qty FROM pacelc.reservation_data r"
+						 " WHERE r.state = 'held' OR (r.state = 'confirmed' AND NOT r.folded)",
+						 0, NULL);
+
+	/* 1. snapshot A: SKU rows and the ids of the open reservations */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	check_run(skus_plan, snap);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *sku = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *xmin = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		bool		found;
+
+		if (strlen(sku) > SKU_MAXLEN)
+			continue;
+		c = hash_search(checks, sku, first ? HASH_ENTER : HASH_FIND, &found);
+		if (c == NULL || (found && c->done))
+			continue;
+		c->base = spi_int64(i, 2, NULL);
+		strlcpy(c->xmin, xmin, sizeof(c->xmin));
+		c->done = false;
+		c->loaded = false;
+		c->busy = true;			/* until seen unchanged in snapshot B */
+		c->counter = 0;
+		c->open_qty = 0;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	check_run(open_plan, snap);
+	nids = SPI_processed;
+	ids = palloc(Max(nids, 1) * sizeof(int64));
+	for (i = 0; i < nids; i++)
+		ids[i] = spi_int64(i, 1, NULL);
+	SPI_freetuptable(SPI_tuptable);
+	qsort(ids, nids, sizeof(int64), cmp_int64);
+	UnregisterSnapshot(snap);
+
+	/* 2. the counters */
+	hash_seq_init(&status, checks);
+	while ((c = hash_seq_search(&status)) != NULL)
+		if (!c->done)
+			c->loaded = read_counter(c->sku, relid, &c->counter);
+
+	/* 3. snapshot B, after the counters */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	check_run(skus_plan, snap);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *sku = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *xmin = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+
+		if (strlen(sku) > SKU_MAXLEN)
+			continue;
+		c = hash_search(checks, sku, HASH_FIND, NULL);
+		if (c && !c->done)
+			c->busy = (strcmp(c->xmin, xmin) != 0 ||
+					   c->base != spi_int64(i, 2, NULL));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	check_run(open_plan, snap);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		int64		id = spi_int64(i, 1, NULL);
+		char	   *sku;
+
+		if (bsearch(&id, ids, nids, sizeof(int64), cmp_int64) == NULL)
+			continue;			/* opened after snapshot A */
+		sku = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		if (strlen(sku) > SKU_MAXLEN)
+			continue;
+		c = hash_search(checks, sku, HASH_FIND, NULL);
+		if (c && !c->done)
+			c->open_qty += spi_int64(i, 3, NULL);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	UnregisterSnapshot(snap);
+	pfree(ids);
+
+	hash_seq_init(&status, checks);
+	while ((c = hash_seq_search(&status)) != NULL)
+	{
+		int64		tables = c->base - c->open_qty;
+
+		if (c->done)
+			continue;
+		if (c->busy)
+		{
+			nbusy++;
+			continue;
+		}
+		c->done = true;
+		if (!c->loaded)
+			continue;
+		(*nchecked)++;
+		if (c->counter > tables)
+		{
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			values[0] = CStringGetTextDatum(c->sku);
+			values[1] = Int64GetDatum(c->counter);
+			values[2] = Int64GetDatum(tables);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	return nbusy;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_escrow_excess);
+Datum
+pacelc_escrow_excess(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASHCTL		ctl;
+	HTAB	   *checks;
+	Oid			relid;
+	int			round,
+				nbusy = 0,
+				nchecked = 0;
+
+	stock_check_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+	if (RecoveryInProgress())
+		return (Datum) 0;		/* no escrow on a standby */
+	relid = skus_relid();
+
+	SPI_connect();
+	ctl.keysize = SKU_MAXLEN + 1;
+	ctl.entrysize = sizeof(CheckSku);
+	ctl.hcxt = CurrentMemoryContext;
+	checks = hash_create("pacelc escrow audit", 1024, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	/* a SKU whose row changed meanwhile is looked at again, a few times */
+	for (round = 0; round < ESCROW_AUDIT_ROUNDS; round++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		nbusy = escrow_audit_round(checks, round == 0, relid, rsinfo, &nchecked);
+		if (nbusy == 0)
+			break;
+	}
+	elog(DEBUG1, "pacelc escrow audit: %d counters checked, %d SKUs left unchecked (row changed during %d rounds)",
+		 nchecked, nbusy, round < ESCROW_AUDIT_ROUNDS ? round + 1 : round);
+	SPI_finish();
+	return (Datum) 0;
+}
+
 
 /* ---------------------------------------------------------------------
  * Expiry
@@ -1603,6 +2355,73 @@ expire_one(int64 id, const char *sku)
 	return true;
 }
 
+/*
+ * Expires the holds ids[from .. to-1] in one subtransaction; false if one
+ * of them failed, which rolls the group back (with a WARNING naming the
+ * hold when the group is a single hold).  Cancellation is not swallowed.
+ */
+static bool
+expire_isolated(int64 *ids, char **skus, uint64 from, uint64 to, int64 *n)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+	volatile int64 done = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		uint64		i;
+
+		for (i = from; i < to; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (expire_one(ids[i], skus[i]))
+				done++;
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		if (to - from == 1)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("could not expire reservation %lld of sku \"%s\": %s",
+							(long long) ids[from], skus[from], edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 errhint("It stays held and is retried in the next round.")));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (ok)
+		*n += done;
+	return ok;
+}
+
+/*
+ * Holds are expired in groups, each in a subtransaction (few enough that
+ * the subtransaction ids of a batch stay in PostgreSQL's per-backend cache);
+ * a group that fails is redone one hold per subtransaction, so one hold that
+ * cannot be expired now (its SKU gets no shared-memory entry, say) never
+ * stops the others.
+ */
+#define EXPIRE_GROUP	32
+
 static Datum
 expire_holds_body(PG_FUNCTION_ARGS)
 {
@@ -1645,11 +2464,15 @@ expire_holds_body(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	for (i = 0; i < ndue; i++)
+	for (i = 0; i < ndue; i += EXPIRE_GROUP)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (expire_one(ids[i], skus[i]))
-			n++;
+		uint64		to = Min(i + EXPIRE_GROUP, ndue);
+		uint64		j;
+
+		if (expire_isolated(ids, skus, i, to, &n) || to - i == 1)
+			continue;
+		for (j = i; j < to; j++)
+			(void) expire_isolated(ids, skus, j, j + 1, &n);
 	}
 	PG_RETURN_INT64(n);
 }
