@@ -351,8 +351,9 @@ pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
 	 * days, so '1000 years -360000 days' would compare as small): bounded
 	 * fields cannot overflow when added to now.
 	 */
-	if (Abs((int64) iv->month) > (int64) max_years * MONTHS_PER_YEAR ||
-		Abs((int64) iv->day) > (int64) max_years * 366 ||
+	if (iv->month > max_years * MONTHS_PER_YEAR ||
+		iv->month < -max_years * MONTHS_PER_YEAR ||
+		iv->day > max_years * 366 || iv->day < -max_years * 366 ||
 		iv->time > (int64) max_years * 366 * USECS_PER_DAY ||
 		iv->time < -(int64) max_years * 366 * USECS_PER_DAY)
 		ereport(ERROR,
