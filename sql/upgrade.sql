@@ -61,8 +61,7 @@ SELECT p.oid::regprocedure FROM pg_proc p
 SELECT has_schema_privilege('public', 'pacelc_private', 'USAGE') AS public_private_usage;
 SELECT pacelc.drop_queue('up_h');
 DROP FUNCTION public.up_handler(jsonb);
-REVOKE ALL ON SCHEMA pacelc FROM regress_pacelc_up_owner;
-REVOKE ALL ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval) FROM regress_pacelc_up_owner;
+DROP OWNED BY regress_pacelc_up_owner;
 DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
 -- a fresh install is 0.3 (0.1 followed by the update scripts)
