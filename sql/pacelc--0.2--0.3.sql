@@ -407,8 +407,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pacelc_private.grant_queue(caller pg_catalog.oid, queue pg_catalog.text,
-										   privilege pg_catalog.text, grantee pg_catalog.regrole)
+/* Grants (granting) or revokes privilege on a queue the caller owns. */
+CREATE FUNCTION pacelc_private.set_queue_grant(caller pg_catalog.oid, queue pg_catalog.text,
+											   privilege pg_catalog.text,
+											   grantee pg_catalog.regrole,
+											   granting pg_catalog.bool)
 	RETURNS void
 	LANGUAGE plpgsql
 	AS $$
@@ -420,28 +423,26 @@ BEGIN
 		RAISE EXCEPTION 'grantee must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	INSERT INTO pacelc.queue_grants AS g (queue, grantee, produce, consume)
-	VALUES (q.name, grantee, p.produce, p.consume)
+	VALUES (q.name, grantee, granting AND p.produce, granting AND p.consume)
 	ON CONFLICT ON CONSTRAINT queue_grants_pkey DO UPDATE
-	   SET produce = g.produce OR excluded.produce, consume = g.consume OR excluded.consume;
-END
-$$;
-
-CREATE FUNCTION pacelc_private.revoke_queue(caller pg_catalog.oid, queue pg_catalog.text,
-											privilege pg_catalog.text, grantee pg_catalog.regrole)
-	RETURNS void
-	LANGUAGE plpgsql
-	AS $$
-DECLARE
-	q	pacelc.queues := pacelc_private.owned_queue(caller, queue);
-	p	record := pacelc_private.queue_privilege(privilege);
-BEGIN
-	UPDATE pacelc.queue_grants g
-	   SET produce = g.produce AND NOT p.produce, consume = g.consume AND NOT p.consume
-	 WHERE g.queue OPERATOR(pg_catalog.=) q.name AND g.grantee OPERATOR(pg_catalog.=) revoke_queue.grantee;
+	   SET produce = CASE WHEN granting THEN g.produce OR p.produce ELSE g.produce AND NOT p.produce END,
+		   consume = CASE WHEN granting THEN g.consume OR p.consume ELSE g.consume AND NOT p.consume END;
 	DELETE FROM pacelc.queue_grants g
 	 WHERE g.queue OPERATOR(pg_catalog.=) q.name AND NOT g.produce AND NOT g.consume;
 END
 $$;
+
+CREATE FUNCTION pacelc_private.grant_queue(caller pg_catalog.oid, queue pg_catalog.text,
+										   privilege pg_catalog.text, grantee pg_catalog.regrole)
+	RETURNS void
+	LANGUAGE sql
+	RETURN pacelc_private.set_queue_grant(caller, queue, privilege, grantee, true);
+
+CREATE FUNCTION pacelc_private.revoke_queue(caller pg_catalog.oid, queue pg_catalog.text,
+											privilege pg_catalog.text, grantee pg_catalog.regrole)
+	RETURNS void
+	LANGUAGE sql
+	RETURN pacelc_private.set_queue_grant(caller, queue, privilege, grantee, false);
 
 /* A queue the caller may consume (42704 / 42501 otherwise). */
 CREATE FUNCTION pacelc_private.consumable_queue(caller pg_catalog.oid, name pg_catalog.text)
