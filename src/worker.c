@@ -599,6 +599,8 @@ start_database_worker(Oid dbid, const char *dbname, int index,
 					  BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker bgw;
+	MemoryContext old;
+	bool		ok;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -618,7 +620,11 @@ start_database_worker(Oid dbid, const char *dbname, int index,
 	bgw.bgw_main_arg = ObjectIdGetDatum(dbid);
 	memcpy(bgw.bgw_extra, &index, sizeof(int));
 	bgw.bgw_notify_pid = MyProcPid;
-	return RegisterDynamicBackgroundWorker(&bgw, handle);
+	/* the handle outlives the caller's pass or round */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&bgw, handle);
+	MemoryContextSwitchTo(old);
+	return ok;
 }
 
 /* Milliseconds of exponential backoff after n failures, from 1 s to cap. */
@@ -1346,6 +1352,9 @@ typedef struct QueuePace
 
 static HTAB *queue_pace = NULL;
 
+/* Memory that lives for a round (reset after each). */
+static MemoryContext round_cxt = NULL;
+
 /* This round: queues where nothing could be leased (locked by others). */
 static List *skipped_queues = NIL;
 
@@ -1456,8 +1465,8 @@ pick_queue(char *queue)
 		values[2] = Int32GetDatum(queue_concurrency);
 		values[3] = CStringGetTextDatum(last_queue);
 		pacelc_keep_plan(&pick_plan,
-						 "WITH busy AS (SELECT b.name, b.n FROM pg_catalog.unnest($1::pg_catalog.text[],"
-						 "                $2::pg_catalog.int4[]) AS b(name, n)),"
+						 "WITH busy AS (SELECT b.name, b.n FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+						 "                pg_catalog.unnest($2::pg_catalog.int4[])) AS b(name, n)),"
 						 "     q AS (SELECT q.name, coalesce((pg_catalog.to_jsonb(q)"
 						 "                  OPERATOR(pg_catalog.->>) 'concurrency')::pg_catalog.int4, $3) AS lim"
 						 "             FROM pacelc.queues q WHERE q.handler IS NOT NULL)"
@@ -1516,8 +1525,9 @@ release_messages(DueMessage *msgs, int from, int to)
 	pacelc_keep_plan(&release_plan,
 					 "UPDATE pacelc.messages m SET attempts = m.attempts - 1, run_at = r.run_at,"
 					 "       leased_until = CASE WHEN r.interrupted THEN r.run_at END"
-					 "  FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.timestamptz[],"
-					 "                         $3::pg_catalog.bool[]) AS r(id, run_at, interrupted)"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+					 "                 pg_catalog.unnest($3::pg_catalog.bool[])) AS r(id, run_at, interrupted)"
 					 " WHERE m.id = r.id", 3, argtypes);
 	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pacelc worker: could not put messages back");
@@ -1606,9 +1616,10 @@ handle_batch(void)
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
-	ids = palloc(sizeof(Datum) * Max(nleased, 1));
-	runs = palloc(sizeof(Datum) * Max(nleased, 1));
-	intr = palloc(sizeof(Datum) * Max(nleased, 1));
+	/* in the round's memory: they outlive this transaction */
+	ids = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	runs = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	intr = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
 	for (i = 0; i < nleased; i++)
 	{
 		bool		isnull;
@@ -1622,7 +1633,10 @@ handle_batch(void)
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
+		MemoryContext old = MemoryContextSwitchTo(round_cxt);
+
 		skipped_queues = lappend(skipped_queues, pstrdup(queue));
+		MemoryContextSwitchTo(old);
 		set_my_queue("");
 		return true;
 	}
@@ -1643,8 +1657,9 @@ handle_batch(void)
 					 "       pg_catalog.to_regprocedure(q.handler::pg_catalog.text)::pg_catalog.oid,"
 					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
 					 "       l.old_run_at, l.interrupted"
-					 "  FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.timestamptz[],"
-					 "                         $3::pg_catalog.bool[])"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+					 "                 pg_catalog.unnest($3::pg_catalog.bool[]))"
 					 "       WITH ORDINALITY AS l(id, old_run_at, interrupted, ord)"
 					 "  JOIN pacelc.messages m ON m.id = l.id"
 					 "  JOIN pacelc.queues q ON q.name = m.queue"
@@ -1925,6 +1940,7 @@ pacelc_worker_main(Datum arg)
 
 	round_context = AllocSetContextCreate(TopMemoryContext, "pacelc worker round",
 										  ALLOCSET_DEFAULT_SIZES);
+	round_cxt = round_context;
 	for (;;)
 	{
 		long		sleep_ms = worker_naptime_s * 1000L;
