@@ -942,6 +942,7 @@ leave_if_database_locked(void)
 }
 
 static void plan_next_round(void);
+static void ensure_helpers(void);
 
 /*
  * Expiry of holds (always), folding of confirmed units and purge of old
@@ -1327,8 +1328,15 @@ handle_message(DueMessage *m, const char *queue)
 		CurrentResourceOwner = oldowner;
 		/* the subtransaction's abort restored the user id */
 		reset_session_state();
-		record_failure(m, edata->message ? edata->message : "unknown error",
-					   unpack_sql_state(edata->sqlerrcode), m->attempts);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			GetCurrentTimestamp() >= limit)
+			record_failure(m, psprintf("handler of queue \"%s\" ran past pacelc.handler_timeout (%d ms): %s",
+									   queue, handler_timeout_ms,
+									   edata->message ? edata->message : "cancelled"),
+						   unpack_sql_state(edata->sqlerrcode), m->attempts);
+		else
+			record_failure(m, edata->message ? edata->message : "unknown error",
+						   unpack_sql_state(edata->sqlerrcode), m->attempts);
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -1818,6 +1826,8 @@ worker_round(TimestampTz *last_full)
 				PG_END_TRY();
 			}
 		}
+		if (my_index == 0)
+			ensure_helpers();	/* the pool may have grown (SIGHUP) */
 		planned = false;
 		if (!handle_batch())
 			break;
