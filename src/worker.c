@@ -974,7 +974,7 @@ typedef struct DueMessage
 {
 	int64		id;
 	int32		attempts;		/* counting this one */
-	Oid			handler;		/* InvalidOid: it does not resolve */
+	Oid			handler;		/* resolved at the call; InvalidOid: it does not */
 	char	   *handler_name;	/* NULL: the queue has no handler any more */
 	Oid			owner;
 	bool		interrupted;	/* the previous attempt never finished */
@@ -1111,10 +1111,31 @@ stop_handler_timeouts(void)
 	disable_timeouts(t, 2);
 }
 
+/*
+ * Resolves the queue's handler from its signature (the queues.handler
+ * column as text: a regprocedure, or from 0.3 on the signature itself), as
+ * to_regprocedure() does, at every call: a handler dropped or replaced
+ * since is noticed.  In the handler's subtransaction, so that even an
+ * error of the lookup only fails this attempt.
+ */
+static Oid
+resolve_handler(const char *signature)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		result;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(signature);
+	fcinfo->args[0].isnull = false;
+	result = to_regprocedure(fcinfo);
+	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
+}
+
 /* The checks the executor would make, and those a stale owner needs. */
 static void
 check_handler(DueMessage *m, const char *queue)
 {
+	m->handler = resolve_handler(m->handler_name);
 	if (!OidIsValid(m->handler))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
@@ -1661,8 +1682,7 @@ handle_batch(void)
 	values[2] = PointerGetDatum(construct_array(intr, nleased, BOOLOID, 1, true, TYPALIGN_CHAR));
 	values[3] = TimestampTzGetDatum(lease_until);
 	pacelc_keep_plan(&lock_plan,
-					 "SELECT m.id, m.attempts,"
-					 "       pg_catalog.to_regprocedure(q.handler::pg_catalog.text)::pg_catalog.oid,"
+					 "SELECT m.id, m.attempts, NULL::pg_catalog.oid,"
 					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
 					 "       l.old_run_at, l.interrupted"
 					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
@@ -1688,8 +1708,7 @@ handle_batch(void)
 
 		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		msgs[i].handler = isnull ? InvalidOid : DatumGetObjectId(d);
+		msgs[i].handler = InvalidOid;	/* resolved at the call */
 		d = SPI_getbinval(tup, desc, 4, &isnull);
 		msgs[i].handler_name = isnull ? NULL : TextDatumGetCString(d);
 		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
