@@ -1124,6 +1124,9 @@ resolve_handler(const char *signature)
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		result;
 
+	/* a regprocedure shows a dropped function as its bare OID */
+	if (strchr(signature, '(') == NULL)
+		return InvalidOid;
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = CStringGetTextDatum(signature);
 	fcinfo->args[0].isnull = false;
