@@ -534,6 +534,7 @@ typedef struct LauncherDb
 	int			failures;		/* starts in a row that failed or ended early */
 	TimestampTz started_at;
 	BackgroundWorkerHandle *handle; /* the worker we started, if any */
+	bool		pending;		/* to (re)start when its backoff ends */
 	bool		seen;			/* listed by the last scan */
 } LauncherDb;
 
@@ -675,6 +676,7 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 			e->next_try = 0;
 			e->failures = 0;
 			e->handle = NULL;
+			e->pending = false;
 		}
 		e->seen = true;
 
@@ -721,6 +723,7 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 					e->failures = 0;
 				e->failures++;
 				e->next_try = TimestampTzPlusMilliseconds(now, backoff_ms(e->failures, naptime_ms));
+				e->pending = true;
 			}
 		}
 		if (st.retry_now)
@@ -728,17 +731,18 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 			e->failures = 0;
 			e->next_try = 0;
 		}
-		if (!full && !st.wanted && !exited)
+		if (!full && !st.wanted && !e->pending)
 			continue;
 		if (e->next_try > now)
 		{
-			if ((st.wanted || exited) && e->next_try < next)
+			if ((st.wanted || e->pending) && e->next_try < next)
 				next = e->next_try;
 			continue;
 		}
 		if (start_database_worker(dbid, dbs[i].name, 0, &e->handle))
 		{
 			e->started_at = now;
+			e->pending = false;
 			SpinLockAcquire(&wshared->mutex);
 			sh = db_state(dbid, true);
 			if (sh)
@@ -750,6 +754,9 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 			e->handle = NULL;
 			e->failures++;
 			e->next_try = TimestampTzPlusMilliseconds(now, backoff_ms(e->failures, naptime_ms));
+			e->pending = true;
+			if (e->next_try < next)
+				next = e->next_try;
 			nfailed++;
 		}
 	}
@@ -1458,30 +1465,37 @@ pick_queue(char *queue)
 		int			limit;
 		bool		isnull;
 
+		char	  (*taken)[NAMEDATALEN];
+		int			ntaken = 0;
+
 		names = palloc(sizeof(Datum) * size);
 		counts = palloc(sizeof(Datum) * size);
+		/* copy the other workers' queues: no palloc under the spinlock */
+		taken = palloc(sizeof(*taken) * wshared->nslots);
 		SpinLockAcquire(&wshared->mutex);
 		for (i = 0; i < wshared->nslots; i++)
 		{
 			PoolSlot   *s = &wshared->slots[i];
 
 			if (s != my_slot && s->dbid == MyDatabaseId && s->queue[0] != '\0')
-			{
-				int			j;
-
-				for (j = 0; j < n; j++)
-					if (strcmp(TextDatumGetCString(names[j]), s->queue) == 0)
-						break;
-				if (j < n)
-					counts[j] = Int32GetDatum(DatumGetInt32(counts[j]) + 1);
-				else
-				{
-					names[n] = CStringGetTextDatum(s->queue);
-					counts[n++] = Int32GetDatum(1);
-				}
-			}
+				memcpy(taken[ntaken++], s->queue, NAMEDATALEN);
 		}
 		SpinLockRelease(&wshared->mutex);
+		for (i = 0; i < ntaken; i++)
+		{
+			int			j;
+
+			for (j = 0; j < i; j++)
+				if (strcmp(taken[j], taken[i]) == 0)
+					break;
+			if (j < i)
+				continue;		/* counted with its first occurrence */
+			for (j = i + 1, counts[n] = 1; j < ntaken; j++)
+				if (strcmp(taken[j], taken[i]) == 0)
+					counts[n]++;
+			counts[n] = Int32GetDatum((int32) counts[n]);
+			names[n++] = CStringGetTextDatum(taken[i]);
+		}
 		foreach(lc, skipped_queues)
 		{
 			names[n] = CStringGetTextDatum((char *) lfirst(lc));
