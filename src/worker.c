@@ -1464,8 +1464,7 @@ pick_queue(char *queue)
 		ListCell   *lc;
 		int			limit;
 		bool		isnull;
-
-		char	  (*taken)[NAMEDATALEN];
+		char		(*taken)[NAMEDATALEN];
 		int			ntaken = 0;
 
 		names = palloc(sizeof(Datum) * size);
@@ -1484,16 +1483,17 @@ pick_queue(char *queue)
 		for (i = 0; i < ntaken; i++)
 		{
 			int			j;
+			int32		nworkers = 1;
 
 			for (j = 0; j < i; j++)
 				if (strcmp(taken[j], taken[i]) == 0)
 					break;
 			if (j < i)
 				continue;		/* counted with its first occurrence */
-			for (j = i + 1, counts[n] = 1; j < ntaken; j++)
+			for (j = i + 1; j < ntaken; j++)
 				if (strcmp(taken[j], taken[i]) == 0)
-					counts[n]++;
-			counts[n] = Int32GetDatum((int32) counts[n]);
+					nworkers++;
+			counts[n] = Int32GetDatum(nworkers);
 			names[n++] = CStringGetTextDatum(taken[i]);
 		}
 		foreach(lc, skipped_queues)
