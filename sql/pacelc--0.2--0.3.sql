@@ -284,21 +284,34 @@ BEGIN
 END
 $$;
 
+/* concurrency: NULL is the setting pacelc.queue_concurrency */
+CREATE FUNCTION pacelc_private.check_concurrency(concurrency pg_catalog.int4) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	AS $$
+BEGIN
+	IF concurrency NOT BETWEEN 1 AND 64 THEN
+		RAISE EXCEPTION 'concurrency must be between 1 and 64' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION pacelc_private.create_queue(caller pg_catalog.oid, name pg_catalog.text,
 											handler pg_catalog.regprocedure,
 											max_attempts pg_catalog.int4,
-											backoff pg_catalog.interval) RETURNS void
+											backoff pg_catalog.interval,
+											concurrency pg_catalog.int4) RETURNS void
 	LANGUAGE plpgsql
 	AS $$
 BEGIN
 	PERFORM pacelc_private.check_queue_args(name, handler, max_attempts, backoff, caller);
+	PERFORM pacelc_private.check_concurrency(concurrency);
 	/* never through the insert: a restore merges the row of "expired" (trigger) */
 	IF EXISTS (SELECT FROM pacelc.queues q WHERE q.name OPERATOR(pg_catalog.=) create_queue.name) THEN
 		RAISE unique_violation;
 	END IF;
-	INSERT INTO pacelc.queues (name, handler, owner, max_attempts, backoff)
+	INSERT INTO pacelc.queues (name, handler, owner, max_attempts, backoff, concurrency)
 	VALUES (name, pacelc_private.handler_signature(handler), caller::pg_catalog.regrole,
-			max_attempts, backoff);
+			max_attempts, backoff, concurrency);
 	/* leftovers of an earlier queue of this name (see drop_queue) */
 	DELETE FROM pacelc.message_errors e USING pacelc.messages m
 	 WHERE m.queue OPERATOR(pg_catalog.=) create_queue.name AND e.message_id OPERATOR(pg_catalog.=) m.id;
@@ -323,13 +336,18 @@ CREATE FUNCTION pacelc_private.alter_queue(caller pg_catalog.oid, name pg_catalo
 										   max_attempts pg_catalog.int4,
 										   backoff pg_catalog.interval,
 										   drop_handler pg_catalog.bool,
-										   new_owner pg_catalog.regrole) RETURNS void
+										   new_owner pg_catalog.regrole,
+										   concurrency pg_catalog.int4) RETURNS void
 	LANGUAGE plpgsql
 	AS $$
 DECLARE
 	q		pacelc.queues;
 	h		pg_catalog.regprocedure;
 BEGIN
+	/* 0: back to the setting pacelc.queue_concurrency */
+	IF concurrency IS DISTINCT FROM 0 THEN
+		PERFORM pacelc_private.check_concurrency(concurrency);
+	END IF;
 	IF drop_handler IS NULL THEN
 		RAISE EXCEPTION 'drop_handler must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -355,7 +373,9 @@ BEGIN
 	PERFORM pacelc_private.check_queue_args(q.name, h, q.max_attempts, q.backoff,
 											q.owner::pg_catalog.oid);
 	UPDATE pacelc.queues x SET handler = pacelc_private.handler_signature(h), owner = q.owner,
-		   max_attempts = q.max_attempts, backoff = q.backoff
+		   max_attempts = q.max_attempts, backoff = q.backoff,
+		   concurrency = CASE WHEN alter_queue.concurrency IS NULL THEN x.concurrency
+							  ELSE nullif(alter_queue.concurrency, 0) END
 	 WHERE x.name OPERATOR(pg_catalog.=) q.name;
 	PERFORM pacelc._wake_worker_at_commit();
 END
@@ -586,7 +606,8 @@ BEGIN
 		RAISE EXCEPTION 'message % is not a dead letter', m.id
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('It is %s.', m.state);
 	END IF;
-	UPDATE pacelc.messages x SET state = 'ready', attempts = 0, run_at = pg_catalog.clock_timestamp()
+	UPDATE pacelc.messages x SET state = 'ready', attempts = 0, run_at = pg_catalog.clock_timestamp(),
+		   leased_until = NULL
 	 WHERE x.id OPERATOR(pg_catalog.=) m.id;
 	PERFORM pacelc._wake_worker_at_commit();
 END
@@ -652,16 +673,25 @@ $$;
 /* ---- the entry points ---- */
 
 /* Written in PL/pgSQL above, reached through pacelc_call_private. */
-CREATE OR REPLACE FUNCTION pacelc.create_queue(name text, handler regprocedure DEFAULT NULL,
-											   max_attempts integer DEFAULT 10,
-											   backoff interval DEFAULT '1s') RETURNS void
+/* and a concurrency limit per queue (the worker pool, issue 12) */
+DROP FUNCTION pacelc.create_queue(text, regprocedure, integer, interval);
+DROP FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole);
+CREATE FUNCTION pacelc.create_queue(name text, handler regprocedure DEFAULT NULL,
+									max_attempts integer DEFAULT 10,
+									backoff interval DEFAULT '1s',
+									concurrency integer DEFAULT NULL) RETURNS void
 	LANGUAGE c AS 'MODULE_PATHNAME', 'pacelc_call_private';
-CREATE OR REPLACE FUNCTION pacelc.alter_queue(name text, handler regprocedure DEFAULT NULL,
-											  max_attempts integer DEFAULT NULL,
-											  backoff interval DEFAULT NULL,
-											  drop_handler boolean DEFAULT false,
-											  new_owner regrole DEFAULT NULL) RETURNS void
+COMMENT ON FUNCTION pacelc.create_queue(text, regprocedure, integer, interval, integer) IS
+	'create a durable queue; with a handler, the background workers consume it as the calling role';
+CREATE FUNCTION pacelc.alter_queue(name text, handler regprocedure DEFAULT NULL,
+								   max_attempts integer DEFAULT NULL,
+								   backoff interval DEFAULT NULL,
+								   drop_handler boolean DEFAULT false,
+								   new_owner regrole DEFAULT NULL,
+								   concurrency integer DEFAULT NULL) RETURNS void
 	LANGUAGE c AS 'MODULE_PATHNAME', 'pacelc_call_private';
+COMMENT ON FUNCTION pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole, integer) IS
+	'change a queue''s handler, max_attempts, backoff, owner or concurrency (0: the default)';
 CREATE OR REPLACE FUNCTION pacelc.drop_queue(name text) RETURNS void
 	LANGUAGE c AS 'MODULE_PATHNAME', 'pacelc_call_private';
 CREATE OR REPLACE FUNCTION pacelc.dequeue(queue text, batch integer DEFAULT 1,
@@ -872,6 +902,57 @@ $$;
  * Section C: one worker, many tenants (issue 12)
  * ====================================================================== */
 
+/*
+ * A queue's own limit of workers that handle its messages at once (NULL:
+ * the setting pacelc.queue_concurrency, 1 by default, which keeps a
+ * queue's first attempts in order).
+ */
+ALTER TABLE pacelc.queues ADD COLUMN concurrency integer
+	CONSTRAINT queue_concurrency_valid CHECK (concurrency BETWEEN 1 AND 64);
+
+/*
+ * Records a failed attempt.  Retried after retry_in, or after the queue's
+ * backoff doubled per attempt (the exponent capped, so attempt 1,025 or
+ * 2,000,000 computes as well as attempt 2) with +-50% jitter, at most 10^6
+ * times the backoff and at most 100 years; dead after max_attempts.
+ */
+CREATE OR REPLACE FUNCTION pacelc._fail(m pacelc.messages, error pg_catalog.text,
+										sqlstate pg_catalog.text, retry_in pg_catalog.interval,
+										counted_attempts pg_catalog.int4)
+	RETURNS pg_catalog.text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pacelc, pg_temp
+	AS $$
+DECLARE
+	q		pacelc.queues;
+	secs	pg_catalog.float8;
+	delay	pg_catalog.interval;
+	new_state pg_catalog.text;
+BEGIN
+	SELECT * INTO q FROM pacelc.queues WHERE name OPERATOR(pg_catalog.=) m.queue;
+	IF retry_in IS NOT NULL THEN
+		delay := least(retry_in, '100 years'::pg_catalog.interval);
+	ELSE
+		secs := pg_catalog.date_part('epoch', coalesce(q.backoff, '1 s'::pg_catalog.interval))
+			* pg_catalog.power(2::pg_catalog.float8,
+							   least(greatest(counted_attempts - 1, 0), 20))
+			* (0.5 + pg_catalog.random());
+		delay := pg_catalog.make_interval(secs => least(secs, 3.15e9::pg_catalog.float8));
+	END IF;
+	new_state := CASE WHEN counted_attempts >= coalesce(q.max_attempts, 1) THEN 'dead' ELSE 'ready' END;
+	UPDATE pacelc.messages
+	   SET state = new_state, attempts = counted_attempts,
+		   run_at = pg_catalog.clock_timestamp() + delay, leased_until = NULL,
+		   last_error = _fail.error, last_sqlstate = _fail.sqlstate,
+		   last_error_at = pg_catalog.clock_timestamp()
+	 WHERE id OPERATOR(pg_catalog.=) m.id;
+	INSERT INTO pacelc.message_errors (message_id, attempt, error, sqlstate)
+	VALUES (m.id, counted_attempts, coalesce(error, ''), sqlstate)
+	ON CONFLICT (message_id, attempt) DO UPDATE SET error = excluded.error,
+		sqlstate = excluded.sqlstate, failed_at = excluded.failed_at;
+	RETURN new_state;
+END
+$$;
+
 
 
 
@@ -928,8 +1009,8 @@ GRANT EXECUTE ON FUNCTION
 	pacelc.try_reserve(text, bigint, interval, text, jsonb),
 	pacelc.reserve_all(text[], bigint[], interval, text, jsonb),
 	pacelc.confirm(bigint), pacelc.release(bigint),
-	pacelc.create_queue(text, regprocedure, integer, interval),
-	pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole),
+	pacelc.create_queue(text, regprocedure, integer, interval, integer),
+	pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole, integer),
 	pacelc.drop_queue(text), pacelc.grant_queue(text, text, regrole),
 	pacelc.revoke_queue(text, text, regrole),
 	pacelc.enqueue(text, jsonb, interval, text),

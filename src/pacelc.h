@@ -119,7 +119,11 @@ extern Size queue_shmem_size(void);
 extern void queue_shmem_startup(void);
 extern void queue_shmem_request(void);
 
-/* worker.c */
+/* worker.c: the launcher, the database workers and their shared registry */
 extern void worker_init(void);
+extern Size pacelc_worker_shmem_size(void);
+extern void pacelc_worker_shmem_startup(void);
+extern void pacelc_want_worker(Oid dbid, bool retry_now);
+extern void pacelc_wake_database(Oid dbid, int64 by);
 
 #endif							/* PACELC_H */

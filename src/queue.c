@@ -221,19 +221,6 @@ queue_take_rescan(void)
 	return rescan;
 }
 
-static void
-wake_launcher(void)
-{
-	PGPROC	   *launcher;
-
-	SpinLockAcquire(&queue_shared->mutex);
-	queue_shared->rescan = true;
-	launcher = queue_shared->launcher;
-	SpinLockRelease(&queue_shared->mutex);
-	if (launcher)
-		SetLatch(&launcher->procLatch);
-}
-
 /*
  * Wakes this database's worker, or the launcher if no worker serves the
  * database yet.  Called after commit, so it must not fail.
@@ -241,22 +228,8 @@ wake_launcher(void)
 static void
 wake_database_worker(Oid dbid, TimestampTz by)
 {
-	PGPROC	   *proc = NULL;
-	TimestampTz planned = 0;
-	int			i;
-
-	SpinLockAcquire(&queue_shared->mutex);
-	for (i = 0; i < queue_shared->nslots; i++)
-		if (queue_shared->slots[i].in_use && queue_shared->slots[i].dbid == dbid)
-		{
-			proc = queue_shared->slots[i].proc;
-			planned = queue_shared->slots[i].next_wakeup;
-		}
-	SpinLockRelease(&queue_shared->mutex);
-	if (proc == NULL)
-		wake_launcher();
-	else if (by == 0 || planned == 0 || by < planned)
-		SetLatch(&proc->procLatch);
+	/* the workers' registry lives in worker.c (issue 12) */
+	pacelc_wake_database(dbid, by);
 }
 
 static void
@@ -271,7 +244,7 @@ queue_xact_callback(XactEvent event, void *arg)
 			else if (queue_shared != NULL && wake_by != 0)
 				wake_database_worker(MyDatabaseId, wake_by);
 			if (queue_shared != NULL && launcher_at_commit)
-				wake_launcher();
+				pacelc_want_worker(MyDatabaseId, true);
 			wake_at_commit = false;
 			wake_by = 0;
 			launcher_at_commit = false;

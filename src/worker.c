@@ -1,39 +1,57 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The launcher and the per-database background workers.
+ *		The launcher and the per-database pools of background workers.
  *
  * The launcher is a static background worker, started by the postmaster
  * once recovery has finished (so it does nothing on a standby and starts
  * after a promotion) and restarted after a crash.  It connects to no
- * database, reads pg_database and starts one dynamic worker per database
- * (optionally only those in pacelc.databases); a worker whose database has
- * no pacelc extension exits, and the launcher looks again later or as soon
- * as CREATE EXTENSION pacelc asks it to.
+ * database, reads pg_database and starts the first worker of each database
+ * that wants one (optionally only those in pacelc.databases).  It remembers
+ * what it learnt per database: "no pacelc here" (until CREATE EXTENSION
+ * asks again), a start that found no free slot, a worker that left because
+ * the database is being dropped, and a worker that exited early; each backs
+ * that database off on its own.  It wakes for the databases that want a
+ * worker, not for every enqueue, and logs slot exhaustion once per naptime.
  *
- * A database worker sleeps on its latch.  A committing enqueue sets it, so a
- * due message is handled within milliseconds; otherwise it sleeps until the
- * next due message or hold expiry, at most pacelc.worker_naptime.  Each
- * round it expires due holds, folds confirmed units, and runs the handlers
- * of due messages, a batch per transaction: each handler call in its own
- * subtransaction, as the queue's owner, under pacelc.handler_timeout.  The
- * handler's effects and the message's "done" commit together, which is what
- * makes a crash at any moment lose nothing and run nothing twice.
+ * The first worker of a database (index 0) starts the others of its pool
+ * (pacelc.workers_per_database) and does the housekeeping; every worker
+ * handles messages and, when due, expires holds.  A round takes one queue
+ * at a time, round-robin, among those with due messages and fewer workers
+ * than their concurrency limit (pacelc.queue_concurrency):
+ *
+ *	1. it leases a batch in a transaction of its own and commits: attempts
+ *	   are counted and the messages hidden until the lease ends, so an
+ *	   attempt that never finishes (the worker gave up on a handler, or
+ *	   died) still counts, and the message comes back after the lease;
+ *	2. it runs their handlers in one transaction, each call in its own
+ *	   subtransaction, as the queue's owner, bounded by pacelc.handler_timeout;
+ *	   the handler's effects and the message's "done" commit together.
+ *
+ * A batch stops taking new messages after a time budget, when holds are
+ * due to expire, and on SIGHUP or shutdown: nothing one queue does can
+ * stall expiry or the other queues for long.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -41,12 +59,17 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -65,13 +88,377 @@ static int	handler_timeout_ms = 30000;
 static int	worker_naptime_s = 5;
 static int	launcher_naptime_s = 30;
 static int	done_retention_s = 86400;
+static int	workers_per_database = -1;
+static int	queue_concurrency = 1;
 static char *worker_databases = NULL;
 
 #define MAX_DATABASES 1024
 
+/* A batch stops taking new messages after this long (one handler may run over). */
+#define BATCH_BUDGET_MS		200
+/* Every worker looks at hold expiry at least this often while busy. */
+#define EXPIRY_CHECK_MS		250
+/* An idle worker looks this often whether its database is being dropped. */
+#define DROP_CHECK_MS		1000
+/* The launcher re-checks a database without pacelc this rarely. */
+#define NO_EXTENSION_RECHECK_S	600
+
+/* ---------------------------------------------------------------------
+ * Shared registry: the workers of each database, and what the launcher
+ * and the workers tell each other about databases.
+ * --------------------------------------------------------------------- */
+
+typedef struct PoolSlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	int			index;			/* 0: the database's first worker */
+	int			pid;
+	PGPROC	   *proc;
+	bool		idle;			/* sleeping on its latch */
+	TimestampTz next_wakeup;	/* when it plans to wake up (0: unknown) */
+	char		queue[NAMEDATALEN]; /* queue it works on, "" if none */
+} PoolSlot;
+
+typedef struct DbState
+{
+	Oid			dbid;			/* InvalidOid: free entry */
+	bool		wanted;			/* asked for a worker (enqueue, CREATE EXTENSION) */
+	bool		retry_now;		/* CREATE EXTENSION: forget what we learnt */
+	bool		no_extension;	/* a worker found no pacelc here */
+	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
+	TimestampTz expiry_last;	/* when a worker last expired holds here */
+	TimestampTz expiry_claimed_until;	/* a worker is expiring holds now */
+} DbState;
+
+#define MAX_DB_STATES 1024
+
+typedef struct WorkerShared
+{
+	slock_t		mutex;
+	PGPROC	   *launcher;
+	int			nslots;
+	DbState		dbs[MAX_DB_STATES];
+	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} WorkerShared;
+
+static WorkerShared *wshared = NULL;
+static PoolSlot *my_slot = NULL;
+static int	my_index = 0;
+
+Size
+pacelc_worker_shmem_size(void)
+{
+	return add_size(offsetof(WorkerShared, slots),
+					mul_size(max_worker_processes, sizeof(PoolSlot)));
+}
+
+void
+pacelc_worker_shmem_startup(void)
+{
+	bool		found;
+
+	wshared = ShmemInitStruct("pacelc workers", pacelc_worker_shmem_size(), &found);
+	if (!found)
+	{
+		memset(wshared, 0, pacelc_worker_shmem_size());
+		SpinLockInit(&wshared->mutex);
+		wshared->nslots = max_worker_processes;
+	}
+}
+
+/* The database's entry; the caller holds the mutex.  NULL if full. */
+static DbState *
+db_state(Oid dbid, bool create)
+{
+	DbState    *free_entry = NULL;
+	int			i;
+
+	for (i = 0; i < MAX_DB_STATES; i++)
+	{
+		if (wshared->dbs[i].dbid == dbid)
+			return &wshared->dbs[i];
+		if (free_entry == NULL && wshared->dbs[i].dbid == InvalidOid)
+			free_entry = &wshared->dbs[i];
+	}
+	if (!create || free_entry == NULL)
+		return NULL;
+	memset(free_entry, 0, sizeof(DbState));
+	free_entry->dbid = dbid;
+	return free_entry;
+}
+
+/*
+ * Asks the launcher for a worker in a database.  Sets its latch only when
+ * the database was not asking already: producers of a database the
+ * launcher cannot serve (no slot free) do not make it spin.  Called after
+ * commit, so it must not fail.
+ */
+void
+pacelc_want_worker(Oid dbid, bool retry_now)
+{
+	PGPROC	   *launcher = NULL;
+	DbState    *db;
+
+	if (wshared == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(dbid, true);
+	if (db != NULL && (!db->wanted || (retry_now && !db->retry_now)))
+	{
+		db->wanted = true;
+		if (retry_now)
+		{
+			db->retry_now = true;
+			db->no_extension = false;
+		}
+		launcher = wshared->launcher;
+	}
+	SpinLockRelease(&wshared->mutex);
+	if (launcher)
+		SetLatch(&launcher->procLatch);
+}
+
+/*
+ * Wakes a worker of the database after a commit that gave it work: an idle
+ * one if there is one (so a worker busy with a slow handler does not delay
+ * other queues), else the first.  by != 0: only if that is earlier than the
+ * worker planned to wake up anyway.  No worker: asks the launcher.  Must
+ * not fail.
+ */
+void
+pacelc_wake_database(Oid dbid, int64 by)
+{
+	PGPROC	   *proc = NULL;
+	PoolSlot   *pick = NULL;
+	int			i;
+
+	if (wshared == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s->dbid != dbid)
+			continue;
+		if (pick == NULL || s->idle)
+			pick = s;
+		if (s->idle)
+			break;
+	}
+	if (pick != NULL &&
+		(by == 0 || pick->next_wakeup == 0 || by < pick->next_wakeup))
+	{
+		proc = pick->proc;
+		pick->idle = false;
+	}
+	SpinLockRelease(&wshared->mutex);
+	if (pick == NULL)
+		pacelc_want_worker(dbid, false);
+	else if (proc != NULL)
+		SetLatch(&proc->procLatch);
+}
+
+/* Wakes one idle sibling: there is more work than this worker takes. */
+static void
+wake_sibling(void)
+{
+	PGPROC	   *proc = NULL;
+	int			i;
+
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s != my_slot && s->dbid == MyDatabaseId && s->idle)
+		{
+			s->idle = false;
+			proc = s->proc;
+			break;
+		}
+	}
+	SpinLockRelease(&wshared->mutex);
+	if (proc)
+		SetLatch(&proc->procLatch);
+}
+
+static bool
+claim_pool_slot(Oid dbid, int index)
+{
+	int			i;
+	PoolSlot   *free_slot = NULL;
+
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s->dbid == dbid && s->index == index)
+		{
+			free_slot = NULL;
+			break;
+		}
+		if (s->dbid == InvalidOid && free_slot == NULL)
+			free_slot = s;
+	}
+	if (free_slot)
+	{
+		memset(free_slot, 0, sizeof(PoolSlot));
+		free_slot->dbid = dbid;
+		free_slot->index = index;
+		free_slot->pid = MyProcPid;
+		free_slot->proc = MyProc;
+		my_slot = free_slot;
+	}
+	SpinLockRelease(&wshared->mutex);
+	return free_slot != NULL;
+}
+
+static void
+release_pool_slot(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	my_slot->dbid = InvalidOid;
+	my_slot->queue[0] = '\0';
+	SpinLockRelease(&wshared->mutex);
+	my_slot = NULL;
+}
+
+static bool
+pool_slot_taken(Oid dbid, int index)
+{
+	int			i;
+	bool		taken = false;
+
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+		if (wshared->slots[i].dbid == dbid && wshared->slots[i].index == index)
+			taken = true;
+	SpinLockRelease(&wshared->mutex);
+	return taken;
+}
+
+static void
+set_idle(bool idle, TimestampTz next_wakeup)
+{
+	SpinLockAcquire(&wshared->mutex);
+	my_slot->idle = idle;
+	my_slot->next_wakeup = next_wakeup;
+	SpinLockRelease(&wshared->mutex);
+}
+
+/* Records what the launcher should know about this database. */
+static void
+report_database(bool no_extension, bool leaving)
+{
+	DbState    *db;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, true);
+	if (db)
+	{
+		db->no_extension = no_extension;
+		db->leaving = leaving;
+	}
+	SpinLockRelease(&wshared->mutex);
+}
+
+/*
+ * Claims the right to expire this database's holds now, if no worker did
+ * in the last min_ms and none is at it.
+ */
+static bool
+claim_expiry(TimestampTz now, int min_ms)
+{
+	DbState    *db;
+	bool		ok = false;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, true);
+	if (db == NULL)
+		ok = true;
+	else if (db->expiry_claimed_until <= now &&
+			 TimestampDifferenceExceeds(db->expiry_last, now, min_ms))
+	{
+		db->expiry_claimed_until = TimestampTzPlusMilliseconds(now, 10000);
+		ok = true;
+	}
+	SpinLockRelease(&wshared->mutex);
+	return ok;
+}
+
+static void
+release_expiry(TimestampTz now)
+{
+	DbState    *db;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, false);
+	if (db)
+	{
+		db->expiry_claimed_until = 0;
+		db->expiry_last = now;
+	}
+	SpinLockRelease(&wshared->mutex);
+}
+
+/* The queue this worker works on; "" for none. */
+static void
+set_my_queue(const char *queue)
+{
+	SpinLockAcquire(&wshared->mutex);
+	strlcpy(my_slot->queue, queue, NAMEDATALEN);
+	SpinLockRelease(&wshared->mutex);
+}
+
+/*
+ * Claims a queue if fewer than limit workers of this database work on it.
+ */
+static bool
+claim_queue(const char *queue, int limit)
+{
+	int			i,
+				n = 0;
+	bool		ok;
+
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s != my_slot && s->dbid == MyDatabaseId && strcmp(s->queue, queue) == 0)
+			n++;
+	}
+	ok = n < limit;
+	if (ok)
+		strlcpy(my_slot->queue, queue, NAMEDATALEN);
+	SpinLockRelease(&wshared->mutex);
+	return ok;
+}
+
 /* ---------------------------------------------------------------------
  * Registration
  * --------------------------------------------------------------------- */
+
+/* The default pool: one worker per core, at least 2, at most 4. */
+static int
+default_pool_size(void)
+{
+	long		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return (int) Max(2, Min(ncpu, 4));
+}
+
+static int
+pool_size(void)
+{
+	int			n = workers_per_database > 0 ? workers_per_database : default_pool_size();
+
+	return Min(n, max_worker_processes);
+}
 
 void
 worker_init(void)
@@ -86,13 +473,15 @@ worker_init(void)
 		return;
 
 	DefineCustomIntVariable("pacelc.worker_batch",
-							"Messages a worker handles per transaction.",
-							NULL, &worker_batch, 100, 1, 10000,
+							"Most messages a worker handles per transaction.",
+							"A batch also ends after 200 ms, when holds are due to expire, and on reload or shutdown.",
+							&worker_batch, 100, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.handler_timeout",
 							"Time limit for one handler call.",
-							"A handler still running then is cancelled and counts as a failed attempt.",
-							&handler_timeout_ms, 30000, 1, INT_MAX,
+							"A handler still running then is cancelled, again and again; one that still does not return "
+							"makes the worker give up and restart. Either way the attempt counts as failed.",
+							&handler_timeout_ms, 30000, 1, INT_MAX / 4,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.worker_naptime",
 							"Longest sleep of a database worker between rounds.",
@@ -106,8 +495,18 @@ worker_init(void)
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.done_retention",
 							"How long handled messages are kept before the worker deletes them (0 keeps them).",
-							NULL, &done_retention_s, 86400, 0, INT_MAX,
+							"Also how long enqueue() remembers an idempotency key.",
+							&done_retention_s, 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.workers_per_database",
+							"Background workers per database that has pacelc (-1: one per CPU, 2 to 4).",
+							NULL, &workers_per_database, -1, -1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.queue_concurrency",
+							"Most workers that handle one queue's messages at once.",
+							"1 keeps each queue's first attempts in order; a queue's own concurrency overrides it.",
+							&queue_concurrency, 1, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("pacelc.databases",
 							   "Databases the worker serves (comma-separated); empty serves every database that has the extension.",
 							   NULL, &worker_databases, "",
@@ -134,12 +533,17 @@ typedef struct DbCandidate
 	char		name[NAMEDATALEN];
 } DbCandidate;
 
-/* The launcher's memory of when to try a database again. */
-typedef struct DbNextTry
+/* What the launcher remembers of a database. */
+typedef struct LauncherDb
 {
 	Oid			dbid;			/* hash key */
-	TimestampTz when;
-} DbNextTry;
+	TimestampTz next_try;		/* no start before this */
+	int			failures;		/* starts in a row that failed or ended early */
+	TimestampTz started_at;
+	BackgroundWorkerHandle *handle; /* the worker we started, if any */
+	bool		pending;		/* to (re)start when its backoff ends */
+	bool		seen;			/* listed by the last scan */
+} LauncherDb;
 
 /* Is this database named in pacelc.databases (or is the list empty)? */
 static bool
@@ -194,75 +598,225 @@ list_databases(DbCandidate *out, int max)
 	return n;
 }
 
+/*
+ * Registers a database worker.  The launcher starts index 0 and is told
+ * when it stops; index 0 starts the rest of its pool and is told likewise.
+ */
 static bool
-start_database_worker(Oid dbid, const char *dbname)
+start_database_worker(Oid dbid, const char *dbname, int index,
+					  BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker bgw;
-	BackgroundWorkerHandle *handle;
+	MemoryContext old;
+	bool		ok;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+#ifdef BGWORKER_INTERRUPTIBLE
+	/* DROP DATABASE and friends may terminate it (PostgreSQL 19) */
+	bgw.bgw_flags |= BGWORKER_INTERRUPTIBLE;
+#endif
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(bgw.bgw_library_name, "pacelc", BGW_MAXLEN);
 	strlcpy(bgw.bgw_function_name, "pacelc_worker_main", BGW_MAXLEN);
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "pacelc worker for %s", dbname);
+	if (index == 0)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "pacelc worker for %s", dbname);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "pacelc worker %d for %s", index + 1, dbname);
 	strlcpy(bgw.bgw_type, "pacelc worker", BGW_MAXLEN);
 	bgw.bgw_main_arg = ObjectIdGetDatum(dbid);
+	memcpy(bgw.bgw_extra, &index, sizeof(int));
 	bgw.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
-	{
-		ereport(LOG,
-				(errmsg("pacelc launcher could not start a worker for database \"%s\"", dbname),
-				 errhint("Increase max_worker_processes.")));
-		return false;
-	}
-	return true;
+	/* the handle outlives the caller's pass or round */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&bgw, handle);
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
+/* Milliseconds of exponential backoff after n failures, from 1 s to cap. */
+static long
+backoff_ms(int n, long cap_ms)
+{
+	long		ms = 1000;
+
+	while (n-- > 1 && ms < cap_ms)
+		ms *= 2;
+	return Min(ms, cap_ms);
 }
 
 /*
- * Starts a worker for each wanted database that has none.  Databases whose
- * worker found no extension are retried only after launcher_naptime (or at
- * once on a rescan request).
+ * One pass of the launcher.  A full pass (every launcher_naptime) starts
+ * a worker for each database whose backoff is over; otherwise only the
+ * databases that asked for one, and those whose worker just stopped.
+ * Returns when it wants to run again (DT_NOEND: at the next full pass).
  */
-static void
-launcher_scan(HTAB *next_try, bool rescan)
+static TimestampTz
+launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 {
 	DbCandidate *dbs = palloc(sizeof(DbCandidate) * MAX_DATABASES);
 	int			n = list_databases(dbs, MAX_DATABASES);
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = DT_NOEND;
+	long		naptime_ms = launcher_naptime_s * 1000L;
+	int			nfailed = 0;
 	int			i;
+	HASH_SEQ_STATUS seq;
+	LauncherDb *e;
+
+	hash_seq_init(&seq, dbs_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		e->seen = false;
 
 	for (i = 0; i < n; i++)
 	{
+		Oid			dbid = dbs[i].dbid;
 		bool		found;
-		DbNextTry  *entry;
+		bool		exited = false;
+		DbState		st;
+		DbState    *sh;
 
-		if (queue_database_served(dbs[i].dbid))
-			continue;
-		entry = hash_search(next_try, &dbs[i].dbid, HASH_ENTER, &found);
+		e = hash_search(dbs_hash, &dbid, HASH_ENTER, &found);
 		if (!found)
-			entry->when = 0;
-		if (!rescan && entry->when > now)
+		{
+			e->next_try = 0;
+			e->failures = 0;
+			e->handle = NULL;
+			e->pending = false;
+		}
+		e->seen = true;
+
+		/* has the worker we started stopped? */
+		if (e->handle != NULL)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(e->handle, &pid) != BGWH_STOPPED)
+				continue;		/* starting or running */
+			pfree(e->handle);
+			e->handle = NULL;
+			exited = true;
+		}
+
+		/* what its workers and its users told us */
+		memset(&st, 0, sizeof(st));
+		SpinLockAcquire(&wshared->mutex);
+		sh = db_state(dbid, false);
+		if (sh)
+		{
+			st = *sh;
+			sh->retry_now = false;
+			sh->leaving = false;
+		}
+		SpinLockRelease(&wshared->mutex);
+
+		if (pool_slot_taken(dbid, 0))
+			continue;			/* served (e.g. by a worker of our predecessor) */
+
+		if (exited)
+		{
+			if (st.no_extension)
+			{
+				e->failures = 0;
+				e->next_try = TimestampTzPlusMilliseconds(now, NO_EXTENSION_RECHECK_S * 1000L);
+			}
+			else if (st.leaving)
+				e->next_try = TimestampTzPlusMilliseconds(now, 10000);
+			else
+			{
+				/* gave up on a handler, or failed: come back soon, not in a loop */
+				if (TimestampDifferenceExceeds(e->started_at, now, 60000))
+					e->failures = 0;
+				e->failures++;
+				e->next_try = TimestampTzPlusMilliseconds(now, backoff_ms(e->failures, naptime_ms));
+				e->pending = true;
+			}
+		}
+		if (st.retry_now)
+		{
+			e->failures = 0;
+			e->next_try = 0;
+		}
+		if (!full && !st.wanted && !e->pending)
 			continue;
-		if (start_database_worker(dbs[i].dbid, dbs[i].name))
-			entry->when = TimestampTzPlusMilliseconds(now, launcher_naptime_s * 1000L);
+		if (e->next_try > now)
+		{
+			if ((st.wanted || e->pending) && e->next_try < next)
+				next = e->next_try;
+			continue;
+		}
+		if (start_database_worker(dbid, dbs[i].name, 0, &e->handle))
+		{
+			e->started_at = now;
+			e->pending = false;
+			SpinLockAcquire(&wshared->mutex);
+			sh = db_state(dbid, true);
+			if (sh)
+				sh->wanted = false;
+			SpinLockRelease(&wshared->mutex);
+		}
+		else
+		{
+			e->handle = NULL;
+			e->failures++;
+			e->next_try = TimestampTzPlusMilliseconds(now, backoff_ms(e->failures, naptime_ms));
+			e->pending = true;
+			if (e->next_try < next)
+				next = e->next_try;
+			nfailed++;
+		}
+	}
+
+	if (nfailed > 0 &&
+		TimestampDifferenceExceeds(*last_exhausted_log, now, naptime_ms))
+	{
+		ereport(LOG,
+				(errmsg("pacelc launcher could not start a worker for %d database(s): no background worker slot is free",
+						nfailed),
+				 errhint("Increase max_worker_processes, or name the databases to serve in pacelc.databases.")));
+		*last_exhausted_log = now;
+	}
+
+	/* forget databases that are gone */
+	hash_seq_init(&seq, dbs_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->seen || e->handle != NULL)
+			continue;
+		SpinLockAcquire(&wshared->mutex);
+		{
+			DbState    *sh = db_state(e->dbid, false);
+
+			if (sh)
+				sh->dbid = InvalidOid;
+		}
+		SpinLockRelease(&wshared->mutex);
+		(void) hash_search(dbs_hash, &e->dbid, HASH_REMOVE, NULL);
 	}
 	pfree(dbs);
+	return next;
 }
 
 /* Withdraws the launcher's latch from shared memory when it exits. */
 static void
 launcher_exit(int code, Datum arg)
 {
-	queue_set_launcher(NULL);
+	SpinLockAcquire(&wshared->mutex);
+	if (wshared->launcher == MyProc)
+		wshared->launcher = NULL;
+	SpinLockRelease(&wshared->mutex);
 }
 
 void
 pacelc_launcher_main(Datum arg)
 {
 	HASHCTL		ctl;
-	HTAB	   *next_try;
+	HTAB	   *dbs_hash;
+	TimestampTz next_full = 0;
+	TimestampTz next_pass = 0;
+	TimestampTz last_exhausted_log = 0;
+	MemoryContext pass_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -270,17 +824,24 @@ pacelc_launcher_main(Datum arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("pacelc launcher");
 
-	queue_set_launcher(MyProc);
+	SpinLockAcquire(&wshared->mutex);
+	wshared->launcher = MyProc;
+	SpinLockRelease(&wshared->mutex);
 	before_shmem_exit(launcher_exit, (Datum) 0);
 
 	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(DbNextTry);
-	next_try = hash_create("pacelc launcher databases", 64, &ctl,
-						   HASH_ELEM | HASH_BLOBS);
+	ctl.entrysize = sizeof(LauncherDb);
+	ctl.hcxt = TopMemoryContext;
+	dbs_hash = hash_create("pacelc launcher databases", 64, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	pass_context = AllocSetContextCreate(TopMemoryContext, "pacelc launcher pass",
+										 ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
-		bool		rescan = queue_take_rescan();
+		TimestampTz now;
+		bool		full;
+		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -288,12 +849,33 @@ pacelc_launcher_main(Datum arg)
 			/* pacelc.databases may name other databases now */
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			rescan = true;
+			next_full = 0;
 		}
-		launcher_scan(next_try, rescan);
+		now = GetCurrentTimestamp();
+		full = now >= next_full;
 
+		/* woken by a stopping worker, a database asking, or a timer */
+		{
+			MemoryContext old = MemoryContextSwitchTo(pass_context);
+
+			next_pass = launcher_pass(dbs_hash, full, &last_exhausted_log);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(pass_context);
+		}
+		if (full)
+			next_full = TimestampTzPlusMilliseconds(now, launcher_naptime_s * 1000L);
+
+		now = GetCurrentTimestamp();
+		{
+			TimestampTz wake = Min(next_full, next_pass);
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(now, wake, &secs, &usecs);
+			sleep_ms = Max(10, secs * 1000L + usecs / 1000 + 1);
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 launcher_naptime_s * 1000L, PG_WAIT_EXTENSION);
+						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -301,6 +883,8 @@ pacelc_launcher_main(Datum arg)
 /* ---------------------------------------------------------------------
  * Database worker
  * --------------------------------------------------------------------- */
+
+static char *my_dbname = NULL;
 
 static void
 begin_work(const char *what)
@@ -339,12 +923,45 @@ exit_if_no_extension(void)
 	present = OidIsValid(get_extension_oid("pacelc", true));
 	CommitTransactionCommand();
 	if (!present)
+	{
+		/* the launcher will not come back before CREATE EXTENSION asks */
+		if (my_index == 0)
+			report_database(true, false);
 		proc_exit(0);
+	}
+}
+
+/*
+ * DROP DATABASE (and ALTER DATABASE RENAME or SET TABLESPACE) holds an
+ * AccessExclusiveLock on the database while it waits up to 5 s for the
+ * other sessions to leave.  The worker is a superuser session the
+ * database's owner may not terminate, so it leaves by itself when it sees
+ * that lock, and the launcher stays away for a while.
+ */
+static void
+leave_if_database_locked(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, AccessShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		report_database(false, true);
+		ereport(LOG,
+				(errmsg("pacelc worker leaves database \"%s\", which is being dropped, renamed or moved",
+						my_dbname)));
+		proc_exit(0);
+	}
+	LockRelease(&tag, AccessShareLock, true);
 }
 
 static void plan_next_round(void);
+static void ensure_helpers(void);
 
-/* Expiry of holds, folding of confirmed units, purge of old messages. */
+/*
+ * Expiry of holds (always), folding of confirmed units and purge of old
+ * messages (full: the first worker, every naptime).
+ */
 static void
 housekeeping(bool full)
 {
@@ -357,7 +974,8 @@ housekeeping(bool full)
 		{
 			char		sql[128];
 
-			snprintf(sql, sizeof(sql), "SELECT pacelc.purge_done('%d s')",
+			snprintf(sql, sizeof(sql),
+					 "SELECT pacelc.purge_done(pg_catalog.make_interval(secs => %d))",
 					 done_retention_s);
 			exec_sql(sql);
 		}
@@ -369,12 +987,14 @@ housekeeping(bool full)
 typedef struct DueMessage
 {
 	int64		id;
-	int32		attempts;
-	Oid			handler;
+	int32		attempts;		/* counting this one */
+	Oid			handler;		/* resolved at the call; InvalidOid: it does not */
+	char	   *handler_name;	/* NULL: the queue has no handler any more */
 	Oid			owner;
+	bool		interrupted;	/* the previous attempt never finished */
+	TimestampTz old_run_at;
 	Datum		payload;		/* detoasted jsonb, in the batch's context */
 } DueMessage;
-
 
 /*
  * Settings of the worker's own statements, and the database's values of
@@ -433,40 +1053,137 @@ worker_settings_for_handler(void)
 
 /*
  * Plans the worker runs every batch: parsed and planned once per worker
- * (the plan cache replans them after DDL), which matters when a round
- * handles a handful of messages thousands of times a second.
+ * (the plan cache replans them after DDL).  Every name is qualified: they
+ * run as a superuser.
  */
-static SPIPlanPtr due_plan = NULL;
+static SPIPlanPtr pick_plan = NULL;
+static SPIPlanPtr lease_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr done_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr dead_plan = NULL;
 static SPIPlanPtr plan_plan = NULL;
 
+/* ---------------------------------------------------------------------
+ * One handler call
+ * --------------------------------------------------------------------- */
+
+/* Set by the give-up timeout; read by the exit callback. */
+static volatile sig_atomic_t gave_up = false;
+static TimeoutId give_up_timeout;
+static char running_queue[NAMEDATALEN];
+static int64 running_message = 0;
+
 /*
- * Calls the handler directly through the function manager (no SQL text to
- * parse per message), after the EXECUTE check the executor would have made
- * for its owner, and after making sure that owner is (still) no superuser.
+ * The handler ignored every cancellation for the grace period: make the
+ * worker exit (FATAL, which no handler can catch).  Its transaction aborts,
+ * so nothing of the batch is marked done; the attempt was counted when the
+ * batch was leased.
  */
+static void
+give_up_handler(void)
+{
+	gave_up = true;
+	kill(MyProcPid, SIGTERM);
+}
+
+static void
+log_give_up(int code, Datum arg)
+{
+	if (gave_up)
+		ereport(LOG,
+				(errmsg("pacelc worker gave up on the handler of queue \"%s\" (message " INT64_FORMAT ")",
+						running_queue, running_message),
+				 errdetail("It did not return within pacelc.handler_timeout (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
+						   handler_timeout_ms)));
+}
+
+/* Cancelled again this often past the time limit. */
+static int
+cancel_repeat_ms(void)
+{
+	return Max(50, Min(handler_timeout_ms / 10, 1000));
+}
+
+/* Then given up on after this long past the time limit. */
+static int
+give_up_grace_ms(void)
+{
+	return Max(1000, Min(handler_timeout_ms, 10000));
+}
+
+static void
+stop_handler_timeouts(void)
+{
+	DisableTimeoutParams t[2];
+
+	t[0].id = STATEMENT_TIMEOUT;
+	t[0].keep_indicator = false;
+	t[1].id = give_up_timeout;
+	t[1].keep_indicator = false;
+	disable_timeouts(t, 2);
+}
+
+/*
+ * Resolves the queue's handler from its signature (the queues.handler
+ * column as text: a regprocedure, or from 0.3 on the signature itself), as
+ * to_regprocedure() does, at every call: a handler dropped or replaced
+ * since is noticed.  In the handler's subtransaction, so that even an
+ * error of the lookup only fails this attempt.
+ */
+static Oid
+resolve_handler(const char *signature)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		result;
+
+	/* a regprocedure shows a dropped function as its bare OID */
+	if (strchr(signature, '(') == NULL)
+		return InvalidOid;
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(signature);
+	fcinfo->args[0].isnull = false;
+	result = to_regprocedure(fcinfo);
+	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
+}
+
+/* The checks the executor would make, and those a stale owner needs. */
+static void
+check_handler(DueMessage *m, const char *queue)
+{
+	m->handler = resolve_handler(m->handler_name);
+	if (!OidIsValid(m->handler))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of queue \"%s\" does not exist", m->handler_name, queue),
+				 errhint("Install a handler with pacelc.alter_queue().")));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(m->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("owner of queue \"%s\" no longer exists", queue),
+				 errdetail("Role %u was dropped; no handler runs under a dropped role.", m->owner),
+				 errhint("Install the handler again, as its new owner, with pacelc.alter_queue().")));
+	if (superuser_arg(m->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a queue handler must not run as a superuser"),
+				 errdetail("The owner of queue \"%s\" has become a superuser since the handler was installed.", queue),
+				 errhint("Install the handler again as an ordinary role with pacelc.alter_queue().")));
+	if (pacelc_proc_aclcheck(m->handler, m->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", get_func_name(m->handler)),
+				 errdetail("The owner of queue \"%s\" may not execute its handler.", queue)));
+}
+
+/* Calls the handler through the function manager: no SQL text per message. */
 static void
 call_handler(DueMessage *m)
 {
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(fcinfo, 1);
 
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(m->handler)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler function %u of the queue no longer exists", m->handler)));
-	if (superuser_arg(m->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("a queue handler must not run as a superuser"),
-				 errdetail("The queue's owner has become a superuser since the handler was installed."),
-				 errhint("Install the handler again as an ordinary role with pacelc.alter_queue().")));
-	if (pacelc_proc_aclcheck(m->handler, m->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function %s", get_func_name(m->handler)),
-				 errdetail("The queue's owner may not execute its handler.")));
 	fmgr_info(m->handler, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = m->payload;
@@ -475,14 +1192,113 @@ call_handler(DueMessage *m)
 }
 
 /*
+ * What a pooler's DISCARD ALL would reset and can outlive a handler's
+ * subtransaction: session advisory locks (pg_advisory_unlock_all),
+ * prepared statements (DEALLOCATE ALL) and sequence caches (DISCARD
+ * SEQUENCES).  Settings die with the handler's GUC nest level; temporary
+ * tables, LISTEN and WITH HOLD cursors are refused to it as a
+ * security-restricted operation.
+ */
+static void
+reset_session_state(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);
+	DropAllPreparedStatements();
+	ResetSequenceCaches();
+}
+
+/*
+ * Dead-letters a message whose failure could not be recorded, saying why.
+ * Runs in the batch's transaction: if even this fails, the batch aborts
+ * (and the attempt stays counted).
+ */
+static void
+dead_letter(DueMessage *m, const char *error, const char *sqlstate,
+			int counted, const char *why)
+{
+	Oid			argtypes[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(m->id);
+	values[1] = Int32GetDatum(counted);
+	values[2] = CStringGetTextDatum(psprintf("%s (recording this failure failed, so the message was dead-lettered: %s)",
+											 error, why ? why : "unknown error"));
+	values[3] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	if (sqlstate == NULL)
+		nulls[3] = 'n';
+	pacelc_keep_plan(&dead_plan,
+					 "UPDATE pacelc.messages SET state = 'dead', attempts = $2, leased_until = NULL,"
+					 "       last_error = $3, last_sqlstate = $4,"
+					 "       last_error_at = pg_catalog.clock_timestamp()"
+					 " WHERE id = $1", 4, argtypes);
+	if (SPI_execute_plan(dead_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pacelc worker: could not dead-letter message " INT64_FORMAT, m->id);
+	ereport(WARNING,
+			(errmsg("pacelc worker dead-lettered message " INT64_FORMAT ": recording its failure failed", m->id),
+			 errdetail("%s", why ? why : "unknown error")));
+}
+
+/*
+ * Records a failed attempt with pacelc._fail() in a subtransaction of its
+ * own: if that fails (whatever the reason), the message is dead-lettered
+ * with the reason, and the batch goes on.
+ */
+static void
+record_failure(DueMessage *m, const char *error, const char *sqlstate, int counted)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(m->id);
+	values[1] = CStringGetTextDatum(error);
+	values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	if (sqlstate == NULL)
+		nulls[2] = 'n';
+	values[3] = Int32GetDatum(counted);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		pacelc_keep_plan(&fail_plan,
+						 "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
+						 "  FROM pacelc.messages m WHERE m.id = $1", 4, argtypes);
+		if (SPI_execute_plan(fail_plan, values, nulls, false, 0) < 0)
+			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		dead_letter(m, error, sqlstate, counted, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Runs one handler in a subtransaction, as the queue's owner, under the
  * handler timeout.  Returns true when it succeeded; the caller marks the
  * message done in the batch's transaction, so the handler's effects and the
- * "done" still commit together.  A failure is rolled back and recorded with
- * its error; it never stops the batch.
+ * "done" still commit together.  A failure (a handler that returns after
+ * its time limit included) is rolled back and recorded; it never stops the
+ * batch.
  */
 static bool
-handle_message(DueMessage *m)
+handle_message(DueMessage *m, const char *queue)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -490,7 +1306,11 @@ handle_message(DueMessage *m)
 	int			save_sec;
 	int			save_nestlevel;
 	bool		ok = true;
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz limit = TimestampTzPlusMilliseconds(start, handler_timeout_ms);
 
+	strlcpy(running_queue, queue, NAMEDATALEN);
+	running_message = m->id;
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
@@ -498,13 +1318,31 @@ handle_message(DueMessage *m)
 	save_nestlevel = NewGUCNestLevel();
 	PG_TRY();
 	{
+		check_handler(m, queue);
 		worker_settings_for_handler();
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		queue_set_handler_role(m->owner);
-		enable_timeout_after(STATEMENT_TIMEOUT, handler_timeout_ms);
+		/* cancelled at the limit and again and again; then given up on */
+		enable_timeout_every(STATEMENT_TIMEOUT, limit, cancel_repeat_ms());
+		enable_timeout_at(give_up_timeout,
+						  TimestampTzPlusMilliseconds(limit, give_up_grace_ms()));
 		call_handler(m);
-		disable_timeout(STATEMENT_TIMEOUT, false);
+		stop_handler_timeouts();
+		if (GetCurrentTimestamp() >= limit)
+		{
+			long		secs;
+			int			usecs;
+
+			QueryCancelPending = false;
+			TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("handler of queue \"%s\" ran past pacelc.handler_timeout (%d ms)",
+							queue, handler_timeout_ms),
+					 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
+							   secs * 1000 + usecs / 1000)));
+		}
 		queue_set_handler_role(InvalidOid);
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
@@ -515,10 +1353,10 @@ handle_message(DueMessage *m)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
-		Oid			fargtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
-		Datum		fvalues[4];
 
-		disable_timeout(STATEMENT_TIMEOUT, false);
+		stop_handler_timeouts();
+		if (GetCurrentTimestamp() >= limit)
+			QueryCancelPending = false; /* a repeated cancel still in flight */
 		queue_set_handler_role(InvalidOid);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
@@ -527,122 +1365,63 @@ handle_message(DueMessage *m)
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
 		/* the subtransaction's abort restored the user id */
-
-		fvalues[0] = Int64GetDatum(m->id);
-		fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
-		fvalues[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-		fvalues[3] = Int32GetDatum(m->attempts + 1);
-		pacelc_keep_plan(&fail_plan, "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
-				  "  FROM pacelc.messages m WHERE m.id = $1", 4, fargtypes);
-		if (SPI_execute_plan(fail_plan, fvalues, NULL, false, 0) < 0)
-			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
+		reset_session_state();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			GetCurrentTimestamp() >= limit)
+			record_failure(m, psprintf("handler of queue \"%s\" ran past pacelc.handler_timeout (%d ms): %s",
+									   queue, handler_timeout_ms,
+									   edata->message ? edata->message : "cancelled"),
+						   unpack_sql_state(edata->sqlerrcode), m->attempts);
+		else
+			record_failure(m, edata->message ? edata->message : "unknown error",
+						   unpack_sql_state(edata->sqlerrcode), m->attempts);
 		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
+	if (ok)
+		reset_session_state();
+	running_message = 0;
 	return ok;
 }
 
-/*
- * Handles up to pacelc.worker_batch due messages in one transaction, and
- * marks the successful ones done with one UPDATE before it commits.
- * Due messages are picked queue by queue, each from its own range of the
- * (queue, run_at, id) index, so a backlog costs no sort of all ready rows
- * and external consumers' queues are never scanned; only the ones picked
- * are then locked (SKIP LOCKED, re-checked under the lock).  Returns how
- * many it took.
- */
-static int
-handle_batch(void)
+/* ---------------------------------------------------------------------
+ * Batches and rounds
+ * --------------------------------------------------------------------- */
+
+/* Per queue, how long a message takes: it sizes the next lease. */
+typedef struct QueuePace
 {
-	Oid			argtypes[1] = {INT4OID};
-	Oid			doneargtypes[1] = {INT8ARRAYOID};
-	Datum		values[1];
-	DueMessage *msgs;
-	Datum	   *done_ids;
-	int			n,
-				ndone = 0,
-				i;
+	char		name[NAMEDATALEN];	/* hash key */
+	double		ms_per_message;
+} QueuePace;
 
-	begin_work("pacelc: handling messages");
-	values[0] = Int32GetDatum(worker_batch);
-	pacelc_keep_plan(&due_plan,
-			  "WITH c AS ("
-			  "  SELECT m.id FROM pacelc.queues q CROSS JOIN LATERAL"
-			  "         (SELECT m.id, m.run_at FROM pacelc.messages m"
-			  "           WHERE m.queue = q.name AND m.state = 'ready'"
-			  "             AND m.run_at <= clock_timestamp()"
-			  "           ORDER BY m.run_at, m.id LIMIT $1) m"
-			  "   WHERE q.handler IS NOT NULL"
-			  "   ORDER BY m.run_at, m.id LIMIT $1)"
-			  "SELECT m.id, m.attempts,"
-			  "       pg_catalog.to_regprocedure(q.handler::pg_catalog.text)::pg_catalog.oid,"
-			  "       q.owner::pg_catalog.oid, m.payload"
-			  "  FROM c JOIN pacelc.messages m ON m.id = c.id"
-			  "  JOIN pacelc.queues q ON q.name = m.queue"
-			  " WHERE m.state = 'ready' AND m.run_at <= clock_timestamp()"
-			  "   AND q.handler IS NOT NULL"
-			  " ORDER BY m.run_at, m.id"
-			  "   FOR UPDATE OF m SKIP LOCKED", 1, argtypes);
-	if (SPI_execute_plan(due_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pacelc worker: could not read due messages");
-	n = (int) SPI_processed;
-	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
-	done_ids = palloc(sizeof(Datum) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
+static HTAB *queue_pace = NULL;
 
-		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		msgs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		msgs[i].payload =
-			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	for (i = 0; i < n; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (handle_message(&msgs[i]))
-			done_ids[ndone++] = Int64GetDatum(msgs[i].id);
-	}
-	if (ndone > 0)
-	{
-		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID,
-													sizeof(int64), FLOAT8PASSBYVAL,
-													TYPALIGN_DOUBLE));
-		pacelc_keep_plan(&done_plan,
-				  "UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp(),"
-				  "       attempts = attempts + 1 WHERE id = ANY ($1)", 1, doneargtypes);
-		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "pacelc worker: could not mark messages done");
-	}
-	/* the last batch of a round plans the next round in its transaction */
-	if (n < worker_batch)
-		plan_next_round();
-	end_work();
-	return n;
-}
+/* Memory that lives for a round (reset after each). */
+static MemoryContext round_cxt = NULL;
+
+/* This round: queues where nothing could be leased (locked by others). */
+static List *skipped_queues = NIL;
+
+/* Round-robin: the queue this worker served last. */
+static char last_queue[NAMEDATALEN] = "";
 
 /*
- * What the worker knows about its next work, refreshed at the end of every
- * round by plan_next_round(): when the next message of a handler queue is
- * due and when the next hold expires (DT_NOEND: none).  Busy rounds then
- * cost one transaction, not four: the extension check, expiry and planning
- * only run when they can have something to do.
+ * What the worker knows about its next work, refreshed by
+ * plan_next_round(): when the next message of a handler queue is due and
+ * when the next hold expires (DT_NOEND: none).
  */
 static TimestampTz next_message_at = DT_NOBEGIN;
 static TimestampTz next_expiry_at = DT_NOBEGIN;
+static TimestampTz last_expiry_check = 0;
 static bool check_extension = true;
+static bool planned = false;
 
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
  * probe is one step into the (queue, run_at, id) index; the expiry probe is
- * one step into the partial expiry index.  Plain SQL on purpose: a call of
- * the LANGUAGE sql next_expiry() would rebuild its body every round.
+ * one step into the partial expiry index.
  */
 static void
 plan_next_round(void)
@@ -651,13 +1430,13 @@ plan_next_round(void)
 	Datum		d;
 
 	pacelc_keep_plan(&plan_plan,
-			  "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
-			  "          (SELECT m.run_at FROM pacelc.messages m"
-			  "            WHERE m.queue = q.name AND m.state = 'ready'"
-			  "            ORDER BY m.run_at LIMIT 1) m"
-			  "         WHERE q.handler IS NOT NULL),"
-			  "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-			  "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
+					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
+					 "          (SELECT m.run_at FROM pacelc.messages m"
+					 "            WHERE m.queue = q.name AND m.state = 'ready'"
+					 "            ORDER BY m.run_at LIMIT 1) m"
+					 "         WHERE q.handler IS NOT NULL),"
+					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
+					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
 	/* not read-only: a fresh snapshot, which sees this round's own work */
 	if (SPI_execute_plan(plan_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -666,6 +1445,353 @@ plan_next_round(void)
 	next_message_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	next_expiry_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	planned = true;
+}
+
+/*
+ * Picks the next queue for this worker, round-robin after the one it
+ * served last, among the handler queues with due messages that have fewer
+ * workers than their concurrency limit, and claims it.  False: none.
+ */
+static bool
+pick_queue(char *queue)
+{
+	Oid			argtypes[4] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID};
+	int			tries;
+	List	   *lost = NIL;
+
+	for (tries = 0; tries < 8; tries++)
+	{
+		Datum	   *names;
+		Datum	   *counts;
+		int			n = 0,
+					i;
+		int			size = wshared->nslots + list_length(skipped_queues) + list_length(lost) + 1;
+		Datum		values[4];
+		ListCell   *lc;
+		int			limit;
+		bool		isnull;
+		char		(*taken)[NAMEDATALEN];
+		int			ntaken = 0;
+
+		names = palloc(sizeof(Datum) * size);
+		counts = palloc(sizeof(Datum) * size);
+		/* copy the other workers' queues: no palloc under the spinlock */
+		taken = palloc(sizeof(*taken) * wshared->nslots);
+		SpinLockAcquire(&wshared->mutex);
+		for (i = 0; i < wshared->nslots; i++)
+		{
+			PoolSlot   *s = &wshared->slots[i];
+
+			if (s != my_slot && s->dbid == MyDatabaseId && s->queue[0] != '\0')
+				memcpy(taken[ntaken++], s->queue, NAMEDATALEN);
+		}
+		SpinLockRelease(&wshared->mutex);
+		for (i = 0; i < ntaken; i++)
+		{
+			int			j;
+			int32		nworkers = 1;
+
+			for (j = 0; j < i; j++)
+				if (strcmp(taken[j], taken[i]) == 0)
+					break;
+			if (j < i)
+				continue;		/* counted with its first occurrence */
+			for (j = i + 1; j < ntaken; j++)
+				if (strcmp(taken[j], taken[i]) == 0)
+					nworkers++;
+			counts[n] = Int32GetDatum(nworkers);
+			names[n++] = CStringGetTextDatum(taken[i]);
+		}
+		foreach(lc, skipped_queues)
+		{
+			names[n] = CStringGetTextDatum((char *) lfirst(lc));
+			counts[n++] = Int32GetDatum(1000000);
+		}
+		foreach(lc, lost)
+		{
+			names[n] = CStringGetTextDatum((char *) lfirst(lc));
+			counts[n++] = Int32GetDatum(1000000);
+		}
+		values[0] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(counts, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		values[2] = Int32GetDatum(queue_concurrency);
+		values[3] = CStringGetTextDatum(last_queue);
+		pacelc_keep_plan(&pick_plan,
+						 "WITH busy AS (SELECT b.name, b.n FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+						 "                pg_catalog.unnest($2::pg_catalog.int4[])) AS b(name, n)),"
+						 "     q AS (SELECT q.name, coalesce((pg_catalog.to_jsonb(q)"
+						 "                  OPERATOR(pg_catalog.->>) 'concurrency')::pg_catalog.int4, $3) AS lim"
+						 "             FROM pacelc.queues q WHERE q.handler IS NOT NULL)"
+						 "SELECT q.name, q.lim FROM q"
+						 " WHERE coalesce((SELECT busy.n FROM busy WHERE busy.name = q.name LIMIT 1), 0) < q.lim"
+						 "   AND EXISTS (SELECT FROM pacelc.messages m WHERE m.queue = q.name"
+						 "                 AND m.state = 'ready' AND m.run_at <= pg_catalog.clock_timestamp())"
+						 " ORDER BY q.name <= $4, q.name LIMIT 1", 4, argtypes);
+		if (SPI_execute_plan(pick_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pacelc worker: could not pick a queue");
+		if (SPI_processed == 0)
+			return false;
+		strlcpy(queue, TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull)),
+				NAMEDATALEN);
+		limit = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull || limit < 1)
+			limit = 1;
+		if (claim_queue(queue, limit))
+			return true;
+		/* another worker took its last place meanwhile */
+		lost = lappend(lost, pstrdup(queue));
+	}
+	return false;
+}
+
+/* Puts leased messages back as they were: their attempt never started. */
+static void
+release_messages(DueMessage *msgs, int from, int to)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+	Datum		values[3];
+	Datum	   *ids,
+			   *runs,
+			   *intr;
+	int			n = to - from,
+				i;
+
+	if (n <= 0)
+		return;
+	ids = palloc(sizeof(Datum) * n);
+	runs = palloc(sizeof(Datum) * n);
+	intr = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(msgs[from + i].id);
+		runs[i] = TimestampTzGetDatum(msgs[from + i].old_run_at);
+		intr[i] = BoolGetDatum(msgs[from + i].interrupted);
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(runs, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(intr, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	pacelc_keep_plan(&release_plan,
+					 "UPDATE pacelc.messages m SET attempts = m.attempts - 1, run_at = r.run_at,"
+					 "       leased_until = CASE WHEN r.interrupted THEN r.run_at END"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+					 "                 pg_catalog.unnest($3::pg_catalog.bool[])) AS r(id, run_at, interrupted)"
+					 " WHERE m.id = r.id", 3, argtypes);
+	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pacelc worker: could not put messages back");
+}
+
+/* Should a batch stop taking new messages? */
+static bool
+batch_should_stop(TimestampTz batch_start)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	return ConfigReloadPending ||
+		now >= next_expiry_at ||
+		TimestampDifferenceExceeds(batch_start, now, BATCH_BUDGET_MS);
+}
+
+/*
+ * Handles one batch of one queue:
+ *
+ * 1. picks a queue and leases up to as many due messages as fit in the
+ *    batch's time budget, and commits: their attempts are counted and they
+ *    are hidden until the lease ends (2 x handler_timeout, at least 1 s);
+ * 2. locks them again in the batch's transaction and runs their handlers,
+ *    until the time budget is used, expiry is due or a reload is pending;
+ *    the messages it did not get to are put back as they were, the handled
+ *    ones marked done with one UPDATE before it commits.
+ *
+ * A message whose previous lease ended without a result (the worker gave
+ * up on its handler or died) gets that attempt recorded as failed instead.
+ * Returns false when no queue had due messages for this worker.
+ */
+static bool
+handle_batch(void)
+{
+	char		queue[NAMEDATALEN];
+	Oid			leaseargtypes[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
+	Oid			doneargtypes[1] = {INT8ARRAYOID};
+	Datum		values[4];
+	DueMessage *msgs;
+	Datum	   *done_ids;
+	int			nlease,
+				nleased,
+				n,
+				ndone = 0,
+				nhandled = 0,
+				i;
+	long		lease_ms = Max(1000L, 2L * handler_timeout_ms);
+	TimestampTz lease_until;
+	TimestampTz batch_start;
+	QueuePace  *pace;
+	bool		found;
+	Datum	   *ids,
+			   *runs,
+			   *intr;
+
+	/* 1. pick and lease, in a transaction of its own */
+	begin_work("pacelc: leasing messages");
+	if (!pick_queue(queue))
+	{
+		plan_next_round();
+		end_work();
+		return false;
+	}
+	pace = hash_search(queue_pace, queue, HASH_ENTER, &found);
+	if (!found)
+		pace->ms_per_message = 20.0;
+	nlease = (int) Min((double) worker_batch,
+					   Max(1.0, BATCH_BUDGET_MS / Max(pace->ms_per_message, 0.001)));
+	lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
+	values[0] = CStringGetTextDatum(queue);
+	values[1] = Int32GetDatum(nlease);
+	values[2] = TimestampTzGetDatum(lease_until);
+	pacelc_keep_plan(&lease_plan,
+					 "WITH c AS (SELECT m.id, m.run_at, m.leased_until IS NOT NULL AS interrupted"
+					 "             FROM pacelc.messages m"
+					 "            WHERE m.queue = $1 AND m.state = 'ready'"
+					 "              AND m.run_at <= pg_catalog.clock_timestamp()"
+					 "            ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+					 "     u AS (UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+					 "                  run_at = $3, leased_until = $3"
+					 "             FROM c WHERE m.id = c.id"
+					 "           RETURNING m.id, c.run_at, c.interrupted)"
+					 "SELECT u.id, u.run_at, u.interrupted FROM u ORDER BY u.run_at, u.id",
+					 3, leaseargtypes);
+	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pacelc worker: could not lease messages");
+	nleased = (int) SPI_processed;
+	/* in the round's memory: they outlive this transaction */
+	ids = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	runs = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	intr = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	for (i = 0; i < nleased; i++)
+	{
+		bool		isnull;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		runs[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		intr[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+	}
+	end_work();
+	strlcpy(last_queue, queue, NAMEDATALEN);
+	if (nleased == 0)
+	{
+		/* all locked by someone else: leave this queue for the round */
+		MemoryContext old = MemoryContextSwitchTo(round_cxt);
+
+		skipped_queues = lappend(skipped_queues, pstrdup(queue));
+		MemoryContextSwitchTo(old);
+		set_my_queue("");
+		return true;
+	}
+	if (nleased == nlease)
+		wake_sibling();			/* there may be more: let an idle one look */
+
+	/* 2. handle them */
+	begin_work("pacelc: handling messages");
+	batch_start = GetCurrentTimestamp();
+	values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(runs, nleased, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(intr, nleased, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[3] = TimestampTzGetDatum(lease_until);
+	pacelc_keep_plan(&lock_plan,
+					 "SELECT m.id, m.attempts, NULL::pg_catalog.oid,"
+					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
+					 "       l.old_run_at, l.interrupted"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+					 "                 pg_catalog.unnest($3::pg_catalog.bool[]))"
+					 "       WITH ORDINALITY AS l(id, old_run_at, interrupted, ord)"
+					 "  JOIN pacelc.messages m ON m.id = l.id"
+					 "  JOIN pacelc.queues q ON q.name = m.queue"
+					 " WHERE m.state = 'ready' AND m.leased_until = $4"
+					 " ORDER BY l.ord"
+					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
+	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pacelc worker: could not lock its leased messages");
+	n = (int) SPI_processed;
+	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
+	done_ids = palloc(sizeof(Datum) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		msgs[i].handler = InvalidOid;	/* resolved at the call */
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		msgs[i].handler_name = isnull ? NULL : TextDatumGetCString(d);
+		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		msgs[i].payload =
+			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 6, &isnull)));
+		msgs[i].old_run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+		msgs[i].interrupted = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (i = 0; i < n; i++)
+	{
+		DueMessage *m = &msgs[i];
+
+		CHECK_FOR_INTERRUPTS();
+		if (i > 0 && batch_should_stop(batch_start))
+			break;
+		if (m->handler_name == NULL)
+			break;				/* the queue has no handler any more */
+		if (m->interrupted)
+		{
+			/* the worker gave up on (or died in) its previous attempt */
+			record_failure(m,
+						   psprintf("attempt %d did not finish: the handler ran past pacelc.handler_timeout and ignored cancellation, or the worker stopped",
+									m->attempts - 1),
+						   "57014", m->attempts - 1);
+			nhandled++;
+			continue;
+		}
+		if (handle_message(m, queue))
+			done_ids[ndone++] = Int64GetDatum(m->id);
+		nhandled++;
+	}
+	/* those it did not get to go back as they were */
+	release_messages(msgs, i, n);
+	if (ndone > 0)
+	{
+		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID,
+													sizeof(int64), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		pacelc_keep_plan(&done_plan,
+						 "UPDATE pacelc.messages SET state = 'done',"
+						 "       done_at = pg_catalog.clock_timestamp(), leased_until = NULL"
+						 " WHERE id OPERATOR(pg_catalog.=) ANY ($1)", 1, doneargtypes);
+		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pacelc worker: could not mark messages done");
+	}
+	if (nhandled > 0)
+	{
+		long		secs;
+		int			usecs;
+		double		ms;
+
+		TimestampDifference(batch_start, GetCurrentTimestamp(), &secs, &usecs);
+		ms = (secs * 1000.0 + usecs / 1000.0) / nhandled;
+		pace->ms_per_message = 0.5 * pace->ms_per_message + 0.5 * ms;
+	}
+	end_work();
+	set_my_queue("");
+	return true;
 }
 
 /* Milliseconds until the next due message or hold expiry, capped. */
@@ -680,37 +1806,141 @@ next_sleep_ms(TimestampTz now)
 	if (next == DT_NOEND)
 		return ms;
 	if (next <= now)
-		return 100;				/* due but locked by a consumer: do not spin */
+		return 100;				/* due but locked or at its limit: do not spin */
 	TimestampDifference(now, next, &secs, &usecs);
 	return Min(ms, secs * 1000L + usecs / 1000 + 1);
 }
 
+static void
+reload_config_if_pending(void)
+{
+	if (!ConfigReloadPending)
+		return;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	if (!database_wanted(my_dbname))
+		proc_exit(0);			/* pacelc.databases no longer names us */
+	if (my_index >= pool_size())
+		proc_exit(0);			/* the pool got smaller */
+}
+
 /*
- * One round: due messages batch after batch, then expiry and housekeeping
- * when due.  Returns how long to sleep.
+ * One round: batches of due messages, queue after queue, with hold expiry
+ * in between whenever it is due (and at least every EXPIRY_CHECK_MS, shared
+ * by the database's workers), and the first worker's housekeeping every
+ * naptime.  Returns how long to sleep.
  */
 static long
 worker_round(TimestampTz *last_full)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	bool		full = TimestampDifferenceExceeds(*last_full, now,
-												  worker_naptime_s * 1000);
-
-	/* until this round has planned, every commit that wants us sets our latch */
-	queue_set_next_wakeup(0);
-	if (full || check_extension)
+	planned = false;
+	skipped_queues = NIL;
+	if (check_extension)
 	{
 		exit_if_no_extension();
 		check_extension = false;
 	}
-	/* due messages first: an enqueue that woke us should not wait for expiry */
-	while (handle_batch() >= worker_batch)
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (my_index == 0 &&
+			TimestampDifferenceExceeds(*last_full, now, worker_naptime_s * 1000))
+		{
+			exit_if_no_extension();
+			housekeeping(true);
+			*last_full = now;
+			last_expiry_check = now;
+		}
+		else if (now >= next_expiry_at ||
+				 TimestampDifferenceExceeds(last_expiry_check, now, EXPIRY_CHECK_MS))
+		{
+			last_expiry_check = now;
+			if (claim_expiry(now, now >= next_expiry_at ? 0 : EXPIRY_CHECK_MS))
+			{
+				PG_TRY();
+				{
+					housekeeping(false);
+				}
+				PG_FINALLY();
+				{
+					release_expiry(GetCurrentTimestamp());
+				}
+				PG_END_TRY();
+			}
+		}
+		if (my_index == 0)
+			ensure_helpers();	/* the pool may have grown (SIGHUP) */
+		planned = false;
+		if (!handle_batch())
+			break;
 		CHECK_FOR_INTERRUPTS();
-	if (full || next_expiry_at <= now)
-		housekeeping(full);
-	if (full)
-		*last_full = now;
+		reload_config_if_pending();
+		leave_if_database_locked();
+	}
+	if (!planned)
+	{
+		begin_work("pacelc: planning");
+		plan_next_round();
+		end_work();
+	}
 	return next_sleep_ms(GetCurrentTimestamp());
+}
+
+/* The first worker keeps the rest of its database's pool running. */
+static BackgroundWorkerHandle **helper_handles = NULL;
+static TimestampTz *helper_next_try = NULL;
+static int *helper_failures = NULL;
+static TimestampTz helper_exhausted_log = 0;
+
+static void
+ensure_helpers(void)
+{
+	int			size = pool_size();
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (helper_handles == NULL)
+	{
+		helper_handles = MemoryContextAllocZero(TopMemoryContext,
+												sizeof(BackgroundWorkerHandle *) * 65);
+		helper_next_try = MemoryContextAllocZero(TopMemoryContext, sizeof(TimestampTz) * 65);
+		helper_failures = MemoryContextAllocZero(TopMemoryContext, sizeof(int) * 65);
+	}
+	for (i = 1; i < size && i < 65; i++)
+	{
+		pid_t		pid;
+
+		if (helper_handles[i] != NULL)
+		{
+			if (GetBackgroundWorkerPid(helper_handles[i], &pid) != BGWH_STOPPED)
+				continue;
+			pfree(helper_handles[i]);
+			helper_handles[i] = NULL;
+			/* it stopped: a second later, then less and less often */
+			helper_failures[i]++;
+			helper_next_try[i] = TimestampTzPlusMilliseconds(now,
+															 backoff_ms(helper_failures[i], worker_naptime_s * 1000L));
+		}
+		if (now < helper_next_try[i] || pool_slot_taken(MyDatabaseId, i))
+			continue;
+		if (!start_database_worker(MyDatabaseId, my_dbname, i, &helper_handles[i]))
+		{
+			helper_handles[i] = NULL;
+			helper_failures[i]++;
+			helper_next_try[i] = TimestampTzPlusMilliseconds(now, worker_naptime_s * 1000L);
+			if (TimestampDifferenceExceeds(helper_exhausted_log, now, worker_naptime_s * 1000))
+			{
+				ereport(LOG,
+						(errmsg("pacelc worker for database \"%s\" could not start worker %d of %d: no background worker slot is free",
+								my_dbname, i + 1, size),
+						 errhint("Increase max_worker_processes or lower pacelc.workers_per_database.")));
+				helper_exhausted_log = now;
+			}
+		}
+		else
+			helper_failures[i] = 0;
+	}
 }
 
 void
@@ -719,15 +1949,18 @@ pacelc_worker_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz last_full = 0;
 	MemoryContext round_context;
+	HASHCTL		ctl;
 	char	   *dbname;
 
+	memcpy(&my_index, MyBgworkerEntry->bgw_extra, sizeof(int));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (!queue_claim_slot(dbid))
-		proc_exit(0);			/* someone else serves this database */
-	before_shmem_exit(queue_release_slot, (Datum) 0);
+	if (!claim_pool_slot(dbid, my_index))
+		proc_exit(0);			/* someone else is this worker of the database */
+	before_shmem_exit(release_pool_slot, (Datum) 0);
+	before_shmem_exit(log_give_up, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	/* a GUC, not just the activity entry: handlers' changes get reverted to it */
@@ -736,8 +1969,12 @@ pacelc_worker_main(Datum arg)
 	dbname = get_database_name(dbid);
 	if (dbname == NULL)
 		proc_exit(0);			/* dropped meanwhile */
-	dbname = MemoryContextStrdup(TopMemoryContext, dbname);
+	my_dbname = MemoryContextStrdup(TopMemoryContext, dbname);
 	CommitTransactionCommand();
+	if (!database_wanted(my_dbname) || my_index >= pool_size())
+		proc_exit(0);
+
+	give_up_timeout = RegisterTimeout(USER_TIMEOUT, give_up_handler);
 
 	/*
 	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker
@@ -747,24 +1984,29 @@ pacelc_worker_main(Datum arg)
 
 	worker_settings_apply();
 
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = sizeof(QueuePace);
+	ctl.hcxt = TopMemoryContext;
+	queue_pace = hash_create("pacelc queue pace", 16, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
 	round_context = AllocSetContextCreate(TopMemoryContext, "pacelc worker round",
 										  ALLOCSET_DEFAULT_SIZES);
+	round_cxt = round_context;
 	for (;;)
 	{
 		long		sleep_ms = worker_naptime_s * 1000L;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			if (!database_wanted(dbname))
-				proc_exit(0);	/* pacelc.databases no longer names us */
-		}
+		reload_config_if_pending();
+		leave_if_database_locked();
 
 		MemoryContextSwitchTo(round_context);
 		PG_TRY();
 		{
+			if (my_index == 0)
+				ensure_helpers();
 			sleep_ms = worker_round(&last_full);
 		}
 		PG_CATCH();
@@ -774,21 +2016,34 @@ pacelc_worker_main(Datum arg)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			set_my_queue("");
 			check_extension = true;
 			sleep_ms = 1000;
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_context);
+		skipped_queues = NIL;
 
-		queue_set_next_wakeup(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms));
-		if (sleep_ms > 0)
+		/* sleep, looking now and then whether the database is being dropped */
+		set_idle(true, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sleep_ms));
+		while (sleep_ms > 0)
 		{
+			long		slice = Min(sleep_ms, DROP_CHECK_MS);
+			int			rc;
+
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   slice, PG_WAIT_EXTENSION);
 			/* woken: maybe by DROP EXTENSION, then leave (DROP DATABASE waits) */
-			if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						  sleep_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+			if (rc & WL_LATCH_SET)
 				check_extension = true;
 			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if ((rc & WL_LATCH_SET) || ConfigReloadPending)
+				break;
+			leave_if_database_locked();
+			sleep_ms -= slice;
 		}
+		set_idle(false, 0);
 	}
 }

@@ -130,13 +130,14 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.verify()}), '0', '
 # SIGHUP reloads settings; SIGTERM ends the worker and the launcher starts a new one
 $node->append_conf('postgresql.conf', 'pacelc.worker_batch = 7');
 $node->reload;
-my $pid = $node->safe_psql('postgres', q{
-	SELECT pid FROM pg_stat_activity WHERE backend_type = 'pacelc worker' AND datname = 'postgres'});
-ok($pid, "worker running ($pid)");
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+my $pids = $node->safe_psql('postgres', q{
+	SELECT string_agg(pid::text, ',') FROM pg_stat_activity
+	 WHERE backend_type = 'pacelc worker' AND datname = 'postgres'});
+ok($pids, "workers running ($pids)");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM unnest('{$pids}'::int[]) pid");
 ok($node->poll_query_until('postgres', qq{
-	SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pacelc worker'
-	   AND datname = 'postgres' AND pid <> $pid}), 'a new worker took over');
+	SELECT count(*) >= 1 FROM pg_stat_activity WHERE backend_type = 'pacelc worker'
+	   AND datname = 'postgres' AND pid <> ALL ('{$pids}'::int[])}), 'a new worker took over');
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('fast', '{"after": "restart"}')});
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 21 FROM seen}), 'and it serves the queue');
 
