@@ -21,12 +21,14 @@ BEGIN
 END $$;
 ALTER FUNCTION public.rt_handler(jsonb) OWNER TO regress_pacelc_queue_rt;
 
--- waits (at most 30 s) until the queue has no due message left
+-- waits (at most 30 s) until the queue has no due message left, none
+-- waiting for its first attempt and none leased to a worker
 CREATE FUNCTION pg_temp.drain(q text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1..3000 LOOP
 		IF NOT EXISTS (SELECT 1 FROM pacelc.messages m
-						WHERE m.queue = q AND m.state = 'ready' AND m.attempts = 0) THEN
+						WHERE m.queue = q AND m.state = 'ready'
+						  AND (m.attempts = 0 OR m.leased_until IS NOT NULL)) THEN
 			RETURN true;
 		END IF;
 		PERFORM pg_sleep(0.01);

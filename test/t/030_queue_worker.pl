@@ -113,8 +113,8 @@ $node->safe_psql('postgres', q{
 	SELECT pacelc.alter_queue('expired', 'on_expired(jsonb)');
 	RESET ROLE;
 	SELECT pacelc.set_stock('ttl-sku', 10);
-	SELECT pacelc.reserve('ttl-sku', 3, ttl => '300 ms', on_expire => '{"cart": 1}');
-	SELECT pacelc.reserve('ttl-sku', 2, ttl => '300 ms', on_expire => '{"cart": 2}');
+	SELECT pacelc.reserve('ttl-sku', 3, ttl => '3 s', on_expire => '{"cart": 1}');
+	SELECT pacelc.reserve('ttl-sku', 2, ttl => '3 s', on_expire => '{"cart": 2}');
 	SELECT pacelc.reserve('ttl-sku', 1, ttl => '1 hour');
 });
 is($node->safe_psql('postgres', q{SELECT pacelc.available('ttl-sku')}), '4', 'held before expiry');
