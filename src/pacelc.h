@@ -95,29 +95,11 @@ extern void session_lsn_shmem_startup(void);
 extern void session_lsn_shmem_request(void);
 
 /* queue.c */
-typedef struct PacelcWorkerSlot
-{
-	bool		in_use;
-	Oid			dbid;
-	int			pid;
-	struct PGPROC *proc;
-	int64		next_wakeup;	/* TimestampTz the worker sleeps until */
-} PacelcWorkerSlot;
-
 extern void queue_init(void);
-extern bool queue_claim_slot(Oid dbid);
-extern void queue_release_slot(int code, Datum arg);
-extern bool queue_database_served(Oid dbid);
-extern void queue_set_launcher(struct PGPROC *proc);
-extern bool queue_take_rescan(void);
-extern void queue_set_next_wakeup(int64 when);
 extern void queue_wake_worker_by(int64 when);
 extern void queue_set_handler_role(Oid role);
 extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue, bool consume);
 extern void pacelc_queue_denied(struct varlena *queue, const char *what);
-extern Size queue_shmem_size(void);
-extern void queue_shmem_startup(void);
-extern void queue_shmem_request(void);
 
 /* worker.c: the launcher, the database workers and their shared registry */
 extern void worker_init(void);

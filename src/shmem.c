@@ -30,11 +30,9 @@ pacelc_shmem_request(void)
 
 	RequestAddinShmemSpace(add_size(stock_shmem_size(),
 									add_size(session_lsn_shmem_size(),
-											 add_size(queue_shmem_size(),
-													  pacelc_worker_shmem_size()))));
+											 pacelc_worker_shmem_size())));
 	stock_shmem_request();
 	session_lsn_shmem_request();
-	queue_shmem_request();
 }
 
 static void
@@ -46,7 +44,6 @@ pacelc_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	stock_shmem_startup();
 	session_lsn_shmem_startup();
-	queue_shmem_startup();
 	pacelc_worker_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
