@@ -136,6 +136,7 @@ sub fresh_or_retry
 	my $ans = $d->cmd('Q', 'FETCH ALL FROM c');
 	like($ans, qr/^ERR 40001 /, "item 3: FETCH from a cursor older than the token: 40001 ($ans)");
 	$d->cmd('Q', 'ROLLBACK');
+	$d->cmd('Q', "SET pacelc.read_after = '$tok'");	# the one above was rolled back
 	$ans = $d->cmd('Q', 'FETCH ALL FROM h');
 	like($ans, qr/^ERR 40001 /, "item 3: FETCH from a WITH HOLD cursor older than the token: 40001 ($ans)");
 	$d->cmd('Q', 'CLOSE h');
