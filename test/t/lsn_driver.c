@@ -10,8 +10,9 @@
  *   P <name> <sql>          Parse a named prepared statement (PQprepare)
  *   E <name> [<param>]      Bind/Execute it (PQexecPrepared)
  *   X <sql> [<param>]       extended protocol, unnamed statement (PQexecParams)
- *   PIPE <name> <token>     pipeline mode: set_config('pacelc.read_after',
- *                           $1, false) then the named statement, one Sync
+ *   PIPE <name> <token> [<param>]  pipeline mode: set_config(
+ *                           'pacelc.read_after', $1, false) then the named
+ *                           statement, one Sync
  *   S <parameter>           the last reported value (PQparameterStatus)
  *   QUIT
  *
@@ -99,9 +100,10 @@ simple_query(PGconn *conn, const char *sql)
 }
 
 static void
-pipeline(PGconn *conn, const char *name, const char *token)
+pipeline(PGconn *conn, const char *name, const char *token, const char *param)
 {
 	const char *params[1] = {token};
+	const char *sparams[1] = {param};
 	PGresult   *res;
 	PGresult   *last = NULL;
 	int			syncs = 0;
@@ -113,7 +115,7 @@ pipeline(PGconn *conn, const char *name, const char *token)
 	}
 	PQsendQueryParams(conn, "SELECT set_config('pacelc.read_after', $1, false)",
 					  1, NULL, params, NULL, NULL, 0);
-	PQsendQueryPrepared(conn, name, 0, NULL, NULL, NULL, 0);
+	PQsendQueryPrepared(conn, name, param ? 1 : 0, sparams, NULL, NULL, 0);
 	PQpipelineSync(conn);
 	while (syncs < 1)
 	{
@@ -211,7 +213,7 @@ main(int argc, char **argv)
 			PQclear(res);
 		}
 		else if (strcmp(f[0], "PIPE") == 0 && f[2])
-			pipeline(conn, f[1], f[2]);
+			pipeline(conn, f[1], f[2], f[3]);
 		else if (strcmp(f[0], "S") == 0 && f[1])
 		{
 			const char *v = PQparameterStatus(conn, f[1]);
