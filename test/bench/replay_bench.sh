@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Replay cost of pacelc's waiters (issue 11, item 12) and the standby read
+# cost of its hooks, on a throw-away primary + one streaming standby with
+# MAXCONN max_connections (the old redo wrapper scanned every backend slot
+# after each commit record while anyone waited).
+#  1. replay of COMMITS single-row commits with 0, 1 and 100 sessions waiting
+#     (pacelc.wait_for_lsn for the last commit, so they are due only at the
+#     end): replay is paused, the commits are streamed, the waiters started,
+#     then replay resumed and timed until it reaches the end.  ROUNDS rounds,
+#     the order rotated; ratios to "0 waiters" paired within each round.
+#  2. standby read throughput (pgbench -S, CLIENTS clients, SECS s) with
+#     pacelc preloaded (hooks, seen_lsn reported in every transaction) and
+#     without it, ROUNDS rounds alternating.
+# Usage (root or postgres): bash test/bench/replay_bench.sh
+# Environment: COMMITS=100000, MAXCONN=2000, ROUNDS=3, CLIENTS=4, SECS=10
+set -euo pipefail
+COMMITS=${COMMITS:-100000}
+MAXCONN=${MAXCONN:-2000}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-4}
+SECS=${SECS:-10}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+if [ "$(id -u)" = 0 ]; then
+	. "$ROOT/test/bench/as_postgres.sh"
+	bench_as_postgres "$0" "COMMITS MAXCONN ROUNDS CLIENTS SECS" "$@"
+fi
+BIN=$("$PG_CONFIG" --bindir)
+DIR=$(mktemp -d /tmp/pacelc-replaybench.XXXXXX)
+P=55720; S=55721
+cleanup() {
+	jobs -p | xargs -r kill 2>/dev/null || true
+	"$BIN/pg_ctl" -D "$DIR/standby" -m immediate stop >/dev/null 2>&1 || true
+	"$BIN/pg_ctl" -D "$DIR/primary" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+"$BIN/initdb" -D "$DIR/primary" -A trust >/dev/null
+cat >>"$DIR/primary/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$DIR'
+port = $P
+max_connections = $MAXCONN
+shared_buffers = 128MB
+max_wal_senders = 4
+wal_level = replica
+max_wal_size = 4GB
+synchronous_commit = off
+shared_preload_libraries = 'pacelc'
+CONF
+echo "local replication all trust" >>"$DIR/primary/pg_hba.conf"
+"$BIN/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w start >/dev/null
+PSQL=("$BIN/psql" -X -q -At -h "$DIR")
+"${PSQL[@]}" -p $P -d postgres -c "CREATE EXTENSION pacelc; CREATE TABLE t (id bigserial PRIMARY KEY, v int)"
+"$BIN/pgbench" -i -s 10 -q -h "$DIR" -p $P postgres >/dev/null 2>&1
+"$BIN/pg_basebackup" -h "$DIR" -p $P -D "$DIR/standby" -R -X stream -C -S bench_standby >/dev/null
+cat >>"$DIR/standby/postgresql.conf" <<CONF
+port = $S
+max_standby_streaming_delay = -1
+CONF
+"$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w start >/dev/null
+echo "INSERT INTO t (v) VALUES (1);" >"$DIR/w.sql"
+sp() { "${PSQL[@]}" -p $S -d postgres "$@"; }
+pp() { "${PSQL[@]}" -p $P -d postgres "$@"; }
+
+# one run: prints the replay time in ms of COMMITS commits with $1 waiters
+replay_run() {
+	local w=$1 end i
+	sp -c "SELECT pg_wal_replay_pause()" >/dev/null
+	until [ "$(sp -c "SELECT pg_get_wal_replay_pause_state()")" = paused ]; do sleep 0.05; done
+	"$BIN/pgbench" -n -c 4 -j 2 -t $((COMMITS / 4)) -f "$DIR/w.sql" -h "$DIR" -p $P postgres >/dev/null 2>&1
+	end=$(pp -c "SELECT pg_current_wal_flush_lsn()")
+	until [ "$(sp -c "SELECT pg_last_wal_receive_lsn() >= '$end'")" = t ]; do sleep 0.05; done
+	for i in $(seq 1 "$w"); do
+		sp -c "SELECT pacelc.wait_for_lsn('$end', '10 min')" >/dev/null &
+	done
+	until [ "$(sp -c "SELECT waiters FROM pacelc.replica_status")" = "$w" ]; do sleep 0.05; done
+	sp -c "SELECT pg_wal_replay_resume()" -c "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN
+		WHILE pg_last_wal_replay_lsn() < '$end' LOOP PERFORM pg_sleep(0.002); END LOOP;
+		RAISE NOTICE 'ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000); END \$\$" 2>&1 |
+		sed -n 's/.*ms=\([0-9]*\).*/\1/p'
+	wait
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "replay of $COMMITS commits, standby max_connections = $MAXCONN, $ROUNDS rounds"
+declare -A runs ratios
+order=(0 1 100)
+for r in $(seq 1 "$ROUNDS"); do
+	declare -A this=()
+	for k in 0 1 2; do
+		w=${order[$(((k + r) % 3))]}
+		this[$w]=$(replay_run "$w")
+		runs[$w]="${runs[$w]:-} ${this[$w]}"
+	done
+	for w in 1 100; do
+		ratios[$w]="${ratios[$w]:-} $(awk -v a="${this[$w]}" -v b="${this[0]}" 'BEGIN {printf "%.3f", a / b}')"
+	done
+done
+printf "| waiters | replay ms (median) | ratio to 0 waiters (median of paired rounds) | runs |\n|---:|---:|---:|---|\n"
+for w in 0 1 100; do
+	printf "| %s | %s | %s | %s |\n" "$w" "$(echo "${runs[$w]}" | median)" \
+		"$([ "$w" = 0 ] && echo 1.000 || echo "${ratios[$w]}" | median)" "${runs[$w]# }"
+done
+
+# 2. standby reads with and without pacelc's hooks
+restart_standby() {
+	sed -i '/^shared_preload_libraries/d' "$DIR/standby/postgresql.conf"
+	echo "shared_preload_libraries = '$1'" >>"$DIR/standby/postgresql.conf"
+	"$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w restart >/dev/null
+}
+declare -A tps
+for r in $(seq 1 "$ROUNDS"); do
+	for lib in pacelc ''; do
+		restart_standby "$lib"
+		v=$("$BIN/pgbench" -n -S -c "$CLIENTS" -j 2 -T "$SECS" -h "$DIR" -p $S postgres 2>/dev/null |
+			sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+		tps[${lib:-none}]="${tps[${lib:-none}]:-} $v"
+	done
+done
+echo
+echo "standby pgbench -S, $CLIENTS clients, $SECS s, $ROUNDS rounds"
+printf "| standby | tps (median) | runs |\n|---|---:|---|\n"
+printf "| pacelc not loaded | %s | %s |\n" "$(echo "${tps[none]}" | median)" "${tps[none]# }"
+printf "| pacelc preloaded (seen_lsn reported every transaction) | %s | %s |\n" "$(echo "${tps[pacelc]}" | median)" "${tps[pacelc]# }"
