@@ -863,7 +863,7 @@ report_seen_lsn(void)
 	}
 	if (strcmp(buf, seen_set) == 0)
 		return;
-	strlcpy(seen_set, buf, sizeof(seen_set));
+	snprintf(seen_set, sizeof(seen_set), "%s", buf);
 	SetConfigOption("pacelc.seen_lsn", buf, PGC_INTERNAL, PGC_S_OVERRIDE);
 }
 
@@ -926,13 +926,14 @@ make_snapshot_fresh(QueryDesc *queryDesc, XLogRecPtr token)
 	UnregisterSnapshot(queryDesc->snapshot);
 	queryDesc->snapshot = InvalidSnapshot;
 	(void) wait_for_replay(token, wait_timeout_ms);
-	(void) current_replay();
+	if (witness_lsn < token)
+		(void) take_witness(token);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	fresh = GetActiveSnapshot();
 	queryDesc->snapshot = RegisterSnapshot(fresh);
+	/* taken after the witness, it includes the token; checked all the same */
 	if (!snapshot_includes(fresh, token))
-		elog(ERROR, "pacelc: a snapshot taken after replay reached %X/%X does not include it",
-			 LSN_FORMAT_ARGS(token));
+		raise_stale_snapshot("statement snapshot", token, fresh);
 }
 
 /* Remembers the stamp of a holdable cursor's snapshot for its FETCHes. */
@@ -1104,7 +1105,7 @@ lsn_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			waited_floor = InvalidXLogRecPtr;
 			commit_prepared_in_xact = false;
-			strlcpy(seen_at_xact_end, seen_set, sizeof(seen_at_xact_end));
+			snprintf(seen_at_xact_end, sizeof(seen_at_xact_end), "%s", seen_set);
 			break;
 		default:
 			break;
