@@ -53,7 +53,7 @@ echo "local replication all trust" >>"$DIR/primary/pg_hba.conf"
 PSQL=("$BIN/psql" -X -q -At -h "$DIR")
 "${PSQL[@]}" -p $P -d postgres -c "CREATE EXTENSION pacelc; CREATE TABLE t (id bigserial PRIMARY KEY, v int)"
 "$BIN/pgbench" -i -s 10 -q -h "$DIR" -p $P postgres >/dev/null 2>&1
-"$BIN/pg_basebackup" -h "$DIR" -p $P -D "$DIR/standby" -R -X stream -C -S bench_standby >/dev/null
+"$BIN/pg_basebackup" -c fast -h "$DIR" -p $P -D "$DIR/standby" -R -X stream -C -S bench_standby >/dev/null
 cat >>"$DIR/standby/postgresql.conf" <<CONF
 port = $S
 max_standby_streaming_delay = -1
