@@ -1164,7 +1164,12 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 	 * statement's in READ COMMITTED when the statement reads a table.
 	 */
 	if (RecoveryInProgress())
+	{
 		waited_floor = Max(waited_floor, target);
+		/* snapshots taken from now on will be proved fresh by it */
+		if (witness_lsn < target)
+			(void) take_witness(target);
+	}
 	if (RecoveryInProgress() && ActiveSnapshotSet() &&
 		!snapshot_includes(GetActiveSnapshot(), target))
 	{
