@@ -12,18 +12,20 @@
 #     pacelc preloaded (hooks, seen_lsn reported in every transaction) and
 #     without it, ROUNDS rounds alternating.
 # Usage (root or postgres): bash test/bench/replay_bench.sh
-# Environment: COMMITS=100000, MAXCONN=2000, ROUNDS=3, CLIENTS=4, SECS=10
+# Environment: COMMITS=200000, MAXCONN=2000, ROUNDS=5, CLIENTS=4, SECS=10,
+# READS=1 (0 skips part 2)
 set -euo pipefail
-COMMITS=${COMMITS:-100000}
+COMMITS=${COMMITS:-200000}
 MAXCONN=${MAXCONN:-2000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-4}
 SECS=${SECS:-10}
+READS=${READS:-1}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$(id -u)" = 0 ]; then
 	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "COMMITS MAXCONN ROUNDS CLIENTS SECS" "$@"
+	bench_as_postgres "$0" "COMMITS MAXCONN ROUNDS CLIENTS SECS READS" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)
 DIR=$(mktemp -d /tmp/pacelc-replaybench.XXXXXX)
@@ -69,7 +71,7 @@ replay_run() {
 	sp -c "SELECT pg_wal_replay_pause()" >/dev/null
 	until [ "$(sp -c "SELECT pg_get_wal_replay_pause_state()")" = paused ]; do sleep 0.05; done
 	"$BIN/pgbench" -n -c 4 -j 2 -t $((COMMITS / 4)) -f "$DIR/w.sql" -h "$DIR" -p $P postgres >/dev/null 2>&1
-	end=$(pp -c "SELECT pg_current_wal_flush_lsn()")
+	end=$(pp -c "SELECT pg_current_wal_insert_lsn()")
 	until [ "$(sp -c "SELECT pg_last_wal_receive_lsn() >= '$end'")" = t ]; do sleep 0.05; done
 	for i in $(seq 1 "$w"); do
 		sp -c "SELECT pacelc.wait_for_lsn('$end', '10 min')" >/dev/null &
@@ -86,6 +88,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 echo "replay of $COMMITS commits, standby max_connections = $MAXCONN, $ROUNDS rounds"
 declare -A runs ratios
 order=(0 1 100)
+replay_run 0 >/dev/null	# warm-up, not counted
 for r in $(seq 1 "$ROUNDS"); do
 	declare -A this=()
 	for k in 0 1 2; do
@@ -104,6 +107,7 @@ for w in 0 1 100; do
 done
 
 # 2. standby reads with and without pacelc's hooks
+[ "$READS" = 0 ] && exit 0
 restart_standby() {
 	sed -i '/^shared_preload_libraries/d' "$DIR/standby/postgresql.conf"
 	echo "shared_preload_libraries = '$1'" >>"$DIR/standby/postgresql.conf"
