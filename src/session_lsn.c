@@ -4,23 +4,29 @@
  *		Session LSN tokens: read-your-writes and monotonic reads on hot
  *		standbys (SPEC section 2).
  *
- * Writers get their token for free: at commit, the end of the commit record
- * is published in the reported GUC pacelc.commit_lsn, which PostgreSQL sends
- * to the client in a ParameterStatus message before ReadyForQuery.  Only
- * transactions that wrote a commit record pay anything (one GUC set).
+ * Writers get their token for free: at commit of a transaction that changed
+ * something, the end of its commit record is published in the reported GUC
+ * pacelc.commit_lsn, which PostgreSQL sends to the client in a
+ * ParameterStatus message before ReadyForQuery.
  *
  * Readers present the token on a standby (wait_for_lsn(), or the GUC
  * pacelc.read_after, which makes statements wait before their snapshot).
  * Waiting must wake when replay passes the target, not poll.  PostgreSQL 15
  * has no hook or condition variable for "replay advanced", so this module
  * wraps the redo functions of the built-in resource managers in the
- * (preloaded) startup process: after a commit/abort, standby or xlog record
- * is replayed, the wrapper publishes its end LSN and sets the latch of every
- * waiter whose target it reached.  That costs the startup process one atomic
- * read per such record while nobody waits, and waiters wake within
- * microseconds of the record that satisfies them.  Waiters also re-check
- * every 50 ms, which bounds the reaction to a promotion and to tokens that
- * point into the middle of a transaction.
+ * (preloaded) startup process: after each record it compares the record's
+ * end with the smallest pending target (one atomic read) and only when that
+ * is due walks the compact list of waiters and sets their latches.  Waiters
+ * also re-check every 50 ms, which bounds the reaction to a promotion and
+ * to a recovery conflict they cause.
+ *
+ * The rule: a statement either reads a snapshot that includes the token or
+ * fails with a retryable error.  Waiting before the snapshot is the normal
+ * path; whatever made the snapshot (a re-executed prepared statement, a
+ * cursor, an imported snapshot, a token set mid-transaction), it is proved
+ * to include the token against a witness snapshot taken after replay was
+ * seen past the token (snapshot_includes), or refreshed (READ COMMITTED,
+ * nothing read yet), or the statement fails with 40001.
  *
  *-------------------------------------------------------------------------
  */

@@ -49,6 +49,7 @@ wal_level = replica
 max_wal_size = 4GB
 synchronous_commit = off
 shared_preload_libraries = 'pacelc'
+autovacuum = off
 CONF
 echo "local replication all trust" >>"$DIR/primary/pg_hba.conf"
 "$BIN/pg_ctl" -D "$DIR/primary" -l "$DIR/primary.log" -w start >/dev/null
@@ -58,7 +59,7 @@ PSQL=("$BIN/psql" -X -q -At -h "$DIR")
 "$BIN/pg_basebackup" -c fast -h "$DIR" -p $P -D "$DIR/standby" -R -X stream -C -S bench_standby >/dev/null
 cat >>"$DIR/standby/postgresql.conf" <<CONF
 port = $S
-max_standby_streaming_delay = -1
+hot_standby_feedback = on
 CONF
 "$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w start >/dev/null
 echo "INSERT INTO t (v) VALUES (1);" >"$DIR/w.sql"
