@@ -178,6 +178,17 @@ sub fresh_or_retry
 	my $ans = $d->cmd('Q', "SET pacelc.max_staleness = '4s'; SELECT 1; SELECT pg_sleep(5); SELECT count(*) FROM t");
 	like($ans, qr/^ERR PC011 /, "item 5: the last statement of the string is refused ($ans)");
 	resume_replay();
+	# ... and for every query inside one long function call
+	$primary->safe_psql('postgres', q{
+		CREATE FUNCTION slow_count() RETURNS bigint LANGUAGE plpgsql AS
+		$$BEGIN PERFORM pg_sleep(5); RETURN (SELECT count(*) FROM t); END$$;});
+	write_row('m5c');
+	$primary->wait_for_catchup($standby);
+	pause_replay();
+	write_row('m5d');
+	$ans = $d->cmd('Q', "SET pacelc.max_staleness = '4s'; SELECT slow_count()");
+	like($ans, qr/^ERR PC011 /, "item 5: the query inside a long function call is refused ($ans)");
+	resume_replay();
 	$d->quit;
 }
 
