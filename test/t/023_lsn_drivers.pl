@@ -98,29 +98,34 @@ $r->cmd('Q', 'RESET pacelc.read_after');
 	is($res->{stale}, 0, "psycopg2: $trials reads after the token all saw their write (p50 $res->{p50_ms} ms)");
 }
 
-# --- node-postgres ---------------------------------------------------------
+# --- node-postgres and postgres.js ------------------------------------------
 SKIP:
 {
 	my $node = `sh -c 'command -v node'`;
 	chomp $node;
-	skip 'node is not installed', 2 unless $node;
+	skip 'node is not installed', 4 unless $node;
 	my $dir = "$ENV{TESTDIR}/node";
 	mkdir $dir;
 	my ($out, $err) = ('', '');
-	my $ok = -d "$dir/node_modules/pg" || IPC::Run::run(
+	my $ok = (-d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres") || IPC::Run::run(
 		[ 'npm', 'install', '--no-audit', '--no-fund', '--no-save', '--prefix', $dir,
-		  '--cache', "$dir/.npm-cache", 'pg' ],
+		  '--cache', "$dir/.npm-cache", 'pg', 'postgres' ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(300));
-	skip "npm install pg failed: $err", 2 unless $ok && -d "$dir/node_modules/pg";
+	skip "npm install pg postgres failed: $err", 4
+	  unless $ok && -d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres";
 	local $ENV{NODE_PATH} = "$dir/node_modules";
-	($out, $err) = ('', '');
-	IPC::Run::run([ $node, "$ENV{PACELC_ROOT}/test/t/lsn_node.js", $primary->host,
-		$primary->port, $standby->port, $trials ], '>', \$out, '2>', \$err)
-	  or die "lsn_node.js failed: $err";
-	my $res = decode_json($out);
-	is($res->{stale} + $res->{errors}, 0,
-		"node-postgres: $trials reads (named prepared statement) after the token all saw their write");
-	is($res->{reported}, $trials, 'node-postgres: every commit reported the token (parameterStatus event)');
+	for my $mode ([ 'pg', 'node-postgres (named prepared statement)' ],
+		[ 'postgresjs', 'postgres.js (pool, sql.begin, set_config local)' ])
+	{
+		($out, $err) = ('', '');
+		IPC::Run::run([ $node, "$ENV{PACELC_ROOT}/test/t/lsn_node.js", $mode->[0], $primary->host,
+			$primary->port, $standby->port, $trials ], '>', \$out, '2>', \$err)
+		  or die "lsn_node.js $mode->[0] failed: $err";
+		my $res = decode_json($out);
+		is($res->{stale} + $res->{errors}, 0,
+			"$mode->[1]: $trials reads after the token all saw their write");
+		is($res->{reported}, $trials, "$mode->[1]: every commit reported the token");
+	}
 }
 
 # --- PgBouncer -------------------------------------------------------------
