@@ -6,8 +6,9 @@
 #  1. replay of COMMITS single-row commits with 0, 1 and 100 sessions waiting
 #     (pacelc.wait_for_lsn for the last commit, so they are due only at the
 #     end): replay is paused, the commits are streamed, the waiters started,
-#     then replay resumed and timed until it reaches the end.  ROUNDS rounds,
-#     the order rotated; ratios to "0 waiters" paired within each round.
+#     then replay resumed and timed until it reaches the end: wall time and
+#     the startup process's CPU time.  ROUNDS rounds, the order rotated;
+#     ratios to "0 waiters" paired within each round.
 #  2. standby read throughput (pgbench -S, CLIENTS clients, SECS s) with
 #     pacelc preloaded (hooks, seen_lsn reported in every transaction) and
 #     without it, ROUNDS rounds alternating.
@@ -66,9 +67,11 @@ echo "INSERT INTO t (v) VALUES (1);" >"$DIR/w.sql"
 sp() { "${PSQL[@]}" -p $S -d postgres "$@"; }
 pp() { "${PSQL[@]}" -p $P -d postgres "$@"; }
 
-# one run: prints the replay time in ms of COMMITS commits with $1 waiters
+# one run: prints "wall_ms cpu_ms": how long replay of COMMITS commits took
+# with $1 waiters, and the CPU time the startup process spent on it
+# (/proc/PID/schedstat, nanoseconds; less disturbed by other load)
 replay_run() {
-	local w=$1 end i
+	local w=$1 end i startup cpu0 cpu1 wall
 	sp -c "SELECT pg_wal_replay_pause()" >/dev/null
 	until [ "$(sp -c "SELECT pg_get_wal_replay_pause_state()")" = paused ]; do sleep 0.05; done
 	"$BIN/pgbench" -n -c 4 -j 2 -t $((COMMITS / 4)) -f "$DIR/w.sql" -h "$DIR" -p $P postgres >/dev/null 2>&1
@@ -78,34 +81,44 @@ replay_run() {
 		sp -c "SELECT pacelc.wait_for_lsn('$end', '10 min')" >/dev/null &
 	done
 	until [ "$(sp -c "SELECT waiters FROM pacelc.replica_status")" = "$w" ]; do sleep 0.05; done
-	sp -c "SELECT pg_wal_replay_resume()" -c "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN
+	startup=$(sp -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")
+	cpu0=$(cut -d' ' -f1 "/proc/$startup/schedstat")
+	wall=$(sp -c "SELECT pg_wal_replay_resume()" -c "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN
 		WHILE pg_last_wal_replay_lsn() < '$end' LOOP PERFORM pg_sleep(0.002); END LOOP;
 		RAISE NOTICE 'ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000); END \$\$" 2>&1 |
-		sed -n 's/.*ms=\([0-9]*\).*/\1/p'
+		sed -n 's/.*ms=\([0-9]*\).*/\1/p')
+	cpu1=$(cut -d' ' -f1 "/proc/$startup/schedstat")
 	wait
+	echo "$wall $(((cpu1 - cpu0) / 1000000))"
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "replay of $COMMITS commits, standby max_connections = $MAXCONN, $ROUNDS rounds"
-declare -A runs ratios
+declare -A walls cpus wratios cratios
 order=(0 1 100)
 replay_run 0 >/dev/null	# warm-up, not counted
 for r in $(seq 1 "$ROUNDS"); do
-	declare -A this=()
+	declare -A tw=() tc=()
 	for k in 0 1 2; do
 		w=${order[$(((k + r) % 3))]}
-		this[$w]=$(replay_run "$w")
-		runs[$w]="${runs[$w]:-} ${this[$w]}"
+		read -r tw[$w] tc[$w] <<<"$(replay_run "$w")"
+		walls[$w]="${walls[$w]:-} ${tw[$w]}"
+		cpus[$w]="${cpus[$w]:-} ${tc[$w]}"
 	done
 	for w in 1 100; do
-		ratios[$w]="${ratios[$w]:-} $(awk -v a="${this[$w]}" -v b="${this[0]}" 'BEGIN {printf "%.3f", a / b}')"
+		wratios[$w]="${wratios[$w]:-} $(awk -v a="${tw[$w]}" -v b="${tw[0]}" 'BEGIN {printf "%.3f", a / b}')"
+		cratios[$w]="${cratios[$w]:-} $(awk -v a="${tc[$w]}" -v b="${tc[0]}" 'BEGIN {printf "%.3f", a / b}')"
 	done
 done
-printf "| waiters | replay ms (median) | ratio to 0 waiters (median of paired rounds) | runs |\n|---:|---:|---:|---|\n"
+printf "| waiters | startup CPU ms (median) | CPU ratio to 0 waiters | wall ms (median) | wall ratio | CPU runs | wall runs |\n"
+printf "|---:|---:|---:|---:|---:|---|---|\n"
 for w in 0 1 100; do
-	printf "| %s | %s | %s | %s |\n" "$w" "$(echo "${runs[$w]}" | median)" \
-		"$([ "$w" = 0 ] && echo 1.000 || echo "${ratios[$w]}" | median)" "${runs[$w]# }"
+	printf "| %s | %s | %s | %s | %s | %s | %s |\n" "$w" \
+		"$(echo "${cpus[$w]}" | median)" "$([ "$w" = 0 ] && echo 1.000 || echo "${cratios[$w]}" | median)" \
+		"$(echo "${walls[$w]}" | median)" "$([ "$w" = 0 ] && echo 1.000 || echo "${wratios[$w]}" | median)" \
+		"${cpus[$w]# }" "${walls[$w]# }"
 done
+echo "(ratios: medians of the ratios paired within each round)"
 
 # 2. standby reads with and without pacelc's hooks
 [ "$READS" = 0 ] && exit 0
