@@ -16,9 +16,10 @@
  * wraps the redo functions of the built-in resource managers in the
  * (preloaded) startup process: after each record it compares the record's
  * end with the smallest pending target (one atomic read) and only when that
- * is due walks the compact list of waiters and sets their latches.  Waiters
- * also re-check every 50 ms, which bounds the reaction to a promotion and
- * to a recovery conflict they cause.
+ * is due walks the compact list of waiters and sets their latches; when it
+ * exits (promotion) it wakes them all.  Waiters also re-check after 50 ms,
+ * backing off to 500 ms, which bounds the reaction to a recovery conflict
+ * they cause.
  *
  * The rule: a statement either reads a snapshot that includes the token or
  * fails with a retryable error.  Waiting before the snapshot is the normal
@@ -68,7 +69,9 @@
 
 #include "pacelc.h"
 
+/* waiters re-check after 50 ms, then less and less often, up to 500 ms */
 #define FALLBACK_RECHECK_MS 50
+#define FALLBACK_RECHECK_MAX_MS 500
 #define NO_TARGET	PG_UINT64_MAX
 
 #if PG_VERSION_NUM >= 170000
@@ -337,6 +340,16 @@ wake_due_waiters(XLogRecPtr end)
 		SetLatch(&ProcGlobal->allProcs[wake[i]].procLatch);
 }
 
+/*
+ * The startup process exits when recovery ends (promotion): every waiter
+ * must look at once.
+ */
+static void
+wake_all_waiters(int code, Datum arg)
+{
+	wake_due_waiters(PG_UINT64_MAX - 1);
+}
+
 static void
 pacelc_redo(XLogReaderState *record)
 {
@@ -348,6 +361,7 @@ pacelc_redo(XLogReaderState *record)
 	{
 		pg_atomic_write_u32(&lsn_shared->startup_procno, PACELC_MY_PROCNO + 1);
 		pg_atomic_write_u32(&lsn_shared->redo_seen, 1);
+		on_shmem_exit(wake_all_waiters, (Datum) 0);
 		announced = true;
 	}
 
@@ -648,9 +662,12 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 
 	PG_TRY();
 	{
+		long		recheck = FALLBACK_RECHECK_MS;
+
 		for (;;)
 		{
 			long		remaining;
+			int			rc;
 
 			replay = current_replay();
 			if (replay >= target || !RecoveryInProgress())
@@ -676,9 +693,12 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 						 errdetail("Replay is waiting for a snapshot or lock that this transaction holds; replay is at %X/%X.",
 								   LSN_FORMAT_ARGS(replay)),
 						 errhint("Retry. Set pacelc.read_after before the statement or BEGIN, so that the wait happens before any snapshot or lock is taken.")));
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(remaining, FALLBACK_RECHECK_MS), PG_WAIT_EXTENSION);
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   Min(remaining, recheck), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
+			/* many long waiters must not keep the CPUs busy re-checking */
+			if (rc & WL_TIMEOUT)
+				recheck = Min(recheck * 2, FALLBACK_RECHECK_MAX_MS);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
