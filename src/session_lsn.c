@@ -75,10 +75,8 @@
 #define NO_TARGET	PG_UINT64_MAX
 
 #if PG_VERSION_NUM >= 170000
-#define XACT_COMPLETION_COUNT() (*(volatile uint64 *) &TransamVariables->xactCompletionCount)
 #define pacelc_lock_held(tag, mode) LockHeldByMe((tag), (mode), false)
 #else
-#define XACT_COMPLETION_COUNT() (*(volatile uint64 *) &ShmemVariableCache->xactCompletionCount)
 #define pacelc_lock_held(tag, mode) LockHeldByMe((tag), (mode))
 #endif
 
