@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 libipc-run-perl
       make gcc libc6-dev python3 python3-psycopg2 procps
-      libpq-dev pgbouncer)
+      libpq-dev pgbouncer python3-psycopg)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

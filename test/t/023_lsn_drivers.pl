@@ -4,7 +4,9 @@
 # fail with a retryable error); none may be stale.
 #   libpq (C): simple protocol, extended protocol with a named prepared
 #              statement re-executed, pipeline mode
-#   psycopg2, node-postgres (npm install pg; skipped if npm cannot)
+#   psycopg2, psycopg 3 (Debian's python3-psycopg, statements prepared on
+#   the server), node-postgres and postgres.js (npm install pg postgres;
+#   skipped if npm cannot)
 #   PgBouncer (Debian package): session and transaction pooling
 use strict;
 use warnings;
@@ -96,6 +98,22 @@ $r->cmd('Q', 'RESET pacelc.read_after');
 		'>', \$stdout, '2>', \$stderr) or die "lsn_client.py failed: $stderr";
 	my $res = decode_json($stdout);
 	is($res->{stale}, 0, "psycopg2: $trials reads after the token all saw their write (p50 $res->{p50_ms} ms)");
+}
+
+# --- psycopg 3 (server-side prepared statements) ---------------------------
+SKIP:
+{
+	skip 'python3-psycopg (psycopg 3) is not installed', 2
+	  unless system('/usr/bin/python3', '-c', 'import psycopg') == 0;
+	my ($stdout, $stderr);
+	my $dsn = sub { 'host=' . $_[0]->host . ' port=' . $_[0]->port . ' dbname=postgres' };
+	IPC::Run::run([ '/usr/bin/python3', "$ENV{PACELC_ROOT}/test/t/lsn_psycopg3.py",
+		$dsn->($primary), $dsn->($standby), $trials ],
+		'>', \$stdout, '2>', \$stderr) or die "lsn_psycopg3.py failed: $stderr";
+	my $res = decode_json($stdout);
+	is($res->{stale} + $res->{errors}, 0,
+		"psycopg 3 (prepared on the server): $trials reads after the token all saw their write");
+	is($res->{reported}, $trials, 'psycopg 3: every commit reported the token');
 }
 
 # --- node-postgres and postgres.js ------------------------------------------
