@@ -15,6 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use lib "$ENV{PACELC_ROOT}/test/perl";
 use LsnDriver;
+use PacelcTest;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
 
@@ -33,6 +34,7 @@ $primary->safe_psql('postgres', q{
 	CREATE TABLE t (id bigserial PRIMARY KEY, note text);
 	CREATE INDEX ON t (note);
 	CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+	CREATE TABLE churn (x int);
 });
 $primary->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('dstandby');
@@ -55,11 +57,14 @@ sub write_row
 	return ($note, $w->cmd('S', 'pacelc.commit_lsn'));
 }
 
-# --- libpq ---------------------------------------------------------------
+# --- libpq (under a steady write load: snapshots keep changing) -----------
+my $churn = write_file($primary->basedir . '/churn.sql',
+	"INSERT INTO churn SELECT g FROM generate_series(1, 20) g;\n");
+my $load = start_pgbench($primary, $churn, clients => 2, seconds => 120);
 my $w = LsnDriver->new($primary->connstr('postgres'));
 my $r = LsnDriver->new($standby->connstr('postgres'));
 $r->cmd('P', 'cnt', 'SELECT count(*) FROM t WHERE note = $1');
-my %bad = (simple => 0, extended => 0, pipeline => 0);
+my %bad = (simple => 0, extended => 0, pipeline => 0, 'extended, REPEATABLE READ' => 0);
 my %err;
 for my $i (1 .. $trials)
 {
@@ -79,10 +84,20 @@ for my $i (1 .. $trials)
 	$ans = $r->cmd('PIPE', 'cnt', $tok, $note);
 	$bad{pipeline}++ if $ans ne 'OK 1';
 	$err{pipeline} = $ans if $ans ne 'OK 1';
+
+	# the token before BEGIN: a REPEATABLE READ snapshot that includes it
+	($note, $tok) = write_row($w, 'lr');
+	$r->cmd('X', q{SELECT set_config('pacelc.read_after', $1, false)}, $tok);
+	$r->cmd('Q', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+	$ans = $r->cmd('E', 'cnt', $note);
+	$r->cmd('Q', 'COMMIT');
+	$bad{'extended, REPEATABLE READ'}++ if $ans ne 'OK 1';
+	$err{'extended, REPEATABLE READ'} = $ans if $ans ne 'OK 1';
 }
-for my $mode (qw(simple extended pipeline))
+$load->kill_kill;
+for my $mode ('simple', 'extended', 'pipeline', 'extended, REPEATABLE READ')
 {
-	is($bad{$mode}, 0, "libpq $mode protocol: $trials reads after the token all saw their write"
+	is($bad{$mode}, 0, "libpq $mode protocol: $trials reads after the token all saw their write, no 40001"
 		  . ($err{$mode} ? " (last: $err{$mode})" : ''));
 }
 my $seen = $r->cmd('S', 'pacelc.seen_lsn');
