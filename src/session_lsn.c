@@ -151,12 +151,20 @@ static void (*orig_redo[RM_MAX_BUILTIN_ID + 1]) (XLogReaderState *record);
 
 static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 static void lsn_xact_callback(XactEvent event, void *arg);
 static void lsn_post_parse_analyze(ParseState *pstate, Query *query,
 								   JumbleState *jstate);
 static void lsn_ExecutorStart(QueryDesc *queryDesc, int eflags);
+#if PG_VERSION_NUM >= 180000
+static void lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+							uint64 count);
+#else
+static void lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+							uint64 count, bool execute_once);
+#endif
 static void lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 							   bool readOnlyTree, ProcessUtilityContext context,
 							   ParamListInfo params, QueryEnvironment *queryEnv,
@@ -250,6 +258,8 @@ session_lsn_init(void)
 	post_parse_analyze_hook = lsn_post_parse_analyze;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = lsn_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = lsn_ExecutorRun;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = lsn_ProcessUtility;
 
@@ -999,6 +1009,50 @@ lsn_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	if (pacelc_preloaded && !IsParallelWorker())
 		report_seen_lsn();
 }
+
+/*
+ * Every run of an executor reads with its query's snapshot: a FETCH from a
+ * cursor (SQL or PL/pgSQL), a portal resumed by another protocol Execute.
+ * If a token came after executor start and the snapshot cannot be proved
+ * to include it, rows may already have been read: 40001.
+ */
+static void
+check_run(QueryDesc *queryDesc)
+{
+	XLogRecPtr	token = effective_token();
+
+	if (XLogRecPtrIsInvalid(token) || !RecoveryInProgress())
+		return;
+	if (snapshot_includes(queryDesc->snapshot, token))
+		return;
+	raise_stale_snapshot(IsolationUsesXactSnapshot() ? "transaction snapshot" :
+						 "snapshot of a cursor or portal", token, queryDesc->snapshot);
+}
+
+#if PG_VERSION_NUM >= 180000
+static void
+lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count)
+{
+	if (pacelc_preloaded && !IsParallelWorker())
+		check_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count);
+	else
+		standard_ExecutorRun(queryDesc, direction, count);
+}
+#else
+static void
+lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				bool execute_once)
+{
+	if (pacelc_preloaded && !IsParallelWorker())
+		check_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+#endif
 
 /*
  * FETCH reads with the snapshot of its cursor, taken when it was declared:

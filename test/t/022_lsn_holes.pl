@@ -142,6 +142,27 @@ sub fresh_or_retry
 	$d->cmd('Q', 'CLOSE h');
 	$d->cmd('Q', 'DECLARE h2 CURSOR WITH HOLD FOR ' . count_sql('c3'));
 	is($d->cmd('Q', 'FETCH ALL FROM h2'), 'OK 1', 'a cursor declared after the token reads the row');
+	$d->cmd('Q', 'RESET pacelc.read_after');
+
+	# a PL/pgSQL cursor opened before the token, fetched after it
+	$primary->safe_psql('postgres', q{
+		CREATE FUNCTION fetch_after(tok text) RETURNS bigint LANGUAGE plpgsql AS $$
+		DECLARE c CURSOR FOR SELECT count(*) FROM t WHERE note = 'c3p'; n bigint;
+		BEGIN
+			OPEN c;
+			PERFORM pg_sleep(2);
+			PERFORM set_config('pacelc.read_after', tok, false);
+			FETCH c INTO n;
+			RETURN n;
+		END $$;});
+	$primary->wait_for_catchup($standby);
+	pause_replay();
+	$tok = write_row('c3p');
+	$d->send('Q', "SELECT fetch_after('$tok')");
+	usleep(300_000);
+	resume_replay();
+	$ans = $d->answer;
+	like($ans, qr/^ERR 40001 /, "item 3: PL/pgSQL FETCH from a cursor opened before the token: 40001 ($ans)");
 	$d->quit;
 }
 
