@@ -26,6 +26,7 @@
 #define ERRCODE_PACELC_RESERVATION_NOT_ACTIVE	MAKE_SQLSTATE('P','C','0','0','3')
 #define ERRCODE_PACELC_REPLICA_WAIT_TIMEOUT		MAKE_SQLSTATE('P','C','0','1','0')
 #define ERRCODE_PACELC_REPLICA_TOO_STALE		MAKE_SQLSTATE('P','C','0','1','1')
+#define ERRCODE_PACELC_TOKEN_NOT_IN_HISTORY	MAKE_SQLSTATE('P','C','0','1','2')
 
 /*
  * Version guards.  Built and tested on PostgreSQL 15; these are the known

@@ -4,23 +4,30 @@
  *		Session LSN tokens: read-your-writes and monotonic reads on hot
  *		standbys (SPEC section 2).
  *
- * Writers get their token for free: at commit, the end of the commit record
- * is published in the reported GUC pacelc.commit_lsn, which PostgreSQL sends
- * to the client in a ParameterStatus message before ReadyForQuery.  Only
- * transactions that wrote a commit record pay anything (one GUC set).
+ * Writers get their token for free: at commit of a transaction that changed
+ * something, the end of its commit record is published in the reported GUC
+ * pacelc.commit_lsn, which PostgreSQL sends to the client in a
+ * ParameterStatus message before ReadyForQuery.
  *
  * Readers present the token on a standby (wait_for_lsn(), or the GUC
  * pacelc.read_after, which makes statements wait before their snapshot).
  * Waiting must wake when replay passes the target, not poll.  PostgreSQL 15
  * has no hook or condition variable for "replay advanced", so this module
  * wraps the redo functions of the built-in resource managers in the
- * (preloaded) startup process: after a commit/abort, standby or xlog record
- * is replayed, the wrapper publishes its end LSN and sets the latch of every
- * waiter whose target it reached.  That costs the startup process one atomic
- * read per such record while nobody waits, and waiters wake within
- * microseconds of the record that satisfies them.  Waiters also re-check
- * every 50 ms, which bounds the reaction to a promotion and to tokens that
- * point into the middle of a transaction.
+ * (preloaded) startup process: after each record it compares the record's
+ * end with the smallest pending target (one atomic read) and only when that
+ * is due walks the compact list of waiters and sets their latches; when it
+ * exits (promotion) it wakes them all.  Waiters also re-check after 50 ms,
+ * backing off to 500 ms, which bounds the reaction to a recovery conflict
+ * they cause.
+ *
+ * The rule: a statement either reads a snapshot that includes the token or
+ * fails with a retryable error.  Waiting before the snapshot is the normal
+ * path; whatever made the snapshot (a re-executed prepared statement, a
+ * cursor, an imported snapshot, a token set mid-transaction), it is proved
+ * to include the token against a witness snapshot taken after replay was
+ * seen past the token (snapshot_includes), or refreshed (READ COMMITTED,
+ * nothing read yet), or the statement fails with 40001.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +35,7 @@
 
 #include "access/parallel.h"
 #include "access/rmgr.h"
+#include "access/transam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -44,31 +52,56 @@
 #include "replication/walreceiver.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pacelc.h"
 
+/* waiters re-check after 50 ms, then less and less often, up to 500 ms */
 #define FALLBACK_RECHECK_MS 50
+#define FALLBACK_RECHECK_MAX_MS 500
+#define NO_TARGET	PG_UINT64_MAX
 
+#if PG_VERSION_NUM >= 170000
+#define pacelc_lock_held(tag, mode) LockHeldByMe((tag), (mode), false)
+#else
+#define pacelc_lock_held(tag, mode) LockHeldByMe((tag), (mode))
+#endif
+
+/*
+ * Shared state.  Waiters register in a compact list under a spinlock and
+ * publish the smallest pending target in min_target, so that the startup
+ * process does one atomic read and compare per replayed record while no
+ * target is due, however many waiters and backend slots there are.
+ */
 typedef struct LsnShared
 {
 	pg_atomic_uint64 replayed_hint; /* end of the last record whose redo ended */
+	pg_atomic_uint64 min_target;	/* smallest pending target, NO_TARGET if none */
 	pg_atomic_uint32 nwaiters;
+	pg_atomic_uint32 redo_seen;		/* redo ran since the server started */
 	pg_atomic_uint64 waits;
 	pg_atomic_uint64 timeouts;
 	pg_atomic_uint64 wait_us_total;
 	pg_atomic_uint64 wait_us_max;
 	pg_atomic_uint32 startup_procno;	/* the startup process's PGPROC + 1 */
+	slock_t		mutex;			/* protects nactive, active[], targets[] */
+	int			nactive;
 	int			nslots;
-	pg_atomic_uint64 targets[FLEXIBLE_ARRAY_MEMBER];	/* per PGPROC; 0 = idle */
+	int		   *active;			/* procnos of the waiters (nactive of them) */
+	uint64		targets[FLEXIBLE_ARRAY_MEMBER]; /* per PGPROC */
 } LsnShared;
 
 static LsnShared *lsn_shared = NULL;
@@ -85,23 +118,53 @@ static XLogRecPtr read_after_lsn = InvalidXLogRecPtr;
 
 /* This session's state */
 static XLogRecPtr last_commit_end = InvalidXLogRecPtr;
-static XLogRecPtr observed_replay = InvalidXLogRecPtr;	/* a past replay LSN */
-static XLogRecPtr reported_seen = InvalidXLogRecPtr;
-static bool xact_stamped = false;
-static XLogRecPtr xact_snapshot_lsn = InvalidXLogRecPtr;
-static TimestampTz staleness_checked_for = 0;
+static XLogRecPtr waited_floor = InvalidXLogRecPtr; /* wait_for_lsn() in this xact */
+static bool commit_prepared_in_xact = false;
+static char seen_set[32];		/* pacelc.seen_lsn as last set */
+static char seen_at_xact_end[32];	/* ... as it was at the last transaction end */
+
+/*
+ * A witness: a snapshot this backend took after it saw replay reach
+ * witness_lsn, so it includes every commit up to there.  Any snapshot that
+ * sees as completed everything the witness sees as completed includes them
+ * too (snapshot_dominates); that proves a snapshot fresh whatever its
+ * origin: a portal's copy, a cursor's, an imported one.
+ */
+static SnapshotData witness = {SNAPSHOT_MVCC};
+static XLogRecPtr witness_lsn = InvalidXLogRecPtr;
+static TransactionId *witness_running = NULL;	/* sorted xip + subxip */
+static int	witness_nrunning = 0;
+
+/* Held cursors keep data read with the snapshot they were declared with. */
+typedef struct HeldCursor
+{
+	Portal		portal;
+	TimestampTz created;
+	XLogRecPtr	proved;			/* LSN its snapshot is known to include */
+} HeldCursor;
+#define NHELD 32
+static HeldCursor held[NHELD];
+static int	held_next = 0;
 
 /* Original redo functions of the built-in resource managers */
 static void (*orig_redo[RM_MAX_BUILTIN_ID + 1]) (XLogReaderState *record);
 
 static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 static void lsn_xact_callback(XactEvent event, void *arg);
 static void lsn_post_parse_analyze(ParseState *pstate, Query *query,
 								   JumbleState *jstate);
 static void lsn_ExecutorStart(QueryDesc *queryDesc, int eflags);
+#if PG_VERSION_NUM >= 180000
+static void lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+							uint64 count);
+#else
+static void lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+							uint64 count, bool execute_once);
+#endif
 static void lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 							   bool readOnlyTree, ProcessUtilityContext context,
 							   ParamListInfo params, QueryEnvironment *queryEnv,
@@ -162,14 +225,14 @@ session_lsn_init(void)
 {
 	DefineCustomStringVariable("pacelc.commit_lsn",
 							   "End LSN of this session's last commit (the read-your-writes token).",
-							   "Reported to the client after each commit.",
+							   "Reported to the client after each commit that wrote something.",
 							   &commit_lsn_guc, "",
 							   PGC_INTERNAL,
 							   GUC_REPORT | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("pacelc.seen_lsn",
 							   "On a standby, the replay LSN the last statement's snapshot reflects at most.",
-							   "Reported to the client; keep max(commit_lsn, seen_lsn) as a causal token.",
+							   "Reported to the client in every transaction that ran a statement; keep max(commit_lsn, seen_lsn) as a causal token.",
 							   &seen_lsn_guc, "",
 							   PGC_INTERNAL,
 							   GUC_REPORT | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
@@ -195,6 +258,8 @@ session_lsn_init(void)
 	post_parse_analyze_hook = lsn_post_parse_analyze;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = lsn_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = lsn_ExecutorRun;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = lsn_ProcessUtility;
 
@@ -210,8 +275,9 @@ lsn_nslots(void)
 Size
 session_lsn_shmem_size(void)
 {
-	return add_size(offsetof(LsnShared, targets),
-					mul_size(lsn_nslots(), sizeof(pg_atomic_uint64)));
+	return add_size(add_size(offsetof(LsnShared, targets),
+							 mul_size(lsn_nslots(), sizeof(uint64))),
+					mul_size(lsn_nslots(), sizeof(int)));
 }
 
 void
@@ -229,16 +295,21 @@ session_lsn_shmem_startup(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&lsn_shared->replayed_hint, 0);
+		pg_atomic_init_u64(&lsn_shared->min_target, NO_TARGET);
 		pg_atomic_init_u32(&lsn_shared->nwaiters, 0);
+		pg_atomic_init_u32(&lsn_shared->redo_seen, 0);
 		pg_atomic_init_u64(&lsn_shared->waits, 0);
 		pg_atomic_init_u64(&lsn_shared->timeouts, 0);
 		pg_atomic_init_u64(&lsn_shared->wait_us_total, 0);
 		pg_atomic_init_u64(&lsn_shared->wait_us_max, 0);
 		pg_atomic_init_u32(&lsn_shared->startup_procno, 0);
+		SpinLockInit(&lsn_shared->mutex);
+		lsn_shared->nactive = 0;
 		lsn_shared->nslots = lsn_nslots();
 		for (i = 0; i < lsn_shared->nslots; i++)
-			pg_atomic_init_u64(&lsn_shared->targets[i], 0);
+			lsn_shared->targets[i] = 0;
 	}
+	lsn_shared->active = (int *) &lsn_shared->targets[lsn_shared->nslots];
 }
 
 /* ---------------------------------------------------------------------
@@ -246,26 +317,45 @@ session_lsn_shmem_startup(void)
  * --------------------------------------------------------------------- */
 
 /*
- * Publishes how far redo got and wakes the waiters that are satisfied.
- * Runs in the startup process: atomics and SetLatch only, nothing that can
- * fail.
+ * A target is due: wake the waiters whose targets replay reached and
+ * publish the next smallest target.  Runs in the startup process; the
+ * latches are set after the spinlock is released.
  */
 static void
-wake_waiters(XLogRecPtr end)
+wake_due_waiters(XLogRecPtr end)
 {
+	static int *wake = NULL;
+	int			nwake = 0;
 	int			i;
+	uint64		next = NO_TARGET;
 
-	pg_atomic_write_u64(&lsn_shared->replayed_hint, end);
-	pg_memory_barrier();
-	if (pg_atomic_read_u32(&lsn_shared->nwaiters) == 0)
-		return;
-	for (i = 0; i < lsn_shared->nslots; i++)
+	if (wake == NULL)
+		wake = MemoryContextAlloc(TopMemoryContext, sizeof(int) * lsn_shared->nslots);
+	SpinLockAcquire(&lsn_shared->mutex);
+	for (i = 0; i < lsn_shared->nactive; i++)
 	{
-		uint64		target = pg_atomic_read_u64(&lsn_shared->targets[i]);
+		int			slot = lsn_shared->active[i];
+		uint64		target = lsn_shared->targets[slot];
 
-		if (target != 0 && target <= end)
-			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+		if (target <= end)
+			wake[nwake++] = slot;
+		else if (target < next)
+			next = target;
 	}
+	pg_atomic_write_u64(&lsn_shared->min_target, next);
+	SpinLockRelease(&lsn_shared->mutex);
+	for (i = 0; i < nwake; i++)
+		SetLatch(&ProcGlobal->allProcs[wake[i]].procLatch);
+}
+
+/*
+ * The startup process exits when recovery ends (promotion): every waiter
+ * must look at once.
+ */
+static void
+wake_all_waiters(int code, Datum arg)
+{
+	wake_due_waiters(PG_UINT64_MAX - 1);
 }
 
 static void
@@ -278,22 +368,30 @@ pacelc_redo(XLogReaderState *record)
 	if (!announced && lsn_shared != NULL)
 	{
 		pg_atomic_write_u32(&lsn_shared->startup_procno, PACELC_MY_PROCNO + 1);
+		pg_atomic_write_u32(&lsn_shared->redo_seen, 1);
+		on_shmem_exit(wake_all_waiters, (Datum) 0);
 		announced = true;
 	}
 
 	orig_redo[rmid] (record);
 
-	/* records after which new data can become visible, or that end a stretch */
-	if (lsn_shared != NULL &&
-		(rmid == RM_XACT_ID || rmid == RM_STANDBY_ID || rmid == RM_XLOG_ID))
-		wake_waiters(record->EndRecPtr);
+	/* O(1) unless a waiter's target is due */
+	if (lsn_shared != NULL)
+	{
+		pg_atomic_write_u64(&lsn_shared->replayed_hint, record->EndRecPtr);
+		pg_memory_barrier();
+		if (record->EndRecPtr >= pg_atomic_read_u64(&lsn_shared->min_target))
+			wake_due_waiters(record->EndRecPtr);
+	}
 }
 
 /* ---------------------------------------------------------------------
- * Waiting
+ * Replay positions and snapshots
  * --------------------------------------------------------------------- */
 
-/* What this node has applied: replay on a standby, insert on a primary. */
+/*
+ * What this node has applied: replay on a standby, insert on a primary.
+ */
 static XLogRecPtr
 current_replay(void)
 {
@@ -304,10 +402,161 @@ current_replay(void)
 		return GetXLogInsertRecPtr();
 	replay = GetXLogReplayRecPtr(NULL);
 	hint = lsn_shared ? (XLogRecPtr) pg_atomic_read_u64(&lsn_shared->replayed_hint) : 0;
-	replay = Max(replay, hint);
-	if (replay > observed_replay)
-		observed_replay = replay;
-	return replay;
+	return Max(replay, hint);
+}
+
+/*
+ * Takes a new witness if replay has reached target.  The redo of a commit
+ * record updates the known-assigned xids before replay's position moves
+ * past it, so a snapshot taken after seeing the position includes it.
+ */
+static bool
+take_witness(XLogRecPtr target)
+{
+	XLogRecPtr	replay = current_replay();
+	int			n;
+
+	if (replay < target)
+		return false;
+	pg_read_barrier();
+	GetSnapshotData(&witness);
+	witness_lsn = replay;
+	n = witness.xcnt + witness.subxcnt;
+	if (witness_running == NULL)
+		witness_running = MemoryContextAlloc(TopMemoryContext,
+											 sizeof(TransactionId) *
+											 (GetMaxSnapshotXidCount() + GetMaxSnapshotSubxidCount()));
+	if (witness.xcnt > 0)
+		memcpy(witness_running, witness.xip, sizeof(TransactionId) * witness.xcnt);
+	if (witness.subxcnt > 0)
+		memcpy(witness_running + witness.xcnt, witness.subxip, sizeof(TransactionId) * witness.subxcnt);
+	if (n > 1)
+		qsort(witness_running, n, sizeof(TransactionId), xidComparator);
+	witness_nrunning = n;
+	return true;
+}
+
+/*
+ * Does snap see as completed every transaction the witness sees as
+ * completed?  Its xmax is not older, and each xid it deems running below
+ * the witness's xmax is running for the witness too (an overflowed
+ * subtransaction cache in snap but not in the witness proves nothing).
+ */
+static bool
+snapshot_dominates(Snapshot snap)
+{
+	int			i;
+
+	if (TransactionIdPrecedes(snap->xmax, witness.xmax))
+		return false;
+	if (snap->suboverflowed && !witness.suboverflowed)
+		return false;
+	for (i = 0; i < snap->xcnt + snap->subxcnt; i++)
+	{
+		TransactionId xid = i < snap->xcnt ? snap->xip[i] : snap->subxip[i - snap->xcnt];
+
+		if (!TransactionIdPrecedes(xid, witness.xmax))
+			continue;
+		if (bsearch(&xid, witness_running, witness_nrunning, sizeof(TransactionId),
+					xidComparator) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Does this snapshot include every commit up to target? */
+static bool
+snapshot_includes(Snapshot snap, XLogRecPtr target)
+{
+	if (snap == NULL || snap->snapshot_type != SNAPSHOT_MVCC || !snap->takenDuringRecovery)
+		return true;
+	if (witness_lsn < target && !take_witness(target))
+		return false;
+	return snapshot_dominates(snap);
+}
+
+/* The LSN a snapshot is known to include everything up to, if any. */
+static XLogRecPtr
+snapshot_proved(Snapshot snap)
+{
+	if (snap == NULL || !snap->takenDuringRecovery)
+		return PG_UINT64_MAX;
+	if (!XLogRecPtrIsInvalid(witness_lsn) && snapshot_dominates(snap))
+		return witness_lsn;
+	return InvalidXLogRecPtr;
+}
+
+/* The token statements are held to: read_after, and wait_for_lsn() targets. */
+static XLogRecPtr
+effective_token(void)
+{
+	return Max(read_after_lsn, waited_floor);
+}
+
+/*
+ * After promotion (or crash recovery) a token beyond where this node's
+ * recovery ended, and beyond anything it has written since, belongs to
+ * WAL this node never had: the commit it names is lost here.
+ */
+static void
+check_token_history(XLogRecPtr target)
+{
+	XLogRecPtr	recovery_end;
+
+	if (XLogRecPtrIsInvalid(target) || lsn_shared == NULL ||
+		pg_atomic_read_u32(&lsn_shared->redo_seen) == 0)
+		return;
+	if (target <= GetXLogInsertRecPtr())
+		return;
+	recovery_end = GetXLogReplayRecPtr(NULL);
+	if (target <= recovery_end)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PACELC_TOKEN_NOT_IN_HISTORY),
+			 errmsg("LSN %X/%X is beyond the history of this server",
+					LSN_FORMAT_ARGS(target)),
+			 errdetail("Recovery ended at %X/%X and this server has written WAL up to %X/%X; the transaction the token names is not on this server.",
+					   LSN_FORMAT_ARGS(recovery_end), LSN_FORMAT_ARGS(GetXLogInsertRecPtr())),
+			 errhint("The token was issued by a server that failed over before this one received it; the data it names is lost here.")));
+}
+
+/* ---------------------------------------------------------------------
+ * Waiting
+ * --------------------------------------------------------------------- */
+
+static void
+register_waiter(int slot, XLogRecPtr target)
+{
+	SpinLockAcquire(&lsn_shared->mutex);
+	lsn_shared->targets[slot] = target;
+	lsn_shared->active[lsn_shared->nactive++] = slot;
+	if (target < pg_atomic_read_u64(&lsn_shared->min_target))
+		pg_atomic_write_u64(&lsn_shared->min_target, target);
+	SpinLockRelease(&lsn_shared->mutex);
+	pg_atomic_fetch_add_u32(&lsn_shared->nwaiters, 1);	/* full barrier */
+}
+
+static void
+unregister_waiter(int slot)
+{
+	int			i;
+	uint64		next = NO_TARGET;
+
+	SpinLockAcquire(&lsn_shared->mutex);
+	for (i = 0; i < lsn_shared->nactive; i++)
+	{
+		if (lsn_shared->active[i] == slot)
+		{
+			lsn_shared->active[i] = lsn_shared->active[--lsn_shared->nactive];
+			i--;
+			continue;
+		}
+		next = Min(next, lsn_shared->targets[lsn_shared->active[i]]);
+	}
+	lsn_shared->targets[slot] = 0;
+	pg_atomic_write_u64(&lsn_shared->min_target, next);
+	SpinLockRelease(&lsn_shared->mutex);
+	pg_atomic_fetch_sub_u32(&lsn_shared->nwaiters, 1);
 }
 
 static void
@@ -316,8 +565,7 @@ stop_waiting(int slot, TimestampTz start)
 	uint64		us;
 	uint64		max;
 
-	pg_atomic_write_u64(&lsn_shared->targets[slot], 0);
-	pg_atomic_fetch_sub_u32(&lsn_shared->nwaiters, 1);
+	unregister_waiter(slot);
 	us = (uint64) Max(GetCurrentTimestamp() - start, 0);
 	pg_atomic_fetch_add_u64(&lsn_shared->wait_us_total, us);
 	max = pg_atomic_read_u64(&lsn_shared->wait_us_max);
@@ -328,26 +576,43 @@ stop_waiting(int slot, TimestampTz start)
 
 /*
  * Is replay stuck on a recovery conflict that this waiter may be causing?
- * A wait that holds a snapshot or table locks (wait_for_lsn() in a query, a
- * statement that waits after its parse analysis) can block the very replay
- * it waits for: a cleanup record conflicts with the snapshot, an
- * AccessExclusiveLock with the locks, and the startup process waits up to
- * max_standby_streaming_delay for them.  Waiting on would stall replay for
- * everyone and end in PC010, so such a waiter gives up at once instead.
+ * A wait that holds a snapshot (wait_for_lsn() in a query) can block a
+ * cleanup record, one that holds a lock on a relation (a transaction that
+ * read the table before its SET pacelc.read_after) an AccessExclusiveLock
+ * the startup process must take; it would then wait up to
+ * max_standby_streaming_delay, stalling replay for everyone, and the wait
+ * would end in PC010.  Such a waiter gives up at once instead.
  */
 static bool
 replay_blocked_by_us(void)
 {
 	uint32		procno = pg_atomic_read_u32(&lsn_shared->startup_procno);
+	PGPROC	   *startup;
 	uint32		event;
 
 	if (procno == 0)
 		return false;
-	if (!ActiveSnapshotSet() && MyProc->xmin == InvalidTransactionId)
-		return false;
-	event = *((volatile uint32 *) &ProcGlobal->allProcs[procno - 1].wait_event_info);
-	return event == WAIT_EVENT_RECOVERY_CONFLICT_SNAPSHOT ||
-		(event & 0xFF000000) == PG_WAIT_LOCK;
+	startup = &ProcGlobal->allProcs[procno - 1];
+	event = *((volatile uint32 *) &startup->wait_event_info);
+	if (event == WAIT_EVENT_RECOVERY_CONFLICT_SNAPSHOT)
+		return ActiveSnapshotSet() || MyProc->xmin != InvalidTransactionId;
+	if ((event & 0xFF000000) == PG_WAIT_LOCK)
+	{
+		LOCK	   *lock = *((LOCK *volatile *) &startup->waitLock);
+		LOCKTAG		tag;
+		LOCKMODE	mode;
+
+		if (lock == NULL)
+			return false;
+		/* a racy copy: at worst a wrong answer for one 50 ms round */
+		memcpy(&tag, &lock->tag, sizeof(LOCKTAG));
+		if (tag.locktag_lockmethodid != DEFAULT_LOCKMETHOD)
+			return false;
+		for (mode = AccessShareLock; mode <= AccessExclusiveLock; mode++)
+			if (pacelc_lock_held(&tag, mode))
+				return true;
+	}
+	return false;
 }
 
 /* This backend's wait in progress (slot -1: none). */
@@ -372,7 +637,8 @@ end_wait(int code, Datum arg)
 /*
  * Blocks until this standby has replayed target, the node is promoted, or
  * timeout_ms passes (then PC010).  Returns the replay LSN reached.  Cancel,
- * statement_timeout and termination interrupt it like any wait.
+ * statement_timeout and termination interrupt it like any wait.  On a
+ * primary, a target beyond this node's history is an error (PC012).
  */
 static XLogRecPtr
 wait_for_replay(XLogRecPtr target, int64 timeout_ms)
@@ -381,7 +647,12 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	XLogRecPtr	replay = current_replay();
 	TimestampTz deadline;
 
-	if (replay >= target || !RecoveryInProgress())
+	if (!RecoveryInProgress())
+	{
+		check_token_history(target);
+		return replay;
+	}
+	if (replay >= target)
 		return replay;
 	if (lsn_shared == NULL)
 		elog(ERROR, "pacelc shared memory is not initialized");
@@ -395,14 +666,16 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 	deadline = TimestampTzPlusMilliseconds(waiting_since, timeout_ms);
 	waiting_slot = PACELC_MY_PROCNO;
 	pg_atomic_fetch_add_u64(&lsn_shared->waits, 1);
-	pg_atomic_write_u64(&lsn_shared->targets[waiting_slot], target);
-	pg_atomic_fetch_add_u32(&lsn_shared->nwaiters, 1);	/* full barrier */
+	register_waiter(waiting_slot, target);
 
 	PG_TRY();
 	{
+		long		recheck = FALLBACK_RECHECK_MS;
+
 		for (;;)
 		{
 			long		remaining;
+			int			rc;
 
 			replay = current_replay();
 			if (replay >= target || !RecoveryInProgress())
@@ -425,12 +698,15 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 						 errmsg("canceling wait for replay to %X/%X due to a conflict with recovery",
 								LSN_FORMAT_ARGS(target)),
-						 errdetail("Replay is waiting for snapshots or locks like the ones this statement holds while it waits; replay is at %X/%X.",
+						 errdetail("Replay is waiting for a snapshot or lock that this transaction holds; replay is at %X/%X.",
 								   LSN_FORMAT_ARGS(replay)),
-						 errhint("Retry. Set pacelc.read_after before the statement or BEGIN, so that the wait happens before any snapshot is taken.")));
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(remaining, FALLBACK_RECHECK_MS), PG_WAIT_EXTENSION);
+						 errhint("Retry. Set pacelc.read_after before the statement or BEGIN, so that the wait happens before any snapshot or lock is taken.")));
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   Min(remaining, recheck), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
+			/* many long waiters must not keep the CPUs busy re-checking */
+			if (rc & WL_TIMEOUT)
+				recheck = Min(recheck * 2, FALLBACK_RECHECK_MAX_MS);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -439,54 +715,63 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 		end_wait(0, (Datum) 0);
 	}
 	PG_END_TRY();
+	if (!RecoveryInProgress())
+		check_token_history(target);
 	return replay;
 }
 
 /* ---------------------------------------------------------------------
- * read_after and max_staleness, applied before snapshots
+ * read_after and max_staleness, applied before and at snapshots
  * --------------------------------------------------------------------- */
 
-/*
- * In REPEATABLE READ / SERIALIZABLE the transaction snapshot is fixed by the
- * first statement.  Remember a replay LSN known to have been reached before
- * it was taken (any earlier observation), to judge later tokens by.
- */
 static void
-stamp_transaction(void)
+raise_stale_snapshot(const char *what, XLogRecPtr target, Snapshot snap)
 {
-	if (!xact_stamped && FirstSnapshotSet && IsolationUsesXactSnapshot())
-	{
-		xact_snapshot_lsn = observed_replay;
-		xact_stamped = true;
-	}
+	XLogRecPtr	proved = snapshot_proved(snap);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("%s may be older than %s %X/%X", what,
+					target == read_after_lsn ? "pacelc.read_after" : "the LSN waited for",
+					LSN_FORMAT_ARGS(target)),
+			 XLogRecPtrIsInvalid(proved) ?
+			 errdetail("The snapshot was taken before this session saw replay reach the token, or was imported.") :
+			 errdetail("The snapshot is known to include replay up to %X/%X only.",
+					   LSN_FORMAT_ARGS(proved)),
+			 errhint("Retry; set pacelc.read_after (or call pacelc.wait_for_lsn()) before BEGIN or before the statement.")));
 }
 
 /*
- * Makes sure the snapshot of what runs next is not older than read_after.
- * Before a snapshot is taken: wait.  When the transaction snapshot already
- * exists and may predate the token: wait (so a retry works) and raise a
- * serialization failure instead of reading stale data.
+ * Before a statement's snapshot: wait for the token.  When the
+ * transaction snapshot already exists (REPEATABLE READ / SERIALIZABLE after
+ * the first statement) and does not include the token: wait (so that a
+ * retry works) and raise a serialization failure.
  */
 static void
 apply_read_after(void)
 {
-	if (XLogRecPtrIsInvalid(read_after_lsn) || !RecoveryInProgress())
+	XLogRecPtr	token = effective_token();
+
+	if (XLogRecPtrIsInvalid(token))
 		return;
-	stamp_transaction();
-	if (xact_stamped)
+	if (!RecoveryInProgress())
 	{
-		if (xact_snapshot_lsn >= read_after_lsn)
-			return;
-		(void) wait_for_replay(read_after_lsn, wait_timeout_ms);
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("transaction snapshot is older than pacelc.read_after"),
-				 errdetail("The snapshot was taken at replay position %X/%X or later, before the token %X/%X was known to be replayed.",
-						   LSN_FORMAT_ARGS(xact_snapshot_lsn), LSN_FORMAT_ARGS(read_after_lsn)),
-				 errhint("Retry the transaction; set pacelc.read_after before BEGIN.")));
+		check_token_history(token);
+		return;
 	}
-	if (observed_replay < read_after_lsn)
-		(void) wait_for_replay(read_after_lsn, wait_timeout_ms);
+	if (IsolationUsesXactSnapshot() && FirstSnapshotSet)
+	{
+		Snapshot	xact_snap = GetTransactionSnapshot();
+
+		if (snapshot_includes(xact_snap, token))
+			return;
+		(void) wait_for_replay(token, wait_timeout_ms);
+		raise_stale_snapshot("transaction snapshot", token, xact_snap);
+	}
+	(void) wait_for_replay(token, wait_timeout_ms);
+	/* the snapshot that comes next will be proved fresh by this witness */
+	if (witness_lsn < token && RecoveryInProgress())
+		(void) take_witness(token);
 }
 
 /*
@@ -521,15 +806,14 @@ staleness_bound_ms(void)
 	return Max(now - basis, 0) / 1000;
 }
 
+/* Checked for every statement, nested ones (functions) included. */
 static void
 apply_max_staleness(void)
 {
 	int64		bound;
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
 
-	if (max_staleness_ms < 0 || !RecoveryInProgress() || staleness_checked_for == stmt)
+	if (max_staleness_ms < 0 || !RecoveryInProgress())
 		return;
-	staleness_checked_for = stmt;
 	bound = staleness_bound_ms();
 	if (bound < 0)
 		ereport(ERROR,
@@ -583,13 +867,17 @@ lsn_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 
 	if (query->commandType == CMD_UTILITY && utility_needs_no_snapshot(query->utilityStmt))
 		return;
-	/* before anything below observes a replay position newer than the snapshot */
-	stamp_transaction();
 	apply_max_staleness();
 	apply_read_after();
 }
 
-/* Reports the replay LSN the statement's snapshot reflects at most. */
+/*
+ * Reports the replay LSN the statement's snapshot reflects at most, once
+ * at least in every transaction: a value equal to the one reported before
+ * is spelled differently (zero-padded low half, the same pg_lsn), because
+ * PostgreSQL reports only changed values and a pooler may have handed the
+ * earlier report to another client.
+ */
 static void
 report_seen_lsn(void)
 {
@@ -599,11 +887,102 @@ report_seen_lsn(void)
 	if (IsInParallelMode() || !RecoveryInProgress())
 		return;
 	replay = current_replay();
-	if (replay == reported_seen)
-		return;
-	reported_seen = replay;
 	snprintf(buf, sizeof(buf), "%X/%X", LSN_FORMAT_ARGS(replay));
+	if (strcmp(buf, seen_at_xact_end) == 0)
+	{
+		if ((uint32) replay < 0x10000000)
+			snprintf(buf, sizeof(buf), "%X/%08X", LSN_FORMAT_ARGS(replay));
+		else
+			snprintf(buf, sizeof(buf), "%08X/%X", LSN_FORMAT_ARGS(replay));
+	}
+	if (strcmp(buf, seen_set) == 0)
+		return;
+	snprintf(seen_set, sizeof(seen_set), "%s", buf);
 	SetConfigOption("pacelc.seen_lsn", buf, PGC_INTERNAL, PGC_S_OVERRIDE);
+}
+
+/* Does the plan read a table (rather than only call functions)? */
+static bool
+plan_reads_relations(PlannedStmt *pstmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, pstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * May this executor start swap its snapshot for a newer one?  Only in READ
+ * COMMITTED, for a portal's SELECT that PortalStart is starting right now
+ * (so nothing has been read with the snapshot yet); the portal pushed the
+ * snapshot and the query descriptor registered it.
+ */
+static bool
+snapshot_replaceable(QueryDesc *queryDesc)
+{
+	return !IsolationUsesXactSnapshot() &&
+		queryDesc->operation == CMD_SELECT &&
+		ActivePortal != NULL &&
+		ActivePortal->strategy == PORTAL_ONE_SELECT &&
+		ActivePortal->queryDesc == NULL &&
+		ActiveSnapshotSet() &&
+		GetActiveSnapshot() == queryDesc->snapshot;
+}
+
+/*
+ * The statement's snapshot was taken before replay was known to include
+ * the token (an extended-protocol Bind/Execute of a named statement has no
+ * parse analysis).  READ COMMITTED: drop the snapshot, wait, take a new
+ * one.  Otherwise: wait (so that a retry works), then 40001.
+ */
+static void
+make_snapshot_fresh(QueryDesc *queryDesc, XLogRecPtr token)
+{
+	Snapshot	fresh;
+
+	if (!snapshot_replaceable(queryDesc))
+	{
+		(void) wait_for_replay(token, wait_timeout_ms);
+		if (snapshot_includes(queryDesc->snapshot, token))
+			return;
+		raise_stale_snapshot(IsolationUsesXactSnapshot() ? "transaction snapshot" :
+							 "statement snapshot", token, queryDesc->snapshot);
+	}
+
+	/* release it first: a snapshot held while waiting can block replay */
+	PopActiveSnapshot();
+	UnregisterSnapshot(queryDesc->snapshot);
+	queryDesc->snapshot = InvalidSnapshot;
+	(void) wait_for_replay(token, wait_timeout_ms);
+	if (witness_lsn < token)
+		(void) take_witness(token);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	fresh = GetActiveSnapshot();
+	queryDesc->snapshot = RegisterSnapshot(fresh);
+	/* taken after the witness, it includes the token; checked all the same */
+	if (!snapshot_includes(fresh, token))
+		raise_stale_snapshot("statement snapshot", token, fresh);
+}
+
+/* Remembers the stamp of a holdable cursor's snapshot for its FETCHes. */
+static void
+remember_held_cursor(QueryDesc *queryDesc)
+{
+	Portal		portal = ActivePortal;
+
+	if (portal == NULL || portal->queryDesc != NULL ||
+		!(portal->cursorOptions & CURSOR_OPT_HOLD) || !RecoveryInProgress())
+		return;
+	held[held_next].portal = portal;
+	held[held_next].created = portal->creation_time;
+	held[held_next].proved = snapshot_proved(queryDesc->snapshot);
+	held_next = (held_next + 1) % NHELD;
 }
 
 static void
@@ -611,18 +990,17 @@ lsn_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	if (pacelc_preloaded && !IsParallelWorker())
 	{
-		/* a re-executed prepared statement had no parse analysis */
-		stamp_transaction();
+		XLogRecPtr	token = effective_token();
+
 		apply_max_staleness();
-		if (!XLogRecPtrIsInvalid(read_after_lsn) && RecoveryInProgress() &&
-			observed_replay < read_after_lsn)
+		if (!XLogRecPtrIsInvalid(token))
 		{
-			(void) wait_for_replay(read_after_lsn, wait_timeout_ms);
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("statement snapshot may be older than pacelc.read_after"),
-					 errhint("Retry the statement; it will see the token's data now.")));
+			if (!RecoveryInProgress())
+				check_token_history(token);
+			else if (!snapshot_includes(queryDesc->snapshot, token))
+				make_snapshot_fresh(queryDesc, token);
 		}
+		remember_held_cursor(queryDesc);
 	}
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
@@ -633,8 +1011,95 @@ lsn_ExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * Every run of an executor reads with its query's snapshot: a FETCH from a
+ * cursor (SQL or PL/pgSQL), a portal resumed by another protocol Execute.
+ * If a token came after executor start and the snapshot cannot be proved
+ * to include it, rows may already have been read: 40001.
+ */
+static void
+check_run(QueryDesc *queryDesc)
+{
+	XLogRecPtr	token = effective_token();
+
+	if (XLogRecPtrIsInvalid(token) || !RecoveryInProgress())
+		return;
+	if (snapshot_includes(queryDesc->snapshot, token))
+		return;
+	raise_stale_snapshot(IsolationUsesXactSnapshot() ? "transaction snapshot" :
+						 "snapshot of a cursor or portal", token, queryDesc->snapshot);
+}
+
+#if PG_VERSION_NUM >= 180000
+static void
+lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count)
+{
+	if (pacelc_preloaded && !IsParallelWorker())
+		check_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count);
+	else
+		standard_ExecutorRun(queryDesc, direction, count);
+}
+#else
+static void
+lsn_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				bool execute_once)
+{
+	if (pacelc_preloaded && !IsParallelWorker())
+		check_run(queryDesc);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+#endif
+
+/*
+ * FETCH reads with the snapshot of its cursor, taken when it was declared:
+ * it must include the token set since.
+ */
+static void
+check_fetch(FetchStmt *stmt)
+{
+	XLogRecPtr	token = effective_token();
+	Portal		portal;
+	XLogRecPtr	stamp = InvalidXLogRecPtr;
+	int			i;
+
+	if (stmt->ismove || XLogRecPtrIsInvalid(token) || !RecoveryInProgress() ||
+		stmt->portalname == NULL)
+		return;
+	portal = GetPortalByName(stmt->portalname);
+	if (!PortalIsValid(portal))
+		return;					/* PerformPortalFetch complains */
+	if (portal->queryDesc != NULL)
+	{
+		if (snapshot_includes(portal->queryDesc->snapshot, token))
+			return;
+		stamp = snapshot_proved(portal->queryDesc->snapshot);
+	}
+	else if (portal->holdStore != NULL)
+	{
+		for (i = 0; i < NHELD; i++)
+			if (held[i].portal == portal && held[i].created == portal->creation_time)
+				stamp = held[i].proved;
+		if (stamp >= token)
+			return;
+	}
+	else
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("cursor \"%s\" reads a snapshot older than LSN %X/%X",
+					stmt->portalname, LSN_FORMAT_ARGS(token)),
+			 errdetail("The cursor was declared before replay was known to include the token."),
+			 errhint("Declare the cursor again after setting pacelc.read_after.")));
+}
+
+/*
  * SET pacelc.read_after and BEGIN wait right away, before any snapshot of
  * the transaction is taken; that is what makes REPEATABLE READ work.
+ * FETCH checks its cursor's snapshot; COPY TO reports what it saw.
  */
 static void
 lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -644,15 +1109,35 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	bool		wait_after = false;
+	bool		report_after = false;
 
 	if (IsA(stmt, VariableSetStmt) &&
 		((VariableSetStmt *) stmt)->name != NULL &&
 		strcmp(((VariableSetStmt *) stmt)->name, "pacelc.read_after") == 0)
 		wait_after = true;
-	else if (IsA(stmt, TransactionStmt) &&
-			 (((TransactionStmt *) stmt)->kind == TRANS_STMT_BEGIN ||
-			  ((TransactionStmt *) stmt)->kind == TRANS_STMT_START))
-		wait_after = true;
+	else if (IsA(stmt, TransactionStmt))
+	{
+		TransactionStmtKind kind = ((TransactionStmt *) stmt)->kind;
+
+		if (kind == TRANS_STMT_BEGIN || kind == TRANS_STMT_START)
+			wait_after = true;
+		else if (kind == TRANS_STMT_COMMIT_PREPARED)
+			commit_prepared_in_xact = true;
+	}
+	else if (pacelc_preloaded && IsA(stmt, FetchStmt))
+		check_fetch((FetchStmt *) stmt);
+	else if (IsA(stmt, CopyStmt) && !((CopyStmt *) stmt)->is_from)
+	{
+		report_after = true;
+		/* a COPY whose parse analysis was not now (a prepared one) */
+		if (pacelc_preloaded && RecoveryInProgress() && ActiveSnapshotSet() &&
+			!XLogRecPtrIsInvalid(effective_token()) &&
+			!snapshot_includes(GetActiveSnapshot(), effective_token()))
+		{
+			(void) wait_for_replay(effective_token(), wait_timeout_ms);
+			raise_stale_snapshot("statement snapshot", effective_token(), GetActiveSnapshot());
+		}
+	}
 	else if (IsA(stmt, DropStmt) &&
 			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
 		queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
@@ -666,6 +1151,8 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (wait_after && pacelc_preloaded)
 		apply_read_after();
+	if (report_after && pacelc_preloaded)
+		report_seen_lsn();
 }
 
 /* ---------------------------------------------------------------------
@@ -680,20 +1167,26 @@ lsn_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			xact_stamped = false;
-			if (XactLastCommitEnd != last_commit_end &&
+			/*
+			 * Only a commit record of a transaction that changed something
+			 * is a token: a read-only transaction may write WAL (pruning,
+			 * hint bits with checksums) and XactLastCommitEnd then points
+			 * at that, not at a commit.
+			 */
+			if ((TransactionIdIsValid(GetTopTransactionIdIfAny()) || commit_prepared_in_xact) &&
+				XactLastCommitEnd != last_commit_end &&
 				!XLogRecPtrIsInvalid(XactLastCommitEnd))
 			{
 				last_commit_end = XactLastCommitEnd;
 				snprintf(buf, sizeof(buf), "%X/%X", LSN_FORMAT_ARGS(last_commit_end));
 				SetConfigOption("pacelc.commit_lsn", buf, PGC_INTERNAL, PGC_S_OVERRIDE);
 			}
-			break;
+			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			xact_stamped = false;
+			waited_floor = InvalidXLogRecPtr;
+			commit_prepared_in_xact = false;
+			snprintf(seen_at_xact_end, sizeof(seen_at_xact_end), "%s", seen_set);
 			break;
 		default:
 			break;
@@ -729,6 +1222,7 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 	XLogRecPtr	target;
 	Interval   *timeout;
 	double		ms;
+	XLogRecPtr	replay;
 
 	pacelc_check_loaded();
 	pacelc_require_arg(fcinfo, 0, "target");
@@ -742,7 +1236,32 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	PG_RETURN_LSN(wait_for_replay(target, (int64) Min(ms, (double) SECS_PER_DAY * 1000.0)));
+	replay = wait_for_replay(target, (int64) Min(ms, (double) SECS_PER_DAY * 1000.0));
+
+	/*
+	 * The rest of this transaction is held to the target.  A snapshot that
+	 * exists already and may not include it is an error when it will be
+	 * read with: the transaction snapshot in REPEATABLE READ, the
+	 * statement's in READ COMMITTED when the statement reads a table.
+	 */
+	if (RecoveryInProgress())
+	{
+		waited_floor = Max(waited_floor, target);
+		/* snapshots taken from now on will be proved fresh by it */
+		if (witness_lsn < target)
+			(void) take_witness(target);
+	}
+	if (RecoveryInProgress() && ActiveSnapshotSet() &&
+		!snapshot_includes(GetActiveSnapshot(), target))
+	{
+		if (IsolationUsesXactSnapshot())
+			raise_stale_snapshot("transaction snapshot", target, GetActiveSnapshot());
+		if (ActivePortal != NULL && ActivePortal->queryDesc != NULL &&
+			ActivePortal->queryDesc->plannedstmt != NULL &&
+			plan_reads_relations(ActivePortal->queryDesc->plannedstmt))
+			raise_stale_snapshot("statement snapshot", target, GetActiveSnapshot());
+	}
+	PG_RETURN_LSN(replay);
 }
 
 static const char *
