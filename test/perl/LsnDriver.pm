@@ -4,6 +4,8 @@
 package LsnDriver;
 
 use strict;
+use Cwd ();
+use File::Basename ();
 use warnings;
 use IPC::Run;
 use Time::HiRes qw(usleep);
@@ -15,7 +17,7 @@ sub build
 {
 	return $binary if $binary;
 	my $dir = $ENV{TESTDIR} // '/tmp';
-	my $src = "$ENV{PACELC_ROOT}/test/t/lsn_driver.c";
+	my $src = File::Basename::dirname(Cwd::abs_path(__FILE__)) . "/../t/lsn_driver.c";
 	my $inc = `pg_config --includedir`;
 	my $lib = `pg_config --libdir`;
 	chomp($inc, $lib);

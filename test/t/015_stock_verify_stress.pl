@@ -8,7 +8,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
-use lib "$ENV{PACELC_ROOT}/test/perl";
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 
 my $seconds = 20;

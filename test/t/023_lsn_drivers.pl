@@ -13,7 +13,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use lib "$ENV{PACELC_ROOT}/test/perl";
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use LsnDriver;
 use PacelcTest;
 use JSON::PP;
@@ -108,7 +109,7 @@ $r->cmd('Q', 'RESET pacelc.read_after');
 {
 	my ($stdout, $stderr);
 	my $dsn = sub { 'host=' . $_[0]->host . ' port=' . $_[0]->port . ' dbname=postgres' };
-	IPC::Run::run([ '/usr/bin/python3', "$ENV{PACELC_ROOT}/test/t/lsn_client.py", 'trials',
+	IPC::Run::run([ '/usr/bin/python3', "$FindBin::RealBin/lsn_client.py", 'trials',
 		$dsn->($primary), $dsn->($standby), $trials, 'token', 'read committed' ],
 		'>', \$stdout, '2>', \$stderr) or die "lsn_client.py failed: $stderr";
 	my $res = decode_json($stdout);
@@ -122,7 +123,7 @@ SKIP:
 	  unless system('/usr/bin/python3', '-c', 'import psycopg') == 0;
 	my ($stdout, $stderr);
 	my $dsn = sub { 'host=' . $_[0]->host . ' port=' . $_[0]->port . ' dbname=postgres' };
-	IPC::Run::run([ '/usr/bin/python3', "$ENV{PACELC_ROOT}/test/t/lsn_psycopg3.py",
+	IPC::Run::run([ '/usr/bin/python3', "$FindBin::RealBin/lsn_psycopg3.py",
 		$dsn->($primary), $dsn->($standby), $trials ],
 		'>', \$stdout, '2>', \$stderr) or die "lsn_psycopg3.py failed: $stderr";
 	my $res = decode_json($stdout);
@@ -151,7 +152,7 @@ SKIP:
 		[ 'postgresjs', 'postgres.js (pool, sql.begin, set_config local)' ])
 	{
 		($out, $err) = ('', '');
-		IPC::Run::run([ $node, "$ENV{PACELC_ROOT}/test/t/lsn_node.js", $mode->[0], $primary->host,
+		IPC::Run::run([ $node, "$FindBin::RealBin/lsn_node.js", $mode->[0], $primary->host,
 			$primary->port, $standby->port, $trials ], '>', \$out, '2>', \$err)
 		  or die "lsn_node.js $mode->[0] failed: $err";
 		my $res = decode_json($out);

@@ -12,7 +12,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-use lib "$ENV{PACELC_ROOT}/test/perl";
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 
 my $node = PostgreSQL::Test::Cluster->new('pool');
