@@ -16,7 +16,7 @@ my $binary;
 sub build
 {
 	return $binary if $binary;
-	my $dir = $ENV{TESTDIR} // '/tmp';
+	my $dir = $PostgreSQL::Test::Utils::tmp_check // '/tmp';
 	my $src = File::Basename::dirname(Cwd::abs_path(__FILE__)) . "/../t/lsn_driver.c";
 	my $inc = `pg_config --includedir`;
 	my $lib = `pg_config --libdir`;

@@ -138,7 +138,7 @@ SKIP:
 	my $node = `sh -c 'command -v node'`;
 	chomp $node;
 	skip 'node is not installed', 4 unless $node;
-	my $dir = "$ENV{TESTDIR}/node";
+	my $dir = "$PostgreSQL::Test::Utils::tmp_check/node";
 	mkdir $dir;
 	my ($out, $err) = ('', '');
 	my $ok = (-d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres") || IPC::Run::run(
@@ -169,7 +169,7 @@ SKIP:
 	chomp $pgb;
 	skip 'pgbouncer is not installed', 4 unless $pgb;
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $dir = "$ENV{TESTDIR}/pgbouncer";
+	my $dir = "$PostgreSQL::Test::Utils::tmp_check/pgbouncer";
 	mkdir $dir;
 	my ($ph, $pp, $sh, $sp) = ($primary->host, $primary->port, $standby->host, $standby->port);
 	open my $fh, '>', "$dir/pgbouncer.ini" or die;
