@@ -124,7 +124,8 @@ ALTER TABLE pacelc.queues ALTER COLUMN handler TYPE pg_catalog.text
 /*
  * The built-in queue "expired" is created by CREATE EXTENSION, and a
  * restore then loads the dumped row too: the dumped settings (owner,
- * handler, max_attempts, backoff) win instead of failing on the key.
+ * handler, max_attempts, backoff, concurrency) win instead of failing on
+ * the key.
  */
 CREATE FUNCTION pacelc_private.merge_builtin_queue() RETURNS trigger
 	LANGUAGE plpgsql
@@ -132,7 +133,8 @@ CREATE FUNCTION pacelc_private.merge_builtin_queue() RETURNS trigger
 BEGIN
 	UPDATE pacelc.queues q
 	   SET handler = NEW.handler, owner = NEW.owner, max_attempts = NEW.max_attempts,
-		   backoff = NEW.backoff, created_at = NEW.created_at
+		   backoff = NEW.backoff, created_at = NEW.created_at,
+		   concurrency = NEW.concurrency
 	 WHERE q.name OPERATOR(pg_catalog.=) NEW.name;
 	IF FOUND THEN
 		RETURN NULL;
@@ -838,7 +840,8 @@ CREATE OR REPLACE FUNCTION pacelc.verify(OUT problem pg_catalog.text,
 		  FROM pacelc._escrow_excess() e
 		UNION ALL
 		SELECT 'dangling_idempotency_key', NULL,
-			   pg_catalog.format('key %s names reservations that do not exist', i.key)
+			   pg_catalog.format('a key of role %s names reservations that do not exist',
+								 coalesce(i.owner::pg_catalog.text, '(none)'))
 		  FROM pacelc.idempotency_keys i
 		 WHERE (SELECT pg_catalog.count(*) FROM pacelc.reservation_data r
 				 WHERE r.id = ANY (i.ids)) <> pg_catalog.cardinality(i.ids)

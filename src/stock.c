@@ -2271,6 +2271,8 @@ pacelc_escrow_excess(PG_FUNCTION_ARGS)
 				nbusy = 0,
 				nchecked = 0;
 
+	pacelc_require_internal(fcinfo);
+
 	stock_check_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 	if (RecoveryInProgress())
