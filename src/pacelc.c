@@ -34,10 +34,10 @@ _PG_init(void)
 
 	pacelc_preloaded = true;
 
-	stock_init();
-	session_lsn_init();
-	queue_init();
-	worker_init();
+	pacelc_stock_init();
+	pacelc_session_lsn_init();
+	pacelc_queue_init();
+	pacelc_worker_init();
 	pacelc_privilege_init();
 
 	/* every pacelc.* setting is defined above: refuse misspelt ones */
@@ -56,8 +56,8 @@ pacelc_check_loaded(void)
 	if (!pacelc_preloaded)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pacelc must be loaded via shared_preload_libraries"),
-				 errhint("Add pacelc to shared_preload_libraries in postgresql.conf and restart the server.")));
+				 errmsg("pacelc must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add pacelc to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
 }
 
 PG_FUNCTION_INFO_V1(pacelc_assert_loaded);

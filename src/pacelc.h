@@ -84,26 +84,26 @@ extern TimestampTz pacelc_future_timestamp(Interval *iv, const char *name,
 extern void pacelc_shmem_install_hooks(void);
 
 /* stock.c */
-extern void stock_init(void);
-extern Size stock_shmem_size(void);
-extern void stock_shmem_startup(void);
-extern void stock_shmem_request(void);
+extern void pacelc_stock_init(void);
+extern Size pacelc_stock_shmem_size(void);
+extern void pacelc_stock_shmem_startup(void);
+extern void pacelc_stock_shmem_request(void);
 
 /* session_lsn.c */
-extern void session_lsn_init(void);
-extern Size session_lsn_shmem_size(void);
-extern void session_lsn_shmem_startup(void);
-extern void session_lsn_shmem_request(void);
+extern void pacelc_session_lsn_init(void);
+extern Size pacelc_session_lsn_shmem_size(void);
+extern void pacelc_session_lsn_shmem_startup(void);
+extern void pacelc_session_lsn_shmem_request(void);
 
 /* queue.c */
-extern void queue_init(void);
-extern void queue_wake_worker_by(int64 when);
-extern void queue_set_handler_role(Oid role);
+extern void pacelc_queue_init(void);
+extern void pacelc_queue_wake_worker_by(int64 when);
+extern void pacelc_queue_set_handler_role(Oid role);
 extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue, bool consume);
 extern void pacelc_queue_denied(struct varlena *queue, const char *what);
 
 /* worker.c: the launcher, the database workers and their shared registry */
-extern void worker_init(void);
+extern void pacelc_worker_init(void);
 extern Size pacelc_worker_shmem_size(void);
 extern void pacelc_worker_shmem_startup(void);
 extern void pacelc_want_worker(Oid dbid, bool retry_now);

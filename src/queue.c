@@ -54,7 +54,7 @@ static Oid	handler_role = InvalidOid;
 static void queue_xact_callback(XactEvent event, void *arg);
 
 void
-queue_init(void)
+pacelc_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
 }
@@ -65,7 +65,7 @@ queue_init(void)
  * usual case) cost nothing.
  */
 void
-queue_wake_worker_by(int64 when)
+pacelc_queue_wake_worker_by(int64 when)
 {
 	if (wake_by == 0 || when < wake_by)
 		wake_by = when;
@@ -164,7 +164,7 @@ pacelc_outer_user(PG_FUNCTION_ARGS)
  * as, not as that superuser.
  */
 void
-queue_set_handler_role(Oid role)
+pacelc_queue_set_handler_role(Oid role)
 {
 	handler_role = role;
 }
@@ -456,7 +456,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 		else if (delay->month == 0 && delay->day == 0 && delay->time == 0)
 			wake_at_commit = true;
 		else
-			queue_wake_worker_by(run_at);
+			pacelc_queue_wake_worker_by(run_at);
 	}
 	PG_RETURN_INT64(id);
 }

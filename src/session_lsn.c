@@ -221,7 +221,7 @@ wrap_redo_functions(void)
 }
 
 void
-session_lsn_init(void)
+pacelc_session_lsn_init(void)
 {
 	DefineCustomStringVariable("pacelc.commit_lsn",
 							   "End LSN of this session's last commit (the read-your-writes token).",
@@ -273,7 +273,7 @@ lsn_nslots(void)
 }
 
 Size
-session_lsn_shmem_size(void)
+pacelc_session_lsn_shmem_size(void)
 {
 	return add_size(add_size(offsetof(LsnShared, targets),
 							 mul_size(lsn_nslots(), sizeof(uint64))),
@@ -281,17 +281,17 @@ session_lsn_shmem_size(void)
 }
 
 void
-session_lsn_shmem_request(void)
+pacelc_session_lsn_shmem_request(void)
 {
 }
 
 void
-session_lsn_shmem_startup(void)
+pacelc_session_lsn_shmem_startup(void)
 {
 	bool		found;
 	int			i;
 
-	lsn_shared = ShmemInitStruct("pacelc session lsn", session_lsn_shmem_size(), &found);
+	lsn_shared = ShmemInitStruct("pacelc session lsn", pacelc_session_lsn_shmem_size(), &found);
 	if (!found)
 	{
 		pg_atomic_init_u64(&lsn_shared->replayed_hint, 0);
@@ -824,7 +824,7 @@ apply_max_staleness(void)
 	if (bound > max_staleness_ms)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_REPLICA_TOO_STALE),
-				 errmsg("standby data may be %lld ms old, more than pacelc.max_staleness (%d ms)",
+				 errmsg("standby data may be %lld ms old, more than \"pacelc.max_staleness\" (%d ms)",
 						(long long) bound, max_staleness_ms),
 				 errhint("Read from the primary or another standby.")));
 }
@@ -1140,7 +1140,7 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	else if (IsA(stmt, DropStmt) &&
 			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
-		queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
+		pacelc_queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,

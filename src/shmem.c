@@ -28,11 +28,11 @@ pacelc_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 
-	RequestAddinShmemSpace(add_size(stock_shmem_size(),
-									add_size(session_lsn_shmem_size(),
+	RequestAddinShmemSpace(add_size(pacelc_stock_shmem_size(),
+									add_size(pacelc_session_lsn_shmem_size(),
 											 pacelc_worker_shmem_size())));
-	stock_shmem_request();
-	session_lsn_shmem_request();
+	pacelc_stock_shmem_request();
+	pacelc_session_lsn_shmem_request();
 }
 
 static void
@@ -42,8 +42,8 @@ pacelc_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	stock_shmem_startup();
-	session_lsn_shmem_startup();
+	pacelc_stock_shmem_startup();
+	pacelc_session_lsn_shmem_startup();
 	pacelc_worker_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -242,7 +242,7 @@ stock_check_max_skus_setting(void)
 }
 
 void
-stock_init(void)
+pacelc_stock_init(void)
 {
 	stock_check_max_skus_setting();
 	DefineCustomIntVariable("pacelc.max_skus",
@@ -264,20 +264,20 @@ stock_init(void)
 }
 
 Size
-stock_shmem_size(void)
+pacelc_stock_shmem_size(void)
 {
 	return add_size(MAXALIGN(sizeof(StockShared)),
 					hash_estimate_size(pacelc_max_skus, sizeof(StockEntry)));
 }
 
 void
-stock_shmem_request(void)
+pacelc_stock_shmem_request(void)
 {
 	RequestNamedLWLockTranche("pacelc_stock", STOCK_PARTITIONS);
 }
 
 void
-stock_shmem_startup(void)
+pacelc_stock_shmem_startup(void)
 {
 	bool		found;
 	HASHCTL		info;
@@ -1410,7 +1410,7 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 											SPI_tuptable->tupdesc, 2, &isnull);
 
 		if (!isnull)
-			queue_wake_worker_by(DatumGetTimestampTz(expires));
+			pacelc_queue_wake_worker_by(DatumGetTimestampTz(expires));
 	}
 	SPI_finish();
 	return id;

@@ -461,7 +461,7 @@ pool_size(void)
 }
 
 void
-worker_init(void)
+pacelc_worker_init(void)
 {
 	BackgroundWorker bgw;
 
@@ -1322,7 +1322,7 @@ handle_message(DueMessage *m, const char *queue)
 		worker_settings_for_handler();
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
-		queue_set_handler_role(m->owner);
+		pacelc_queue_set_handler_role(m->owner);
 		/* cancelled at the limit and again and again; then given up on */
 		enable_timeout_every(STATEMENT_TIMEOUT, limit, cancel_repeat_ms());
 		enable_timeout_at(give_up_timeout,
@@ -1338,12 +1338,12 @@ handle_message(DueMessage *m, const char *queue)
 			TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("handler of queue \"%s\" ran past pacelc.handler_timeout (%d ms)",
+					 errmsg("handler of queue \"%s\" ran past \"pacelc.handler_timeout\" (%d ms)",
 							queue, handler_timeout_ms),
 					 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
 							   secs * 1000 + usecs / 1000)));
 		}
-		queue_set_handler_role(InvalidOid);
+		pacelc_queue_set_handler_role(InvalidOid);
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
@@ -1357,7 +1357,7 @@ handle_message(DueMessage *m, const char *queue)
 		stop_handler_timeouts();
 		if (GetCurrentTimestamp() >= limit)
 			QueryCancelPending = false; /* a repeated cancel still in flight */
-		queue_set_handler_role(InvalidOid);
+		pacelc_queue_set_handler_role(InvalidOid);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -1368,7 +1368,7 @@ handle_message(DueMessage *m, const char *queue)
 		reset_session_state();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
 			GetCurrentTimestamp() >= limit)
-			record_failure(m, psprintf("handler of queue \"%s\" ran past pacelc.handler_timeout (%d ms): %s",
+			record_failure(m, psprintf("handler of queue \"%s\" ran past \"pacelc.handler_timeout\" (%d ms): %s",
 									   queue, handler_timeout_ms,
 									   edata->message ? edata->message : "cancelled"),
 						   unpack_sql_state(edata->sqlerrcode), m->attempts);
@@ -1755,7 +1755,7 @@ handle_batch(void)
 		{
 			/* the worker gave up on (or died in) its previous attempt */
 			record_failure(m,
-						   psprintf("attempt %d did not finish: the handler ran past pacelc.handler_timeout and ignored cancellation, or the worker stopped",
+						   psprintf("attempt %d did not finish: the handler ran past \"pacelc.handler_timeout\" and ignored cancellation, or the worker stopped",
 									m->attempts - 1),
 						   "57014", m->attempts - 1);
 			nhandled++;

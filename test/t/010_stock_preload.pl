@@ -28,9 +28,9 @@ for my $call (
 {
 	my ($ret, $out, $err) = $node->psql('postgres',
 		"\\set VERBOSITY verbose\n$call");
-	like($err, qr/55000: pacelc must be loaded via shared_preload_libraries/,
+	like($err, qr/55000: pacelc must be loaded via "shared_preload_libraries"/,
 		"$call fails with 55000");
-	like($err, qr/HINT:  Add pacelc to shared_preload_libraries/,
+	like($err, qr/HINT:  Add pacelc to "shared_preload_libraries"/,
 		"$call hints at the fix");
 }
 

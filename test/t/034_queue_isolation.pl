@@ -103,7 +103,7 @@ ok($node->poll_query_until('postgres',
 		q{SELECT state || ':' || last_sqlstate FROM pacelc.messages WHERE queue = 'late'}, 'dead:57014'),
 	'a handler that swallows the cancellation and returns late fails its attempt');
 like($node->safe_psql('postgres', q{SELECT last_error FROM pacelc.messages WHERE queue = 'late'}),
-	qr/ran past pacelc.handler_timeout/, 'with a clear error');
+	qr/ran past "pacelc.handler_timeout"/, 'with a clear error');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q IN ('stubborn', 'late')}),
 	'0', 'their effects were rolled back');
 ok($node->poll_query_until('postgres', q{
