@@ -48,6 +48,11 @@ SELECT pacelc.release(:r1);
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
 SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
 SELECT * FROM pacelc.verify();
+-- 0.3 -> 0.4
+ALTER EXTENSION pacelc UPDATE TO '0.4';
+SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
+SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
+SELECT * FROM pacelc.verify();
 -- every function pins a search_path that ends in pg_temp
 SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
@@ -64,7 +69,7 @@ DROP FUNCTION public.up_handler(jsonb);
 DROP OWNED BY regress_pacelc_up_owner;
 DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
--- a fresh install is 0.3 (0.1 followed by the update scripts)
+-- a fresh install is 0.4 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 DROP EXTENSION pacelc;

@@ -1,0 +1,72 @@
+/* pacelc 0.3 -> 0.4 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "ALTER EXTENSION pacelc UPDATE TO '0.4'" to load this file. \quit
+
+/* ======================================================================
+ * Section A: escrow that survives two-phase commit (issue 17)
+ * ====================================================================== */
+
+/* ======================================================================
+ * Section B: scaling out on Citus (issue 17)
+ * ====================================================================== */
+
+/* ======================================================================
+ * Section C: the queue: speed and bloat immunity (issue 15)
+ * ====================================================================== */
+
+/* ======================================================================
+ * Section D: the reserve path (issue 15)
+ * ====================================================================== */
+
+/* ======================================================================
+ * Section E: structure (issue 16)
+ * ====================================================================== */
+
+/* ======================================================================
+ * Section Z: every function pins its search_path; the shipped roles'
+ * rights.  Last, so that it covers the functions of every section.
+ * ====================================================================== */
+
+DO $pin$
+DECLARE
+	f	pg_catalog.regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY
+					(ARRAY['pacelc'::pg_catalog.regnamespace, 'pacelc_private'::pg_catalog.regnamespace])
+	LOOP
+		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pacelc, pg_temp', f);
+	END LOOP;
+END
+$pin$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc_private FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA pacelc TO pacelc_app, pacelc_monitor;
+GRANT SELECT ON pacelc.stock, pacelc.reservations, pacelc.queue_status, pacelc.dead_letters,
+	pacelc.replica_status TO pacelc_app, pacelc_monitor;
+/* the view replica_status calls it as the reader */
+GRANT EXECUTE ON FUNCTION pacelc._replica_status() TO pacelc_app, pacelc_monitor;
+GRANT EXECUTE ON FUNCTION
+	pacelc.available(text), pacelc.next_expiry(), pacelc.verify(), pacelc.stats(),
+	pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn(pg_lsn, interval)
+	TO pacelc_app, pacelc_monitor;
+GRANT EXECUTE ON FUNCTION
+	pacelc.set_stock(text, bigint), pacelc.add_stock(text, bigint),
+	pacelc.reserve(text, bigint, interval, text, jsonb),
+	pacelc.try_reserve(text, bigint, interval, text, jsonb),
+	pacelc.reserve_all(text[], bigint[], interval, text, jsonb),
+	pacelc.confirm(bigint), pacelc.release(bigint),
+	pacelc.create_queue(text, regprocedure, integer, interval, integer),
+	pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole, integer),
+	pacelc.drop_queue(text), pacelc.grant_queue(text, text, regrole),
+	pacelc.revoke_queue(text, text, regrole),
+	pacelc.enqueue(text, jsonb, interval, text),
+	pacelc.dequeue(text, integer, interval), pacelc.ack(bigint),
+	pacelc.nack(bigint, text, interval), pacelc.retry(bigint),
+	pacelc.purge_done(interval)
+	TO pacelc_app;
+GRANT EXECUTE ON FUNCTION pacelc.expire_holds(integer), pacelc.fold_confirmed(integer)
+	TO pacelc_admin;
