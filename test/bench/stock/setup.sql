@@ -53,3 +53,28 @@ BEGIN
 		VALUES ('forupdate', ok, extract(epoch FROM clock_timestamp() - t0) * 1e6);
 	RETURN ok;
 END $$;
+
+-- The floor of a durable reserve (insert_bare*.sql): a table of the width
+-- of pacelc.reservation_data (the same columns and defaults) with only a
+-- primary key, written by the same application role as the reserves.
+CREATE TABLE bench_bare (
+	id			bigserial PRIMARY KEY,
+	sku			text NOT NULL,
+	qty			bigint NOT NULL,
+	state		text NOT NULL DEFAULT 'held',
+	folded		boolean NOT NULL DEFAULT false,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	expires_at	timestamptz,
+	ended_at	timestamptz,
+	idempotency_key text,
+	on_expire	jsonb,
+	owner		regrole
+);
+
+-- The application role of the reserve-alone contenders (reserve_hot*.sql,
+-- insert_bare*.sql): an ordinary role with pacelc's application grant, as
+-- the README tells an application to set up.
+CREATE ROLE bench_app LOGIN;
+GRANT pacelc_app TO bench_app;
+GRANT INSERT, SELECT ON bench_bare TO bench_app;
+GRANT USAGE ON SEQUENCE bench_bare_id_seq TO bench_app;
