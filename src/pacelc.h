@@ -6,7 +6,8 @@
  * Each concern lives in its own file:
  *		pacelc.c		_PG_init, the "is the library preloaded" guard
  *		shmem.c			shared memory request/startup dispatch
- *		stock.c			escrow stock reservation (SPEC section 1)
+ *		escrow.c		escrow counters, per-transaction ledger (SPEC section 1)
+ *		stock.c			stock reservation functions on top of escrow.c
  *		session_lsn.c	LSN session tokens for standby reads (section 2)
  *		queue.c			compensation queue helpers (section 3)
  *		worker.c		launcher and per-database background workers
@@ -83,7 +84,7 @@ extern TimestampTz pacelc_future_timestamp(Interval *iv, const char *name,
 /* shmem.c: each module reports its size and initialises its part */
 extern void pacelc_shmem_install_hooks(void);
 
-/* stock.c */
+/* escrow.c (the rest of its interface, for stock.c, is in escrow.h) */
 extern void pacelc_stock_init(void);
 extern Size pacelc_stock_shmem_size(void);
 extern void pacelc_stock_shmem_startup(void);
