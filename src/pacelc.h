@@ -90,6 +90,15 @@ extern Size pacelc_stock_shmem_size(void);
 extern void pacelc_stock_shmem_startup(void);
 extern void pacelc_stock_shmem_request(void);
 
+/* reservation_rows.c: the reserve path's table work without SPI */
+struct ArrayType;
+extern bool pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
+									  text *key, struct varlena *on_expire, Oid owner,
+									  int64 *id, TimestampTz *expires_at);
+extern bool pacelc_key_visible(text *key);
+extern bool pacelc_key_insert(text *key, struct ArrayType *skus, struct ArrayType *qtys,
+							  struct ArrayType *ids, Oid owner, bool *inserted);
+
 /* session_lsn.c */
 extern void pacelc_session_lsn_init(void);
 extern Size pacelc_session_lsn_shmem_size(void);

@@ -51,6 +51,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -132,8 +133,20 @@ pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body)
  * databases whose ALTER EXTENSION pacelc UPDATE has not run yet with the
  * 0.2 behaviour (no reservation owners, no queue rights).
  */
-bool
-pacelc_schema_03(void)
+static int	schema_03_cached = -1;	/* -1: not known, else the answer */
+static uint64 schema_03_invals = 0;
+static bool schema_03_callback = false;
+
+/* Any change to pg_namespace (CREATE/DROP/ALTER SCHEMA): look again. */
+static void
+schema_03_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	schema_03_cached = -1;
+	schema_03_invals++;
+}
+
+static bool
+schema_03_lookup(void)
 {
 	Oid			nsp = get_namespace_oid(PRIVATE_SCHEMA, true);
 	HeapTuple	tup;
@@ -157,6 +170,32 @@ pacelc_schema_03(void)
 		ReleaseSysCache(tup);
 	}
 	return ours;
+}
+
+/*
+ * The answer depends on pg_namespace alone, so it is kept until a change
+ * to pg_namespace is seen (an update, DROP/CREATE EXTENSION, ALTER SCHEMA
+ * ... OWNER TO), instead of three catalog lookups per reserve.
+ */
+bool
+pacelc_schema_03(void)
+{
+	bool		answer;
+	uint64		invals;
+
+	if (schema_03_cached >= 0)
+		return schema_03_cached == 1;
+	if (!schema_03_callback)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, schema_03_invalidate, (Datum) 0);
+		schema_03_callback = true;
+	}
+	invals = schema_03_invals;
+	answer = schema_03_lookup();
+	/* an invalidation seen during the lookup leaves the answer unknown */
+	if (schema_03_invals == invals)
+		schema_03_cached = answer ? 1 : 0;
+	return answer;
 }
 
 /*

@@ -199,6 +199,10 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 	bool		found = false;
 	bool		isnull;
 
+	/* a key's first use (the usual case) needs no lookup query */
+	if (!pacelc_key_visible(key))
+		return NULL;
+
 	SPI_connect();
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(skus);
@@ -255,6 +259,9 @@ idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
 	bool		inserted;
 	SPIPlanPtr	plan;
 
+	if (pacelc_key_insert(key, skus, qtys, ids, pacelc_caller(), &inserted))
+		return inserted;
+
 	SPI_connect();
 	values[0] = PointerGetDatum(key);
 	values[1] = PointerGetDatum(skus);
@@ -306,6 +313,16 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int64		id;
+	TimestampTz expires_at;
+
+	/* the usual case: straight into the table and its indexes */
+	if (pacelc_reservation_insert(sku, qty, ttl, key, (struct varlena *) on_expire,
+								  pacelc_caller(), &id, &expires_at))
+	{
+		if (ttl != NULL)
+			pacelc_queue_wake_worker_by(expires_at);
+		return id;
+	}
 
 	SPI_connect();
 	values[0] = CStringGetTextDatum(sku);

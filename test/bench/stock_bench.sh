@@ -9,6 +9,11 @@
 #   forupdate_uncont     plain SELECT ... FOR UPDATE + UPDATE + order INSERT, own row
 #   forupdate_hot        the same on one row (the usual strict design)
 #   condupdate_hot       plain UPDATE ... WHERE available >= 1 + order INSERT, one row
+#   reserve_hot          reserve alone (no ttl, no key), one SKU, autocommit   } issue 15:
+#   insert_bare          the floor: a bare one-row INSERT of the same width   } the reserve
+#   reserve_hot_ttl_key  reserve alone with ttl and a new idempotency key     } path against
+#   insert_bare_ttl_key  the bare INSERT with expiry and key filled in        } the INSERT floor
+#   (the last four as an ordinary role with pacelc_app, bench_app)
 #
 # then the sell-out: 10,000 reserve attempts on a SKU with 100 units (pacelc
 # and FOR UPDATE).  After every run it checks pacelc.verify() and that units
@@ -17,10 +22,15 @@
 # Usage (as root: installs missing packages, builds and installs pacelc, then
 # reruns itself as user postgres; or directly as an unprivileged user):
 #   bash test/bench/stock_bench.sh            # full: 1 8 32 64 128 clients, 12 s each (~7 min)
-#   bash test/bench/stock_bench.sh --quick    # 1 8 64 clients, 4 s each (~1.5 min)
+#   bash test/bench/stock_bench.sh --quick    # 1 8 64 clients, 4 s each (~2 min)
+#   bash test/bench/stock_bench.sh --reserve  # issue 15's ratios alone: the four reserve-path
+#                                             # contenders at 64 clients, 3 rounds of 12 s (~3 min)
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
-#   CLIENTS="1 8 32 64 128", DURATION=12 (seconds per run), PORT=55600,
-#   CONTENDERS="pacelc_uncontended pacelc_hot forupdate_uncontended forupdate_hot condupdate_hot",
+#   CLIENTS="1 8 32 64 128", DURATION=12 (seconds per run), ROUNDS=1 (3 with
+#   --reserve: every contender runs once per round, order rotated; the
+#   tables show medians), PORT=55600,
+#   CONTENDERS="pacelc_uncontended pacelc_hot forupdate_uncontended forupdate_hot condupdate_hot
+#               reserve_hot insert_bare reserve_hot_ttl_key insert_bare_ttl_key",
 #   SELLOUT_STOCK=100, SELLOUT_ATTEMPTS=10000, SELLOUT_CLIENTS=100.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,25 +39,33 @@ export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
 	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "CLIENTS DURATION PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
+	bench_as_postgres "$0" "CLIENTS DURATION ROUNDS PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
 fi
 
 QUICK=0
+RESERVE=0
 for a in "$@"; do
 	case $a in
 		--quick) QUICK=1 ;;
-		-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+		--reserve) RESERVE=1 ;;
+		-h|--help) sed -n '2,39p' "$0"; exit 0 ;;
 		*) echo "unknown argument: $a" >&2; exit 2 ;;
 	esac
 done
-if [ $QUICK = 1 ]; then
+if [ $RESERVE = 1 ]; then
+	CLIENTS=${CLIENTS:-64}
+	DURATION=${DURATION:-12}
+	ROUNDS=${ROUNDS:-3}
+	CONTENDERS=${CONTENDERS:-insert_bare reserve_hot insert_bare_ttl_key reserve_hot_ttl_key}
+elif [ $QUICK = 1 ]; then
 	CLIENTS=${CLIENTS:-1 8 64}
 	DURATION=${DURATION:-4}
 else
 	CLIENTS=${CLIENTS:-1 8 32 64 128}
 	DURATION=${DURATION:-12}
 fi
-CONTENDERS=${CONTENDERS:-pacelc_uncontended pacelc_hot forupdate_uncontended forupdate_hot condupdate_hot}
+ROUNDS=${ROUNDS:-1}
+CONTENDERS=${CONTENDERS:-pacelc_uncontended pacelc_hot forupdate_uncontended forupdate_hot condupdate_hot reserve_hot insert_bare reserve_hot_ttl_key insert_bare_ttl_key}
 PORT=${PORT:-55600}
 SELLOUT_STOCK=${SELLOUT_STOCK:-100}
 SELLOUT_ATTEMPTS=${SELLOUT_ATTEMPTS:-10000}
@@ -84,7 +102,7 @@ export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
 PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
-echo "pacelc hot-SKU benchmark: $("$BIN/postgres" --version), $NCPU CPUs, ${DURATION}s per run, clients: $CLIENTS"
+echo "pacelc hot-SKU benchmark: $("$BIN/postgres" --version), $NCPU CPUs, ${DURATION}s per run, clients: $CLIENTS, rounds: $ROUNDS"
 echo "server: synchronous_commit=on, fsync=on, shared_buffers=256MB, same for every contender"
 echo
 
@@ -113,16 +131,19 @@ latencies() {
 		}'
 }
 
-# Runs one pgbench script; records "contender clients tps avg p50 p99".
+# Runs one pgbench script; records "contender clients tps avg p50 p99 round".
+# The reserve-path contenders (issue 15) connect as bench_app, an ordinary
+# role with pacelc_app, as an application would.
 RESULTS=$DIR/results
 : >"$RESULTS"
 run_one() {
-	local name=$1 c=$2 out logp jobs tps avg p50 p99
+	local name=$1 c=$2 round=$3 out logp jobs tps avg p50 p99 user=postgres
 	jobs=$(( c < NCPU ? c : NCPU ))
 	out=$DIR/out.$name.$c
 	logp=$DIR/log.$name.$c
+	case $name in reserve_hot*|insert_bare*) user=bench_app ;; esac
 	"${PSQL[@]}" -c "VACUUM bench_stock" -c "CHECKPOINT"
-	if ! "$BIN/pgbench" -n -M prepared -c "$c" -j "$jobs" -T "$DURATION" \
+	if ! "$BIN/pgbench" -n -M prepared -U "$user" -c "$c" -j "$jobs" -T "$DURATION" \
 		-f "$SCRIPTS/$name.sql" --log --log-prefix="$logp" >"$out" 2>&1; then
 		cat "$out" >&2
 		echo "BENCHMARK FAILED: pgbench $name at $c clients" >&2
@@ -134,26 +155,29 @@ run_one() {
 	tps=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$out")
 	read -r avg p50 p99 < <(latencies "$logp")
 	rm -f "$logp"*
-	echo "$name $c $tps $avg $p50 $p99" >>"$RESULTS"
+	echo "$name $c $tps $avg $p50 $p99 $round" >>"$RESULTS"
 	printf "  %-22s %4s clients %8.0f tps  avg %8.2f ms  p50 %8.2f ms  p99 %8.2f ms\n" \
 		"$name" "$c" "$tps" "$avg" "$p50" "$p99"
 	check_invariants "$name at $c clients"
 }
 
 # Side by side: every contender at each client count, the order rotated from
-# one count to the next so that no contender always runs first.
+# one count (and round) to the next so that no contender always runs first.
 read -ra ORDER <<<"$CONTENDERS"
 i=0
-for c in $CLIENTS; do
-	echo "== $c clients"
-	for k in "${!ORDER[@]}"; do
-		run_one "${ORDER[$(( (k + i) % ${#ORDER[@]} ))]}" "$c"
+for r in $(seq 1 "$ROUNDS"); do
+	for c in $CLIENTS; do
+		if [ "$ROUNDS" -gt 1 ]; then echo "== $c clients, round $r"; else echo "== $c clients"; fi
+		for k in "${!ORDER[@]}"; do
+			run_one "${ORDER[$(( (k + i) % ${#ORDER[@]} ))]}" "$c" "$r"
+		done
+		i=$((i + 1))
 	done
-	i=$((i + 1))
 done
 
 # Sell-out: SELLOUT_ATTEMPTS attempts at SELLOUT_STOCK units; exactly
 # SELLOUT_STOCK may succeed, and failures must not wait on anyone.
+sellout() {
 echo
 echo "== sell-out: $SELLOUT_ATTEMPTS reserve attempts by $SELLOUT_CLIENTS clients on a SKU with $SELLOUT_STOCK units"
 per_client=$(( (SELLOUT_ATTEMPTS + SELLOUT_CLIENTS - 1) / SELLOUT_CLIENTS ))
@@ -203,6 +227,8 @@ fi
 case $pc001 in *ok*) ;; *) echo "SELL-OUT FAILED: reserve on a sold-out SKU did not raise PC001: $pc001" >&2; fail=1 ;; esac
 [ $fail = 0 ] || exit 1
 echo "  pacelc: exactly $SELLOUT_STOCK of $attempts succeeded, all others PC001; FOR UPDATE sold $sold_plain"
+}
+[ $RESERVE = 1 ] || sellout
 
 # Summary: TPS / latency per contender and client count, then the ratios.
 echo
@@ -213,17 +239,23 @@ echo
 printf "%-8s" ""
 for name in $CONTENDERS; do printf " %24s" "tps / avg / p99 ms"; done
 echo
+# The median of field f over the rounds of contender n at c clients.
+get() {
+	awk -v n="$1" -v c="$2" -v f="$3" '$1 == n && $2 == c { print $f }' "$RESULTS" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 for c in $CLIENTS; do
 	printf "%-8s" "$c"
 	for name in $CONTENDERS; do
-		read -r tps avg p99 < <(awk -v n="$name" -v c="$c" '$1 == n && $2 == c { printf "%.0f %.1f %.1f\n", $3, $4, $6 }' "$RESULTS")
-		printf " %24s" "$tps / $avg / $p99"
+		printf " %24s" "$(awk -v t="$(get "$name" "$c" 3)" -v a="$(get "$name" "$c" 4)" -v p="$(get "$name" "$c" 6)" \
+			'BEGIN { printf "%.0f / %.1f / %.1f", t, a, p }')"
 	done
 	echo
 done
 
-get() { awk -v n="$1" -v c="$2" -v f="$3" '$1 == n && $2 == c { print $f }' "$RESULTS"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f\n", a / b }'; }
+has() { for n in $CONTENDERS; do [ "$n" = "$1" ] && return 0; done; return 1; }
+if has pacelc_hot && has pacelc_uncontended; then
 echo
 echo "ratios               hot/uncont tps   hot/FOR UPDATE tps   hot/cond.UPDATE tps   hot/uncont p99   FOR UPDATE hot/uncont tps"
 for c in $CLIENTS; do
@@ -234,12 +266,43 @@ for c in $CLIENTS; do
 		"$(ratio "$(get pacelc_hot "$c" 6)" "$(get pacelc_uncontended "$c" 6)")" \
 		"$(ratio "$(get forupdate_hot "$c" 3)" "$(get forupdate_uncontended "$c" 3)")"
 done
+fi
 
-# The issue's goals at 64 clients (reported, not enforced: they depend on the machine).
+# Issue 15: the reserve path against the INSERT floor, per round (each
+# ratio from runs of the same round, side by side) and their median.
+RATIOS=$DIR/ratios
+: >"$RATIOS"
+if has reserve_hot && has insert_bare; then
+	echo
+	echo "reserve path / bare INSERT (tps)   reserve/INSERT   reserve+ttl+key/INSERT   reserve+ttl+key/INSERT same width"
+	for c in $CLIENTS; do
+		for r in $(seq 1 "$ROUNDS"); do
+			g() { awk -v n="$1" -v c="$c" -v r="$r" '$1 == n && $2 == c && $7 == r { print $3 }' "$RESULTS"; }
+			a=$(ratio "$(g reserve_hot)" "$(g insert_bare)")
+			b=$(ratio "$(g reserve_hot_ttl_key)" "$(g insert_bare)")
+			k=$(ratio "$(g reserve_hot_ttl_key)" "$(g insert_bare_ttl_key)")
+			echo "$c $r $a $b $k" >>"$RATIOS"
+			printf "%-3s clients, round %-2s %16s %24s %33s\n" "$c" "$r" "$a" "$b" "$k"
+		done
+	done
+fi
+med() { awk -v c="$1" -v f="$2" '$1 == c && $f != "-" { print $f }' "$RATIOS" | sort -g |
+	awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# The issues' goals at 64 clients (reported, not enforced: they depend on the machine).
+goal() { awk -v v="$2" -v t="$3" -v op="$4" 'BEGIN { ok = (v != "-") && ((op == ">=") ? (v >= t) : (v <= t)); printf "  %-52s %6s (goal %s %s)  %s\n", ARGV[1], v, op, t, ok ? "met" : "MISSED" }' "$1"; }
+if grep -q "^reserve_hot 64 " "$RESULTS" && grep -q "^insert_bare 64 " "$RESULTS"; then
+	echo
+	echo "issue 15 goals at 64 clients (median of the rounds' ratios):"
+	goal "reserve (no ttl, no key) / bare INSERT, tps" "$(med 64 3)" 0.8 ">="
+	if has reserve_hot_ttl_key && has insert_bare_ttl_key; then
+		goal "reserve with ttl and key / bare INSERT same width" "$(med 64 5)" 0.7 ">="
+		echo "  (reserve with ttl and key / the plain bare INSERT:      $(med 64 4))"
+	fi
+fi
 if grep -q "^pacelc_hot 64 " "$RESULTS" && grep -q "^pacelc_uncontended 64 " "$RESULTS"; then
 	echo
-	goal() { awk -v v="$2" -v t="$3" -v op="$4" 'BEGIN { ok = (op == ">=") ? (v >= t) : (v <= t); printf "  %-46s %6s (goal %s %s)  %s\n", ARGV[1], v, op, t, ok ? "met" : "MISSED" }' "$1"; }
-	echo "goals at 64 clients:"
+	echo "issue 6 goals at 64 clients:"
 	goal "pacelc hot / pacelc uncontended, tps" "$(ratio "$(get pacelc_hot 64 3)" "$(get pacelc_uncontended 64 3)")" 0.8 ">="
 	[ -n "$(get forupdate_hot 64 3)" ] && goal "pacelc hot / FOR UPDATE hot, tps" "$(ratio "$(get pacelc_hot 64 3)" "$(get forupdate_hot 64 3)")" 5 ">="
 	goal "pacelc hot p99 / pacelc uncontended p99" "$(ratio "$(get pacelc_hot 64 6)" "$(get pacelc_uncontended 64 6)")" 2 "<="

@@ -1,0 +1,601 @@
+/*-------------------------------------------------------------------------
+ *
+ * reservation_rows.c
+ *		The reserve path's table work without SPI (issue 15).
+ *
+ * A hot-SKU reserve is bound by what its transaction writes: one row in
+ * pacelc.reservation_data (and, with an idempotency key, one in
+ * pacelc.idempotency_keys).  Through SPI, every reserve paid for plan
+ * revalidation, executor start-up, the parse of the table's CHECK
+ * constraints from their stored text and a RETURNING projection, on top of
+ * the insert itself.  Here:
+ *
+ *	- pacelc_reservation_insert() forms the row itself and inserts it with
+ *	  table_tuple_insert() and ExecInsertIndexTuples() (every index of the
+ *	  table, partial ones by their predicates, the primary key's uniqueness
+ *	  checked), as the executor's INSERT does;
+ *	- pacelc_key_visible() answers "is there any row with this idempotency
+ *	  key?" with one index probe, so that the usual first use of a key
+ *	  skips the lookup query (which still answers whenever a row exists).
+ *
+ * The fast path is taken only for the table it was written for: the
+ * columns of 0.3 and later (matched by name and type), the three CHECK
+ * constraints it knows the new row satisfies (qty > 0 is checked by the
+ * caller, state is 'held', folded is false), no trigger, no forced row
+ * security, no generated column.  Anything else (a database still at 0.2,
+ * a column or constraint added by a later version) makes the functions
+ * return false, and the caller takes its SPI path, which handles any
+ * layout.  The layout is checked once per relcache build of the table.
+ *
+ * Both run as the extension's owner (pacelc_run_as_owner), as the SPI
+ * statements did: the owner may write its tables, and the tables' row
+ * security does not apply to their owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/sysattr.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "storage/lmgr.h"
+#include "utils/relcache.h"
+#include "utils/builtins.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pacelc.h"
+
+typedef struct ColumnSpec
+{
+	const char *name;
+	Oid			type;
+} ColumnSpec;
+
+/* The columns of pacelc.reservation_data that the fast path fills. */
+enum
+{
+	COL_ID,
+	COL_SKU,
+	COL_QTY,
+	COL_STATE,
+	COL_FOLDED,
+	COL_CREATED_AT,
+	COL_EXPIRES_AT,
+	COL_ENDED_AT,
+	COL_IDEMPOTENCY_KEY,
+	COL_ON_EXPIRE,
+	COL_OWNER,
+	NUM_COLS
+};
+
+static const ColumnSpec columns[NUM_COLS] = {
+	{"id", INT8OID},
+	{"sku", TEXTOID},
+	{"qty", INT8OID},
+	{"state", TEXTOID},
+	{"folded", BOOLOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"expires_at", TIMESTAMPTZOID},
+	{"ended_at", TIMESTAMPTZOID},
+	{"idempotency_key", TEXTOID},
+	{"on_expire", JSONBOID},
+	{"owner", REGROLEOID},
+};
+
+/* The CHECK constraints the fast path knows its new row satisfies. */
+static const char *const known_checks[] = {
+	"reservation_qty_positive",
+	"reservation_state_valid",
+	"reservation_folded_only_confirmed",
+};
+
+/* The same for pacelc.idempotency_keys. */
+enum
+{
+	KCOL_KEY,
+	KCOL_SKUS,
+	KCOL_QTYS,
+	KCOL_IDS,
+	KCOL_CREATED_AT,
+	KCOL_OWNER,
+	NUM_KCOLS
+};
+
+static const ColumnSpec key_columns[NUM_KCOLS] = {
+	{"key", TEXTOID},
+	{"skus", TEXTARRAYOID},
+	{"qtys", INT8ARRAYOID},
+	{"ids", INT8ARRAYOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"owner", REGROLEOID},
+};
+
+/* 1 to 255 bytes: pacelc_check_key() has checked it */
+static const char *const known_key_checks[] = {
+	"idempotency_key_length",
+};
+
+/*
+ * What this backend knows about the tables; forgotten whenever the
+ * relcache entry of one of them (or all of them) is invalidated, so DDL,
+ * DROP/CREATE EXTENSION and an update are seen at the next call.
+ */
+typedef struct RowsCache
+{
+	bool		valid;
+	bool		fast;			/* reservation_data has the known layout */
+	bool		keys_fast;		/* idempotency_keys has it, with its index */
+	Oid			reservations;	/* pacelc.reservation_data */
+	Oid			sequence;		/* pacelc.reservation_id_seq */
+	Oid			keys;			/* pacelc.idempotency_keys */
+	Oid			keys_index;		/* idempotency_keys_key_owner */
+	int			attno[NUM_COLS];	/* 0-based position of each column */
+	int			key_attno[NUM_KCOLS];
+} RowsCache;
+
+static RowsCache cache;
+static uint64 cache_invals = 0;
+static bool callback_registered = false;
+
+/*
+ * Any relcache invalidation of a pacelc table (or of all relations)
+ * forgets the cache; the counter tells a load that one arrived meanwhile.
+ */
+static void
+rows_relcache_callback(Datum arg, Oid relid)
+{
+	cache_invals++;
+	if (!OidIsValid(relid) || relid == cache.reservations ||
+		relid == cache.sequence || relid == cache.keys ||
+		relid == cache.keys_index)
+		cache.valid = false;
+}
+
+/*
+ * Are all of the table's unique and exclusion checks immediate?  A
+ * deferred one would need the executor's after-trigger queue.
+ */
+static bool
+indexes_immediate(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		ok = true;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (!index->rd_index->indimmediate)
+			ok = false;
+		index_close(index, AccessShareLock);
+	}
+	list_free(indexes);
+	return ok;
+}
+
+/* Is the table's layout the one the fast path writes? */
+static bool
+layout_known(Relation rel, const ColumnSpec *cols, int ncols,
+			 const char *const *checks, int nchecks, int *attno)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+	int			i,
+				j;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		rel->rd_rel->relforcerowsecurity)
+		return false;
+	if (constr != NULL && constr->has_generated_stored)
+		return false;
+	if (!indexes_immediate(rel))
+		return false;
+	for (j = 0; j < ncols; j++)
+		attno[j] = -1;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		for (j = 0; j < ncols; j++)
+			if (strcmp(NameStr(att->attname), cols[j].name) == 0)
+				break;
+		if (j == ncols || att->atttypid != cols[j].type)
+			return false;		/* a column it does not know how to fill */
+		attno[j] = i;
+	}
+	for (j = 0; j < ncols; j++)
+		if (attno[j] < 0)
+			return false;
+	if (constr != NULL)
+	{
+		for (i = 0; i < constr->num_check; i++)
+		{
+			for (j = 0; j < nchecks; j++)
+				if (strcmp(constr->check[i].ccname, checks[j]) == 0)
+					break;
+			if (j == nchecks)
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Is the key index the unique btree on (key, owner) NULLS NOT DISTINCT
+ * that the probe and ON CONFLICT (key, owner) rely on, and the table's
+ * only index?
+ */
+static bool
+key_index_known(Relation rel, Oid indexoid, const int *attno)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	Relation	index;
+	bool		ok;
+
+	ok = list_length(indexes) == 1 && linitial_oid(indexes) == indexoid;
+	list_free(indexes);
+	if (!ok)
+		return false;
+	index = index_open(indexoid, AccessShareLock);
+	ok = index->rd_rel->relam == BTREE_AM_OID &&
+		index->rd_index->indisunique &&
+		index->rd_index->indimmediate &&
+		index->rd_index->indisvalid &&
+#if PG_VERSION_NUM >= 150000
+		index->rd_index->indnullsnotdistinct &&
+#endif
+		index->rd_index->indnatts == 2 &&
+		index->rd_index->indkey.values[0] == attno[KCOL_KEY] + 1 &&
+		index->rd_index->indkey.values[1] == attno[KCOL_OWNER] + 1 &&
+		RelationGetIndexExpressions(index) == NIL &&
+		RelationGetIndexPredicate(index) == NIL;
+	index_close(index, AccessShareLock);
+	return ok;
+}
+
+/* Fills the cache if needed; false if pacelc's tables are not there. */
+static bool
+rows_cache_load(void)
+{
+	RowsCache	c;
+	Oid			nsp;
+	Relation	rel;
+	uint64		invals;
+
+	if (cache.valid)
+		return OidIsValid(cache.reservations);
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(rows_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	invals = cache_invals;
+	memset(&c, 0, sizeof(c));
+	nsp = get_namespace_oid("pacelc", true);
+	if (OidIsValid(nsp))
+	{
+		c.reservations = get_relname_relid("reservation_data", nsp);
+		c.sequence = get_relname_relid("reservation_id_seq", nsp);
+		c.keys = get_relname_relid("idempotency_keys", nsp);
+		c.keys_index = get_relname_relid("idempotency_keys_key_owner", nsp);
+	}
+	if (!OidIsValid(c.reservations) || !OidIsValid(c.sequence))
+		return false;
+	rel = table_open(c.reservations, AccessShareLock);
+	c.fast = pacelc_schema_03() &&
+		layout_known(rel, columns, NUM_COLS, known_checks,
+					 lengthof(known_checks), c.attno);
+	table_close(rel, AccessShareLock);
+	if (c.fast && OidIsValid(c.keys) && OidIsValid(c.keys_index))
+	{
+		rel = table_open(c.keys, AccessShareLock);
+		c.keys_fast = layout_known(rel, key_columns, NUM_KCOLS, known_key_checks,
+								   lengthof(known_key_checks), c.key_attno) &&
+			key_index_known(rel, c.keys_index, c.key_attno);
+		table_close(rel, AccessShareLock);
+	}
+
+	/*
+	 * Kept only if no invalidation arrived while looking (opening the
+	 * tables processes them); else the next call looks again.
+	 */
+	c.valid = (cache_invals == invals);
+	cache = c;
+	return true;
+}
+
+/*
+ * Inserts a held reservation as the INSERT of the SPI path would:
+ * id from pacelc.reservation_id_seq, created_at now(), expires_at
+ * clock_timestamp() + ttl.  Returns false (having done nothing) when the
+ * fast path does not apply; otherwise the new id and, with a ttl, the
+ * expiry time.
+ */
+bool
+pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
+						  text *key, struct varlena *on_expire, Oid owner,
+						  int64 *id, TimestampTz *expires_at)
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	MemoryContext oldcxt;
+	Datum	   *values;
+	bool	   *isnull;
+	List	   *recheck;
+	int		   *attno = cache.attno;
+
+	if (!rows_cache_load() || !cache.fast)
+		return false;
+
+	rel = table_open(cache.reservations, RowExclusiveLock);
+	/* an invalidation processed by the lock may have changed the layout */
+	if (!cache.valid || !cache.fast || RelationGetRelid(rel) != cache.reservations)
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	estate = CreateExecutorState();
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+
+	slot = table_slot_create(rel, NULL);
+	ExecClearTuple(slot);
+	values = slot->tts_values;
+	isnull = slot->tts_isnull;
+	memset(isnull, true, RelationGetDescr(rel)->natts * sizeof(bool));
+
+	*id = nextval_internal(cache.sequence, true);
+	values[attno[COL_ID]] = Int64GetDatum(*id);
+	values[attno[COL_SKU]] = CStringGetTextDatum(sku);
+	values[attno[COL_QTY]] = Int64GetDatum(qty);
+	values[attno[COL_STATE]] = CStringGetTextDatum("held");
+	values[attno[COL_FOLDED]] = BoolGetDatum(false);
+	values[attno[COL_CREATED_AT]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[attno[COL_OWNER]] = ObjectIdGetDatum(owner);
+	isnull[attno[COL_ID]] = isnull[attno[COL_SKU]] = isnull[attno[COL_QTY]] =
+		isnull[attno[COL_STATE]] = isnull[attno[COL_FOLDED]] =
+		isnull[attno[COL_CREATED_AT]] = isnull[attno[COL_OWNER]] = false;
+	if (ttl != NULL)
+	{
+		*expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(GetCurrentTimestamp()),
+															  IntervalPGetDatum(ttl)));
+		values[attno[COL_EXPIRES_AT]] = TimestampTzGetDatum(*expires_at);
+		isnull[attno[COL_EXPIRES_AT]] = false;
+	}
+	if (key != NULL)
+	{
+		values[attno[COL_IDEMPOTENCY_KEY]] = PointerGetDatum(key);
+		isnull[attno[COL_IDEMPOTENCY_KEY]] = false;
+	}
+	if (on_expire != NULL)
+	{
+		values[attno[COL_ON_EXPIRE]] = PointerGetDatum(on_expire);
+		isnull[attno[COL_ON_EXPIRE]] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL
+#if PG_VERSION_NUM >= 160000
+									,false
+#endif
+		);
+	Assert(recheck == NIL);		/* no deferrable unique or exclusion index */
+	list_free(recheck);
+	ExecCloseIndices(rri);
+	ExecDropSingleTupleTableSlot(slot);
+
+	MemoryContextSwitchTo(oldcxt);
+	FreeExecutorState(estate);
+	table_close(rel, RowExclusiveLock);
+	return true;
+}
+
+/*
+ * Could a row with this idempotency key be visible to the lookup that the
+ * caller would run now?  One probe of the (key, owner) index, with the
+ * snapshot that lookup would take (a new one per statement in READ
+ * COMMITTED, after a command counter increment, as SPI does).  true also
+ * when the fast path does not apply: the caller then runs its lookup.
+ */
+bool
+pacelc_key_visible(text *key)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	TupleTableSlot *slot;
+	bool		found;
+
+	if (!rows_cache_load() || !cache.keys_fast)
+		return true;
+
+	heap = table_open(cache.keys, AccessShareLock);
+	index = index_open(cache.keys_index, AccessShareLock);
+	if (!cache.valid || !cache.keys_fast ||
+		RelationGetRelid(heap) != cache.keys)
+	{
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
+		return true;
+	}
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(key));
+	skey.sk_collation = index->rd_indcollation[0];
+	slot = table_slot_create(heap, NULL);
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+#else
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+#endif
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+
+	PopActiveSnapshot();
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return found;
+}
+
+/*
+ * INSERT INTO pacelc.idempotency_keys ... ON CONFLICT (key, owner) DO
+ * NOTHING, done as the executor does it (a speculative insertion: check
+ * the unique index, waiting for an in-flight inserter of the same key;
+ * insert with a speculative token; on a conflict found while inserting the
+ * index entry, kill the tuple and start over).  Returns false when the
+ * fast path does not apply; otherwise *inserted tells whether the row went
+ * in (false: the key was there, committed by another transaction or ours).
+ */
+bool
+pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
+				  ArrayType *ids, Oid owner, bool *inserted)
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	MemoryContext oldcxt;
+	Datum	   *values;
+	bool	   *isnull;
+	int		   *attno = cache.key_attno;
+	ItemPointerData conflict_tid;
+	TransactionId xid;
+
+	if (!rows_cache_load() || !cache.keys_fast)
+		return false;
+
+	rel = table_open(cache.keys, RowExclusiveLock);
+	if (!cache.valid || !cache.keys_fast || RelationGetRelid(rel) != cache.keys)
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+
+	/* the snapshot the INSERT would run with (RR: the transaction's) */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+
+	estate = CreateExecutorState();
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+
+	slot = table_slot_create(rel, NULL);
+	ExecClearTuple(slot);
+	values = slot->tts_values;
+	isnull = slot->tts_isnull;
+	memset(isnull, true, RelationGetDescr(rel)->natts * sizeof(bool));
+	values[attno[KCOL_KEY]] = PointerGetDatum(key);
+	values[attno[KCOL_SKUS]] = PointerGetDatum(skus);
+	values[attno[KCOL_QTYS]] = PointerGetDatum(qtys);
+	values[attno[KCOL_IDS]] = PointerGetDatum(ids);
+	values[attno[KCOL_CREATED_AT]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[attno[KCOL_OWNER]] = ObjectIdGetDatum(owner);
+	isnull[attno[KCOL_KEY]] = isnull[attno[KCOL_SKUS]] = isnull[attno[KCOL_QTYS]] =
+		isnull[attno[KCOL_IDS]] = isnull[attno[KCOL_CREATED_AT]] =
+		isnull[attno[KCOL_OWNER]] = false;
+	ExecStoreVirtualTuple(slot);
+
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, true);
+	xid = GetCurrentTransactionId();
+
+	for (;;)
+	{
+		uint32		token;
+		bool		conflict = false;
+		List	   *recheck;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict_tid, NIL))
+		{
+			/*
+			 * The key is there, committed.  As ON CONFLICT DO NOTHING does,
+			 * a transaction whose snapshot cannot see that row (REPEATABLE
+			 * READ or SERIALIZABLE) fails rather than act on a row it
+			 * cannot read.
+			 */
+			if (IsolationUsesXactSnapshot())
+			{
+				TupleTableSlot *found = table_slot_create(rel, NULL);
+				bool		xmin_isnull;
+
+				if (!table_tuple_fetch_row_version(rel, &conflict_tid, SnapshotAny, found))
+					elog(ERROR, "failed to fetch conflicting tuple for ON CONFLICT");
+				if (!table_tuple_satisfies_snapshot(rel, found, estate->es_snapshot) &&
+					!TransactionIdIsCurrentTransactionId(
+														 DatumGetTransactionId(slot_getsysattr(found,
+																							   MinTransactionIdAttributeNumber,
+																							   &xmin_isnull))))
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				ExecDropSingleTupleTableSlot(found);
+			}
+			*inserted = false;
+			break;
+		}
+
+		token = SpeculativeInsertionLockAcquire(xid);
+		table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+		recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &conflict, NIL
+#if PG_VERSION_NUM >= 160000
+										,false
+#endif
+			);
+		table_tuple_complete_speculative(rel, slot, token, !conflict);
+		SpeculativeInsertionLockRelease(xid);
+		list_free(recheck);
+		if (!conflict)
+		{
+			*inserted = true;
+			break;
+		}
+		/* someone inserted the key meanwhile: look again (and wait) */
+	}
+
+	ExecCloseIndices(rri);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextSwitchTo(oldcxt);
+	FreeExecutorState(estate);
+	PopActiveSnapshot();
+	table_close(rel, RowExclusiveLock);
+	return true;
+}
