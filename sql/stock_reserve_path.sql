@@ -1,0 +1,99 @@
+-- The reserve path without SPI (issue 15): the rows it writes are the rows
+-- the INSERT statements wrote, and a table it was not written for falls
+-- back to them.
+CREATE EXTENSION pacelc;
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+DROP ROLE IF EXISTS regress_pacelc_rp_app, regress_pacelc_rp_other;
+CREATE ROLE regress_pacelc_rp_app LOGIN IN ROLE pacelc_app;
+CREATE ROLE regress_pacelc_rp_other LOGIN IN ROLE pacelc_app;
+SELECT pacelc.set_stock('rp', 100);
+
+-- every column as the INSERT filled it: defaults, owner, ttl, key, payload
+SET ROLE regress_pacelc_rp_app;
+BEGIN;
+SELECT pacelc.reserve('rp', 2, ttl => '10 min', idempotency_key => 'rp-1',
+					  on_expire => '{"order": 1}') AS r1 \gset
+SELECT pacelc.reserve('rp', 2, ttl => '10 min', idempotency_key => 'rp-1',
+					  on_expire => '{"order": 1}') = :r1 AS same_answer_same_xact;
+COMMIT;
+SELECT pacelc.reserve('rp') AS r2 \gset
+RESET ROLE;
+SELECT id = :r1 AS is_r1, sku, qty, state, folded, created_at <= now() AS created,
+	   expires_at BETWEEN now() + '9 min' AND now() + '11 min' AS ttl_ok,
+	   ended_at, idempotency_key, on_expire, owner
+  FROM pacelc.reservation_data ORDER BY id;
+SELECT key, skus, qtys, ids = ARRAY[:r1]::bigint[] AS ids_ok, owner,
+	   created_at <= now() AS created
+  FROM pacelc.idempotency_keys;
+SELECT pg_catalog.pg_get_serial_sequence('pacelc.reservation_data', 'id') IS NOT NULL AS seq,
+	   (SELECT last_value FROM pacelc.reservation_id_seq) = :r2 AS ids_from_sequence;
+
+-- keys: a retry answers, a different request is 22023, another role has its own
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 2, ttl => '10 min', idempotency_key => 'rp-1') = :r1 AS retry_answers;
+SELECT pg_temp.err($$SELECT pacelc.reserve('rp', 3, idempotency_key => 'rp-1')$$);
+SET ROLE regress_pacelc_rp_other;
+SELECT pacelc.reserve('rp', 2, idempotency_key => 'rp-1') <> :r1 AS own_key;
+-- a savepoint rolled back takes its row and key with it
+BEGIN;
+SAVEPOINT s;
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-2') IS NOT NULL AS reserved;
+ROLLBACK TO s;
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-2') IS NOT NULL AS reserved_again;
+COMMIT;
+-- REPEATABLE READ sees its own keys
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-3') AS r3 \gset
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-3') = :r3 AS rr_same;
+COMMIT;
+RESET ROLE;
+SELECT owner, count(*) FROM pacelc.reservation_data GROUP BY owner ORDER BY owner::text;
+SELECT sku, on_hand, held, available FROM pacelc.stock;
+
+-- a column the fast path does not know: the SPI statement fills it
+ALTER TABLE pacelc.reservation_data ADD COLUMN note text DEFAULT 'from the default';
+ALTER TABLE pacelc.idempotency_keys ADD COLUMN note text DEFAULT 'from the default';
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-4') AS r4 \gset
+RESET ROLE;
+SELECT note FROM pacelc.reservation_data WHERE id = :r4;
+SELECT note FROM pacelc.idempotency_keys WHERE key = 'rp-4';
+-- dropped again: the fast path skips the dropped column
+ALTER TABLE pacelc.reservation_data DROP COLUMN note;
+ALTER TABLE pacelc.idempotency_keys DROP COLUMN note;
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-5') AS r5 \gset
+SELECT pacelc.reserve('rp', 1, idempotency_key => 'rp-5') = :r5 AS retry_answers;
+RESET ROLE;
+SELECT sku, qty, state, idempotency_key, owner FROM pacelc.reservation_data WHERE id = :r5;
+-- a CHECK constraint it does not know: the SPI statement checks it
+ALTER TABLE pacelc.reservation_data ADD CONSTRAINT regress_small CHECK (qty < 50);
+SET ROLE regress_pacelc_rp_app;
+SELECT pg_temp.err($$SELECT pacelc.reserve('rp', 60)$$);
+SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved;
+RESET ROLE;
+ALTER TABLE pacelc.reservation_data DROP CONSTRAINT regress_small;
+-- a trigger: the SPI statement fires it
+CREATE FUNCTION pg_temp.note_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trigger saw sku %', NEW.sku; RETURN NEW; END $$;
+CREATE TRIGGER regress_note BEFORE INSERT ON pacelc.reservation_data
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.note_insert();
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved;
+RESET ROLE;
+DROP TRIGGER regress_note ON pacelc.reservation_data;
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved_no_trigger;
+RESET ROLE;
+
+SELECT sku, on_hand, held, available FROM pacelc.stock;
+SELECT * FROM pacelc.verify();
+DROP EXTENSION pacelc;
+DROP ROLE regress_pacelc_rp_app, regress_pacelc_rp_other;
