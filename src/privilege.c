@@ -55,7 +55,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "support.h"
 
 #define PRIVATE_SCHEMA	"pacelc_private"
 #define ADMIN_ROLE		"pacelc_admin"
@@ -176,6 +177,51 @@ pacelc_refuse_old_definer(void)
 				 errmsg("pacelc in this database must be updated before ordinary roles may use this function"),
 				 errdetail("The installed pacelc library refuses the functions of pacelc 0.1 and 0.2 that run as the extension's owner, which are open to privilege escalation."),
 				 errhint("Run ALTER EXTENSION pacelc UPDATE in this database.")));
+}
+
+PG_FUNCTION_INFO_V1(pacelc_assert_loaded);
+
+/*
+ * SQL and PL/pgSQL functions of the extension call this so that they, too,
+ * fail cleanly when the library is not preloaded.
+ */
+Datum
+pacelc_assert_loaded(PG_FUNCTION_ARGS)
+{
+	pacelc_check_loaded();
+	pacelc_refuse_old_definer();
+	PG_RETURN_VOID();
+}
+
+/*
+ * In a worker, the owner of the queue whose handler is running.  The
+ * worker runs handlers with SetUserIdAndSecContext, which leaves the outer
+ * user at the worker's bootstrap superuser: a handler calling 0.1/0.2's
+ * _outer_user() must be judged as the queue's owner it runs as, not as that
+ * superuser.
+ */
+static Oid	handler_role = InvalidOid;
+
+void
+pacelc_set_handler_role(Oid role)
+{
+	handler_role = role;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_outer_user);
+
+/*
+ * pacelc._outer_user() of 0.1 and 0.2, dropped by the 0.3 update script
+ * (which judges callers as current_user at the call site, see above).
+ * The symbol stays for the older scripts that create the function.
+ */
+Datum
+pacelc_outer_user(PG_FUNCTION_ARGS)
+{
+	pacelc_refuse_old_definer();
+	if (OidIsValid(handler_role))
+		PG_RETURN_OID(handler_role);
+	PG_RETURN_OID(GetOuterUserId());
 }
 
 /* The role whose code called the running entry point. */

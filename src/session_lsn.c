@@ -67,7 +67,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "queue.h"
+#include "session_lsn.h"
+#include "support.h"
 
 /* waiters re-check after 50 ms, then less and less often, up to 500 ms */
 #define FALLBACK_RECHECK_MS 50
@@ -278,11 +280,6 @@ pacelc_session_lsn_shmem_size(void)
 	return add_size(add_size(offsetof(LsnShared, targets),
 							 mul_size(lsn_nslots(), sizeof(uint64))),
 					mul_size(lsn_nslots(), sizeof(int)));
-}
-
-void
-pacelc_session_lsn_shmem_request(void)
-{
 }
 
 void

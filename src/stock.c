@@ -61,7 +61,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "queue.h"
+#include "stock.h"
+#include "support.h"
 
 #define SKU_MAXLEN			63
 #define STOCK_PARTITIONS	16
