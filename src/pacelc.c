@@ -13,10 +13,11 @@
  *
  *		pacelc.c ----------> every module's init and shared memory parts
  *		stock.c -----------> queue.c, privilege.c, support.c
- *		session_lsn.c -----> queue.c, support.c
+ *		session_lsn.c -----> replay_hook.c, queue.c, support.c
  *		queue.c -----------> worker.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c
  *		privilege.c -------> support.c
+ *		replay_hook.c -----> nothing
  *		support.c ---------> nothing
  *
  * Shared memory, as pg_stat_statements does it: the request hook asks for

@@ -253,11 +253,14 @@ pacelc_private_queue_allowed(PG_FUNCTION_ARGS)
 }
 
 void
-pacelc_queue_denied(text *queue, const char *what)
+pacelc_queue_denied(text *queue, bool consume)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s queue \"%s\"", what,
+			 consume ?
+			 errmsg("permission denied to consume from queue \"%s\"",
+					text_to_cstring(queue)) :
+			 errmsg("permission denied to produce into queue \"%s\"",
 					text_to_cstring(queue)),
 			 errhint("The queue's owner can grant it with pacelc.grant_queue().")));
 }
@@ -402,7 +405,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 	{
 		/* not the owner's: the insert needs a grant */
 		if (!pacelc_queue_allowed(caller, owner, queue, false))
-			pacelc_queue_denied(queue, "produce into");
+			pacelc_queue_denied(queue, false);
 		values[4] = BoolGetDatum(true);
 		inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
 	}

@@ -611,9 +611,9 @@ raise_too_many_skus(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("too many SKUs for pacelc shared memory"),
-			 errdetail("pacelc.max_skus (%d) SKUs are in use across all databases.",
+			 errdetail("\"pacelc.max_skus\" (%d) SKUs are in use across all databases.",
 					   pacelc_max_skus),
-			 errhint("Increase pacelc.max_skus and restart the server.")));
+			 errhint("Increase \"pacelc.max_skus\" and restart the server.")));
 }
 
 /*
@@ -744,7 +744,7 @@ stock_acquire(const char *sku, bool create, uint64 *generation)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
 						 errmsg("out of shared memory for pacelc SKUs"),
-						 errhint("Increase pacelc.max_skus and restart the server.")));
+						 errhint("Increase \"pacelc.max_skus\" and restart the server.")));
 			continue;			/* cannot happen while we hold the load lock */
 		}
 		entry->state = ENTRY_LOADING;

@@ -776,7 +776,7 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 		ereport(LOG,
 				(errmsg("pacelc launcher could not start a worker for %d database(s): no background worker slot is free",
 						nfailed),
-				 errhint("Increase max_worker_processes, or name the databases to serve in pacelc.databases.")));
+				 errhint("Increase \"max_worker_processes\", or name the databases to serve in \"pacelc.databases\".")));
 		*last_exhausted_log = now;
 	}
 
@@ -1097,7 +1097,7 @@ log_give_up(int code, Datum arg)
 		ereport(LOG,
 				(errmsg("pacelc worker gave up on the handler of queue \"%s\" (message " INT64_FORMAT ")",
 						running_queue, running_message),
-				 errdetail("It did not return within pacelc.handler_timeout (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
+				 errdetail("It did not return within \"pacelc.handler_timeout\" (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
 						   handler_timeout_ms)));
 }
 
@@ -1936,7 +1936,7 @@ ensure_helpers(void)
 				ereport(LOG,
 						(errmsg("pacelc worker for database \"%s\" could not start worker %d of %d: no background worker slot is free",
 								my_dbname, i + 1, size),
-						 errhint("Increase max_worker_processes or lower pacelc.workers_per_database.")));
+						 errhint("Increase \"max_worker_processes\" or lower \"pacelc.workers_per_database\".")));
 				helper_exhausted_log = now;
 			}
 		}
