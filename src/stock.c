@@ -66,7 +66,7 @@
 #include "stock.h"
 #include "support.h"
 
-#define SKU_MAXLEN			63
+#define SKU_MAXLEN			PACELC_SKU_MAXLEN
 #define STOCK_PARTITIONS	16
 #define MAX_CART			1000
 #define STATE_MAXLEN		16
@@ -91,8 +91,8 @@ typedef struct StockEntry
 	StockKey	key;
 	pg_atomic_uint64 avail;		/* int64 escrow counter, stored unsigned */
 	pg_atomic_uint32 exists;	/* a committed pacelc.skus row exists */
-	pg_atomic_uint32 pins;		/* open transactions that may create the
-								 * SKU row; changed under the partition lock
+	pg_atomic_uint32 pins;		/* open transactions that may create the SKU
+								 * row; changed under the partition lock
 								 * (shared is enough), see stock_unpin() */
 	uint64		generation;		/* tells a reused slot from the old one; 0
 								 * once the slot is freed */
@@ -1630,8 +1630,8 @@ static void
 check_reservation_owner(int64 id, Oid owner)
 {
 	/*
-	 * Another application's reservation: as if it did not exist.  A hold
-	 * made before 0.3 has no owner and belongs to no application: only
+	 * Another application's reservation: as if it did not exist.  A hold made
+	 * before 0.3 has no owner and belongs to no application: only
 	 * pacelc_admin ends it (or the worker, when its ttl passes).
 	 */
 	if (OidIsValid(owner) ? !pacelc_acts_for(pacelc_caller(), owner)
