@@ -63,8 +63,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
 #include "escrow.h"
+#include "privilege.h"
+#include "queue.h"
+#include "support.h"
 
 #define STOCK_PARTITIONS	16
 
@@ -505,9 +507,9 @@ raise_too_many_skus(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("too many SKUs for pacelc shared memory"),
-			 errdetail("pacelc.max_skus (%d) SKUs are in use across all databases.",
+			 errdetail("\"pacelc.max_skus\" (%d) SKUs are in use across all databases.",
 					   pacelc_max_skus),
-			 errhint("Increase pacelc.max_skus and restart the server.")));
+			 errhint("Increase \"pacelc.max_skus\" and restart the server.")));
 }
 
 /*
@@ -638,7 +640,7 @@ pacelc_stock_acquire(const char *sku, bool create, uint64 *generation)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
 						 errmsg("out of shared memory for pacelc SKUs"),
-						 errhint("Increase pacelc.max_skus and restart the server.")));
+						 errhint("Increase \"pacelc.max_skus\" and restart the server.")));
 			continue;			/* cannot happen while we hold the load lock */
 		}
 		entry->state = ENTRY_LOADING;

@@ -21,6 +21,12 @@
 
 typedef struct StockEntry StockEntry;
 
+/* _PG_init and the shared memory hooks (pacelc.c) */
+extern void pacelc_stock_init(void);
+extern Size pacelc_stock_shmem_size(void);
+extern void pacelc_stock_shmem_request(void);
+extern void pacelc_stock_shmem_startup(void);
+
 extern void pacelc_stock_check_shmem(void);
 extern Oid	pacelc_skus_relid(void);
 extern void pacelc_raise_unknown_sku(const char *sku);

@@ -41,8 +41,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
 #include "escrow.h"
+#include "privilege.h"
+#include "queue.h"
+#include "support.h"
 
 #define SKU_MAXLEN			PACELC_SKU_MAXLEN
 #define MAX_CART			1000
