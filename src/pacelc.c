@@ -12,7 +12,8 @@
  * files go one way only (an arrow reads "calls"; no file calls back up):
  *
  *		pacelc.c ----------> every module's init and shared memory parts
- *		stock.c -----------> queue.c, privilege.c, support.c
+ *		stock.c -----------> escrow.c, queue.c, privilege.c, support.c
+ *		escrow.c ----------> queue.c, privilege.c, support.c
  *		session_lsn.c -----> replay_hook.c, queue.c, support.c
  *		queue.c -----------> worker.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c
@@ -35,10 +36,10 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "escrow.h"
 #include "privilege.h"
 #include "queue.h"
 #include "session_lsn.h"
-#include "stock.h"
 #include "support.h"
 #include "worker.h"
 

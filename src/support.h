@@ -44,7 +44,7 @@
  * the tables' constraints call pacelc_private.valid_sku(), valid_key() and
  * valid_queue_name() (support.c), so they cannot disagree.
  */
-#define PACELC_SKU_MAXLEN	63	/* bytes; stock.c keeps SKUs in shared memory */
+#define PACELC_SKU_MAXLEN	63	/* bytes; escrow.c keeps SKUs in shared memory */
 #define PACELC_KEY_MAXLEN	255 /* bytes, an idempotency key */
 #define PACELC_QUEUE_NAME_MAXLEN 56 /* [A-Za-z_][A-Za-z0-9_.-]*, so bytes */
 
