@@ -962,6 +962,7 @@ available_body(PG_FUNCTION_ARGS)
 		avail = PG_INT64_MAX;
 	PG_RETURN_INT64(Max(avail, 0));
 }
+
 /* verify()'s view of shared memory: the counter, or NULL if not loaded. */
 PG_FUNCTION_INFO_V1(pacelc_escrow_available);
 Datum
