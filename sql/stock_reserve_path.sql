@@ -3,13 +3,9 @@
 -- back to them.
 CREATE EXTENSION pacelc;
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
 DROP ROLE IF EXISTS regress_pacelc_rp_app, regress_pacelc_rp_other;
 CREATE ROLE regress_pacelc_rp_app LOGIN IN ROLE pacelc_app;
 CREATE ROLE regress_pacelc_rp_other LOGIN IN ROLE pacelc_app;

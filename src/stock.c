@@ -41,8 +41,11 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
 #include "escrow.h"
+#include "privilege.h"
+#include "queue.h"
+#include "reservation_rows.h"
+#include "support.h"
 
 #define SKU_MAXLEN			PACELC_SKU_MAXLEN
 #define MAX_CART			1000
@@ -578,8 +581,8 @@ static void
 check_reservation_owner(int64 id, Oid owner)
 {
 	/*
-	 * Another application's reservation: as if it did not exist.  A hold
-	 * made before 0.3 has no owner and belongs to no application: only
+	 * Another application's reservation: as if it did not exist.  A hold made
+	 * before 0.3 has no owner and belongs to no application: only
 	 * pacelc_admin ends it (or the worker, when its ttl passes).
 	 */
 	if (OidIsValid(owner) ? !pacelc_acts_for(pacelc_caller(), owner)
@@ -977,6 +980,7 @@ available_body(PG_FUNCTION_ARGS)
 		avail = PG_INT64_MAX;
 	PG_RETURN_INT64(Max(avail, 0));
 }
+
 /* verify()'s view of shared memory: the counter, or NULL if not loaded. */
 PG_FUNCTION_INFO_V1(pacelc_escrow_available);
 Datum
