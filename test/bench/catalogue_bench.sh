@@ -9,7 +9,7 @@ N=${1:-1000000}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
+	. "$ROOT/test/bench/lib.sh"
 	bench_as_postgres "$0" "" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)

@@ -38,7 +38,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
+	. "$ROOT/test/bench/lib.sh"
 	bench_as_postgres "$0" "CLIENTS DURATION ROUNDS PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
 fi
 
