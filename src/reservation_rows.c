@@ -545,7 +545,11 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 		List	   *recheck;
 
 		CHECK_FOR_INTERRUPTS();
+#if PG_VERSION_NUM >= 180000
+		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict_tid, NULL, NIL))
+#else
 		if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict_tid, NIL))
+#endif
 		{
 			/*
 			 * The key is there, committed.  As ON CONFLICT DO NOTHING does,
