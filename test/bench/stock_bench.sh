@@ -98,6 +98,21 @@ autovacuum_naptime = 10s
 log_min_messages = warning
 CONF
 "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
+PM_PID=$(head -1 "$DIR/data/postmaster.pid")
+HZ=$(getconf CLK_TCK)
+
+# CPU time (clock ticks) the server has used so far: the postmaster's own
+# and its reaped children's (the backends of finished runs), plus its live
+# children's (background processes).  Less sensitive than tps to what else
+# runs on the machine.
+server_ticks() {
+	local t p
+	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PM_PID/stat")
+	for p in $(pgrep -P "$PM_PID"); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
 PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
@@ -137,12 +152,14 @@ latencies() {
 RESULTS=$DIR/results
 : >"$RESULTS"
 run_one() {
-	local name=$1 c=$2 round=$3 out logp jobs tps avg p50 p99 user=postgres
+	local name=$1 c=$2 round=$3 out logp jobs tps avg p50 p99 user=postgres t0 ntx cpu
 	jobs=$(( c < NCPU ? c : NCPU ))
 	out=$DIR/out.$name.$c
 	logp=$DIR/log.$name.$c
 	case $name in reserve_hot*|insert_bare*) user=bench_app ;; esac
 	"${PSQL[@]}" -c "VACUUM bench_stock" -c "CHECKPOINT"
+	sleep 1
+	t0=$(server_ticks)
 	if ! "$BIN/pgbench" -n -M prepared -U "$user" -c "$c" -j "$jobs" -T "$DURATION" \
 		-f "$SCRIPTS/$name.sql" --log --log-prefix="$logp" >"$out" 2>&1; then
 		cat "$out" >&2
@@ -153,14 +170,17 @@ run_one() {
 		cat "$out" >&2; echo "BENCHMARK FAILED: client aborted" >&2; exit 1
 	fi
 	tps=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$out")
+	ntx=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$out")
+	sleep 1		# the run's backends exit and are reaped
+	cpu=$(awk -v d="$(( $(server_ticks) - t0 ))" -v hz="$HZ" -v n="$ntx" 'BEGIN { printf "%.0f", n > 0 ? d / hz * 1e6 / n : 0 }')
 	read -r avg p50 p99 < <(latencies "$logp")
 	rm -f "$logp"*
 	# holds pile up in the reserve-alone runs: the all-visible pages keep
 	# verify()'s per-key lookups index-only (autovacuum would, given time)
 	case $name in reserve_hot*) "${PSQL[@]}" -c "VACUUM pacelc.reservation_data, pacelc.idempotency_keys" ;; esac
-	echo "$name $c $tps $avg $p50 $p99 $round" >>"$RESULTS"
-	printf "  %-22s %4s clients %8.0f tps  avg %8.2f ms  p50 %8.2f ms  p99 %8.2f ms\n" \
-		"$name" "$c" "$tps" "$avg" "$p50" "$p99"
+	echo "$name $c $tps $avg $p50 $p99 $round $cpu" >>"$RESULTS"
+	printf "  %-22s %4s clients %8.0f tps  avg %8.2f ms  p50 %8.2f ms  p99 %8.2f ms  server CPU %5s us/tx\n" \
+		"$name" "$c" "$tps" "$avg" "$p50" "$p99" "$cpu"
 	check_invariants "$name at $c clients"
 }
 
@@ -275,22 +295,26 @@ fi
 # ratio from runs of the same round, side by side) and their median.
 RATIOS=$DIR/ratios
 : >"$RATIOS"
-if has reserve_hot && has insert_bare; then
-	echo
-	echo "reserve path / bare INSERT (tps)   reserve/INSERT   reserve+ttl+key/INSERT   reserve+ttl+key/INSERT same width"
-	for c in $CLIENTS; do
-		for r in $(seq 1 "$ROUNDS"); do
-			g() { awk -v n="$1" -v c="$c" -v r="$r" '$1 == n && $2 == c && $7 == r { print $3 }' "$RESULTS"; }
-			a=$(ratio "$(g reserve_hot)" "$(g insert_bare)")
-			b=$(ratio "$(g reserve_hot_ttl_key)" "$(g insert_bare)")
-			k=$(ratio "$(g reserve_hot_ttl_key)" "$(g insert_bare_ttl_key)")
-			echo "$c $r $a $b $k" >>"$RATIOS"
-			printf "%-3s clients, round %-2s %16s %24s %33s\n" "$c" "$r" "$a" "$b" "$k"
-		done
-	done
-fi
 med() { awk -v c="$1" -v f="$2" '$1 == c && $f != "-" { print $f }' "$RATIOS" | sort -g |
 	awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+if has reserve_hot && has insert_bare; then
+	echo
+	echo "reserve path / bare INSERT         tps: reserve/INSERT   +ttl+key/INSERT   +ttl+key/same width    server CPU per tx: INSERT/reserve   same width/+ttl+key"
+	for c in $CLIENTS; do
+		for r in $(seq 1 "$ROUNDS"); do
+			g() { awk -v n="$1" -v c="$c" -v r="$r" -v f="$2" '$1 == n && $2 == c && $7 == r { print $f }' "$RESULTS"; }
+			a=$(ratio "$(g reserve_hot 3)" "$(g insert_bare 3)")
+			b=$(ratio "$(g reserve_hot_ttl_key 3)" "$(g insert_bare 3)")
+			k=$(ratio "$(g reserve_hot_ttl_key 3)" "$(g insert_bare_ttl_key 3)")
+			ca=$(ratio "$(g insert_bare 8)" "$(g reserve_hot 8)")
+			ck=$(ratio "$(g insert_bare_ttl_key 8)" "$(g reserve_hot_ttl_key 8)")
+			echo "$c $r $a $b $k $ca $ck" >>"$RATIOS"
+			printf "%-3s clients, round %-2s %20s %17s %21s %35s %21s\n" "$c" "$r" "$a" "$b" "$k" "$ca" "$ck"
+		done
+		printf "%-3s clients, median   %20s %17s %21s %35s %21s\n" "$c" \
+			"$(med "$c" 3)" "$(med "$c" 4)" "$(med "$c" 5)" "$(med "$c" 6)" "$(med "$c" 7)"
+	done
+fi
 
 # The issues' goals at 64 clients (reported, not enforced: they depend on the machine).
 goal() { awk -v v="$2" -v t="$3" -v op="$4" 'BEGIN { ok = (v != "-") && ((op == ">=") ? (v >= t) : (v <= t)); printf "  %-52s %6s (goal %s %s)  %s\n", ARGV[1], v, op, t, ok ? "met" : "MISSED" }' "$1"; }
@@ -300,7 +324,9 @@ if grep -q "^reserve_hot 64 " "$RESULTS" && grep -q "^insert_bare 64 " "$RESULTS
 	goal "reserve (no ttl, no key) / bare INSERT, tps" "$(med 64 3)" 0.8 ">="
 	if has reserve_hot_ttl_key && has insert_bare_ttl_key; then
 		goal "reserve with ttl and key / bare INSERT same width" "$(med 64 5)" 0.7 ">="
-		echo "  (reserve with ttl and key / the plain bare INSERT:      $(med 64 4))"
+		echo "  (reserve with ttl and key / the plain bare INSERT:        $(med 64 4))"
+		echo "  (server CPU per transaction, bare INSERT / reserve:       $(med 64 6);"
+		echo "   same width / reserve with ttl and key:                   $(med 64 7))"
 	fi
 fi
 if grep -q "^pacelc_hot 64 " "$RESULTS" && grep -q "^pacelc_uncontended 64 " "$RESULTS"; then
