@@ -172,7 +172,7 @@ run_one() {
 	tps=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$out")
 	ntx=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$out")
 	sleep 1		# the run's backends exit and are reaped
-	cpu=$(awk -v d="$(( $(server_ticks) - t0 ))" -v hz="$HZ" -v n="$ntx" 'BEGIN { printf "%.0f", n > 0 ? d / hz * 1e6 / n : 0 }')
+	cpu=$(awk -v d="$(( $(server_ticks) - t0 ))" -v hz="$HZ" -v n="$ntx" 'BEGIN { printf "%.0f", (n > 0) ? (d / hz * 1e6 / n) : 0 }')
 	read -r avg p50 p99 < <(latencies "$logp")
 	rm -f "$logp"*
 	# holds pile up in the reserve-alone runs: the all-visible pages keep
