@@ -16,10 +16,16 @@
 
 #include "postgres.h"
 
-/* The longest SKU, in bytes (pacelc.skus has the same limit). */
-#define PACELC_SKU_MAXLEN	63
+/* PACELC_SKU_MAXLEN, the longest SKU, is support.h's (one place for limits) */
+#include "support.h"
 
 typedef struct StockEntry StockEntry;
+
+/* _PG_init and the shared memory hooks (pacelc.c) */
+extern void pacelc_stock_init(void);
+extern Size pacelc_stock_shmem_size(void);
+extern void pacelc_stock_shmem_request(void);
+extern void pacelc_stock_shmem_startup(void);
 
 extern void pacelc_stock_check_shmem(void);
 extern Oid	pacelc_skus_relid(void);

@@ -15,34 +15,17 @@
 # Usage (root or postgres): bash test/bench/replay_bench.sh
 # Environment: COMMITS=200000, MAXCONN=2000, ROUNDS=5, CLIENTS=4, SECS=10,
 # READS=1 (0 skips part 2)
-set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bench_start "COMMITS MAXCONN ROUNDS CLIENTS SECS READS" "$@"
 COMMITS=${COMMITS:-200000}
 MAXCONN=${MAXCONN:-2000}
 ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-4}
 SECS=${SECS:-10}
 READS=${READS:-1}
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "COMMITS MAXCONN ROUNDS CLIENTS SECS READS" "$@"
-fi
-BIN=$("$PG_CONFIG" --bindir)
-DIR=$(mktemp -d /tmp/pacelc-replaybench.XXXXXX)
+bench_dir replaybench
 P=55720; S=55721
-cleanup() {
-	jobs -p | xargs -r kill 2>/dev/null || true
-	"$BIN/pg_ctl" -D "$DIR/standby" -m immediate stop >/dev/null 2>&1 || true
-	"$BIN/pg_ctl" -D "$DIR/primary" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-"$BIN/initdb" -D "$DIR/primary" -A trust >/dev/null
-cat >>"$DIR/primary/postgresql.conf" <<CONF
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $P
+bench_initdb primary "$P" <<CONF
 max_connections = $MAXCONN
 shared_buffers = 128MB
 max_wal_senders = 4

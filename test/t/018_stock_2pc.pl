@@ -19,10 +19,7 @@ use Time::HiRes qw(usleep);
 
 my $initial = 3000;
 
-my $node = PostgreSQL::Test::Cluster->new('twophase');
-$node->init(allows_streaming => 1);
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('twophase', allows_streaming => 1, conf => qq{
 max_connections = 60
 max_prepared_transactions = 100
 restart_after_crash = on
@@ -30,7 +27,6 @@ restart_after_crash = on
 lock_timeout = '20s'
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', qq{
 	CREATE EXTENSION pacelc;
 	SELECT pacelc.set_stock(s, $initial) FROM unnest('{t1,t2,t3,t4}'::text[]) s;
@@ -38,7 +34,7 @@ $node->safe_psql('postgres', qq{
 	CREATE TABLE restocked (sku text, qty bigint);
 });
 
-my $script = write_file($node->basedir . '/twophase.sql', <<'SQL');
+my $script = <<'SQL';
 \set r random(1, 100)
 \set q random(1, 3)
 \set s random(1, 3)
@@ -79,9 +75,8 @@ SQL
 
 # The same without restocks, for load beside transactions in doubt: a
 # restock locks the SKU row, and so waits for a prepared restock of it.
-(my $no_restock = slurp_file($script)) =~
+(my $script_no_restock = $script) =~
   s/SELECT pacelc.add_stock[^\n]*\n[^\n]*\n/SELECT pacelc.available('t' || :s);\n/;
-my $script_no_restock = write_file($node->basedir . '/no_restock.sql', $no_restock);
 
 # Finishes the prepared transactions left for another session, half
 # committed, half rolled back; returns how many.
@@ -226,10 +221,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
 	'0', 'nothing left prepared');
 
 # 5. a standby promoted with a prepared transaction in flight
-$node->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($node, 'b', has_streaming => 1);
-$standby->start;
+my $standby = pacelc_standby($node, 'standby');
 $node->safe_psql('postgres', q{
 	BEGIN;
 	SELECT pacelc.reserve('t1', 3);
