@@ -11,29 +11,24 @@
 #  - session state a handler leaves (advisory locks) is reset;
 #  - a dropped handler and a dropped owner role fail the attempt cleanly.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('isolation');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('isolation', conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 pacelc.handler_timeout = 500ms
 pacelc.workers_per_database = 2
 log_statement = none
 });
-$node->start;
 
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION pacelc;
-	CREATE ROLE regress_pacelc_shop;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
+$node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login => 0) . q{
 	CREATE TABLE effects (q text, at timestamptz DEFAULT clock_timestamp());
 	GRANT INSERT ON effects TO regress_pacelc_shop;
 	CREATE FUNCTION fast(p jsonb) RETURNS void LANGUAGE sql
