@@ -36,7 +36,6 @@ _PG_init(void)
 
 	pacelc_stock_init();
 	pacelc_session_lsn_init();
-	pacelc_queue_init();
 	pacelc_worker_init();
 	pacelc_privilege_init();
 

@@ -96,8 +96,6 @@ extern void pacelc_session_lsn_shmem_startup(void);
 extern void pacelc_session_lsn_shmem_request(void);
 
 /* queue.c */
-extern void pacelc_queue_init(void);
-extern void pacelc_queue_wake_worker_by(int64 when);
 extern void pacelc_queue_set_handler_role(Oid role);
 extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue, bool consume);
 extern void pacelc_queue_denied(struct varlena *queue, const char *what);
@@ -107,6 +105,9 @@ extern void pacelc_worker_init(void);
 extern Size pacelc_worker_shmem_size(void);
 extern void pacelc_worker_shmem_startup(void);
 extern void pacelc_want_worker(Oid dbid, bool retry_now);
-extern void pacelc_wake_database(Oid dbid, int64 by);
+extern void pacelc_worker_wake(Oid dbid, TimestampTz by);
+extern void pacelc_worker_rescan(Oid dbid);
+extern void pacelc_worker_request(void);
+extern void pacelc_worker_note_enqueue(void);
 
 #endif							/* PACELC_H */

@@ -7,7 +7,7 @@
  * The queue itself lives in tables (install script, section 3); the
  * background workers (worker.c, which also keeps their shared registry)
  * consume it.  A committing enqueue wakes its database's workers through
- * pacelc_wake_database(); CREATE EXTENSION asks the launcher for a worker.
+ * pacelc_worker_wake(); CREATE EXTENSION asks the launcher for a worker.
  *
  * enqueue() lives here: it is the queue's hot path (producers call it
  * thousands of times a second in their own transactions), so it is written
@@ -47,87 +47,22 @@
 
 #include "pacelc.h"
 
-/* Set by an enqueue in this transaction; acted upon at commit. */
-static bool wake_at_commit = false;
-
-/* Earliest hold expiry this transaction created (0: none). */
-static TimestampTz wake_by = 0;
-
-/* CREATE EXTENSION in this transaction: tell the launcher at commit. */
-static bool launcher_at_commit = false;
-
 /* In a worker, the owner of the queue whose handler is running. */
 static Oid	handler_role = InvalidOid;
 
-static void queue_xact_callback(XactEvent event, void *arg);
-
-void
-pacelc_queue_init(void)
-{
-	RegisterXactCallback(queue_xact_callback, NULL);
-}
-
-/*
- * A hold with a ttl: if it expires before the worker would wake up anyway,
- * wake the worker at commit so the expiry is on time.  Long ttls (the
- * usual case) cost nothing.
- */
-void
-pacelc_queue_wake_worker_by(int64 when)
-{
-	if (wake_by == 0 || when < wake_by)
-		wake_by = when;
-}
-
-/*
- * Wakes this database's worker, or the launcher if no worker serves the
- * database yet.  Called after commit, so it must not fail.
- */
-static void
-wake_database_worker(Oid dbid, TimestampTz by)
-{
-	/* the workers' registry lives in worker.c (issue 12) */
-	pacelc_wake_database(dbid, by);
-}
-
-static void
-queue_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (pacelc_preloaded && wake_at_commit)
-				wake_database_worker(MyDatabaseId, 0);
-			else if (pacelc_preloaded && wake_by != 0)
-				wake_database_worker(MyDatabaseId, wake_by);
-			if (pacelc_preloaded && launcher_at_commit)
-				pacelc_want_worker(MyDatabaseId, true);
-			wake_at_commit = false;
-			wake_by = 0;
-			launcher_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			wake_at_commit = false;
-			wake_by = 0;
-			launcher_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
 PG_FUNCTION_INFO_V1(pacelc_wake_worker_at_commit);
 
-/* enqueue() and friends: the worker should look at the queue after commit. */
+/*
+ * nack(), retry(), create_queue() and alter_queue(): the workers should
+ * look at the queue after commit, from its start (the messages these make
+ * due may lie before where a worker's scan begins).
+ */
 Datum
 pacelc_wake_worker_at_commit(PG_FUNCTION_ARGS)
 {
 	pacelc_check_loaded();
 	pacelc_require_internal(fcinfo);
-	wake_at_commit = true;
+	pacelc_worker_rescan(MyDatabaseId);
 	PG_RETURN_VOID();
 }
 
@@ -145,7 +80,7 @@ pacelc_wake_launcher(PG_FUNCTION_ARGS)
 {
 	pacelc_require_internal(fcinfo);
 	if (pacelc_preloaded)
-		launcher_at_commit = true;
+		pacelc_worker_request();
 	PG_RETURN_VOID();
 }
 
@@ -436,7 +371,7 @@ enqueue_lookup(text *queue, bool *consumer, Oid *owner)
 		rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 								  InvalidSnapshot, true, false, 1);
 	else
-		rc = SPI_execute_plan(plan, values, NULL, true, 1);
+		rc = SPI_execute_plan(plan, values, NULL, false, 1);	/* a new snapshot: after the queue lock */
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "enqueue could not look up its queue");
 	if (SPI_processed == 0)
@@ -568,9 +503,9 @@ enqueue_committed(text *queue, bool consumer, Interval *delay, TimestampTz run_a
 		Async_Notify(channel, payload);
 	}
 	else if (delay->month == 0 && delay->day == 0 && delay->time == 0)
-		wake_at_commit = true;
+		pacelc_worker_wake(MyDatabaseId, 0);
 	else
-		pacelc_queue_wake_worker_by(run_at);
+		pacelc_worker_wake(MyDatabaseId, run_at);
 }
 
 /*
@@ -617,6 +552,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 	values[5] = ObjectIdGetDatum(caller);
 
 	(void) queue_lock(queue, AccessShareLock, false);
+	pacelc_worker_note_enqueue();
 	SPI_connect();
 	if (PG_ARGISNULL(3))
 	{

@@ -1140,7 +1140,7 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	else if (IsA(stmt, DropStmt) &&
 			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
-		pacelc_queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
+		pacelc_worker_wake(MyDatabaseId, 1);	/* at commit: the worker sees it is gone, leaves */
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,

@@ -1410,7 +1410,7 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 											SPI_tuptable->tupdesc, 2, &isnull);
 
 		if (!isnull)
-			pacelc_queue_wake_worker_by(DatumGetTimestampTz(expires));
+			pacelc_worker_wake(MyDatabaseId, DatumGetTimestampTz(expires));
 	}
 	SPI_finish();
 	return id;

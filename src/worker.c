@@ -43,6 +43,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
@@ -128,15 +129,29 @@ typedef struct DbState
 	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
 	TimestampTz expiry_last;	/* when a worker last expired holds here */
 	TimestampTz expiry_claimed_until;	/* a worker is expiring holds now */
+	uint64		rescan_epoch;	/* bumped when messages became due again */
 } DbState;
 
 #define MAX_DB_STATES 1024
+
+/*
+ * Per backend: the earliest time its open transaction started enqueueing
+ * (0: it has not).  Written under the slot's own spinlock, the clock read
+ * inside it; see "Scan floors" below.
+ */
+typedef struct PendingSlot
+{
+	slock_t		mutex;
+	TimestampTz since;
+} PendingSlot;
 
 typedef struct WorkerShared
 {
 	slock_t		mutex;
 	PGPROC	   *launcher;
 	int			nslots;
+	int			npending;
+	PendingSlot *pending;		/* npending entries, after the slots */
 	DbState		dbs[MAX_DB_STATES];
 	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -145,17 +160,31 @@ static WorkerShared *wshared = NULL;
 static PoolSlot *my_slot = NULL;
 static int	my_index = 0;
 
+/* One per PGPROC: backends, auxiliary processes, prepared transactions. */
+static int
+pending_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+static Size
+pool_slots_size(void)
+{
+	return MAXALIGN(add_size(offsetof(WorkerShared, slots),
+							 mul_size(max_worker_processes, sizeof(PoolSlot))));
+}
+
 Size
 pacelc_worker_shmem_size(void)
 {
-	return add_size(offsetof(WorkerShared, slots),
-					mul_size(max_worker_processes, sizeof(PoolSlot)));
+	return add_size(pool_slots_size(), mul_size(pending_slots(), sizeof(PendingSlot)));
 }
 
 void
 pacelc_worker_shmem_startup(void)
 {
 	bool		found;
+	int			i;
 
 	wshared = ShmemInitStruct("pacelc workers", pacelc_worker_shmem_size(), &found);
 	if (!found)
@@ -163,6 +192,10 @@ pacelc_worker_shmem_startup(void)
 		memset(wshared, 0, pacelc_worker_shmem_size());
 		SpinLockInit(&wshared->mutex);
 		wshared->nslots = max_worker_processes;
+		wshared->npending = pending_slots();
+		wshared->pending = (PendingSlot *) ((char *) wshared + pool_slots_size());
+		for (i = 0; i < wshared->npending; i++)
+			SpinLockInit(&wshared->pending[i].mutex);
 	}
 }
 
@@ -225,8 +258,8 @@ pacelc_want_worker(Oid dbid, bool retry_now)
  * worker planned to wake up anyway.  No worker: asks the launcher.  Must
  * not fail.
  */
-void
-pacelc_wake_database(Oid dbid, int64 by)
+static void
+wake_database(Oid dbid, TimestampTz by)
 {
 	PGPROC	   *proc = NULL;
 	PoolSlot   *pick = NULL;
@@ -257,6 +290,138 @@ pacelc_wake_database(Oid dbid, int64 by)
 		pacelc_want_worker(dbid, false);
 	else if (proc != NULL)
 		SetLatch(&proc->procLatch);
+}
+
+/* Messages became due again at run times a worker may have passed. */
+static void
+bump_rescan_epoch(Oid dbid)
+{
+	DbState    *db;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(dbid, true);
+	if (db)
+		db->rescan_epoch++;
+	SpinLockRelease(&wshared->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * What a transaction asks of the workers when it commits
+ *
+ * queue.c (enqueue, nack, retry, ...) and stock.c (a hold with a ttl) call
+ * pacelc_worker_wake(); the wake-ups happen at commit, never for a
+ * transaction that aborts.
+ * --------------------------------------------------------------------- */
+
+static Oid	wake_dbid = InvalidOid;
+static TimestampTz wake_by = DT_NOEND;	/* 0: at once; DT_NOEND: nothing */
+static bool rescan_at_commit = false;
+static bool launcher_at_commit = false;
+static bool pending_set = false;
+
+/*
+ * At commit, wake a worker of database dbid (this transaction's): by 0 at
+ * once, else only if by is earlier than the worker planned to wake up.
+ */
+void
+pacelc_worker_wake(Oid dbid, TimestampTz by)
+{
+	wake_dbid = dbid;
+	if (by < wake_by)
+		wake_by = by;
+}
+
+/*
+ * At commit, make the workers scan their queues from the start once: this
+ * transaction made messages due at times a worker may have passed (nack,
+ * retry, a new handler), which enqueue() announces otherwise (below).
+ */
+void
+pacelc_worker_rescan(Oid dbid)
+{
+	pacelc_worker_wake(dbid, 0);
+	rescan_at_commit = true;
+}
+
+/* At commit, ask the launcher for a worker here (CREATE EXTENSION). */
+void
+pacelc_worker_request(void)
+{
+	launcher_at_commit = true;
+}
+
+/*
+ * enqueue() calls this before it inserts: until the transaction ends, no
+ * worker's scan floor (below) passes the time read here, which is at most
+ * the run_at of every message the transaction inserts.  The clock is read
+ * under the slot's lock, so a worker that read the slot before saw either
+ * this time or a time earlier than it.
+ */
+void
+pacelc_worker_note_enqueue(void)
+{
+	PendingSlot *slot;
+
+	if (pending_set || wshared == NULL || MyProc == NULL)
+		return;
+	slot = &wshared->pending[PACELC_MY_PROCNO % wshared->npending];
+	SpinLockAcquire(&slot->mutex);
+	if (slot->since == 0)
+		slot->since = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	pending_set = true;
+}
+
+static void
+clear_pending(void)
+{
+	PendingSlot *slot;
+
+	if (!pending_set)
+		return;
+	slot = &wshared->pending[PACELC_MY_PROCNO % wshared->npending];
+	SpinLockAcquire(&slot->mutex);
+	slot->since = 0;
+	SpinLockRelease(&slot->mutex);
+	pending_set = false;
+}
+
+/*
+ * Commit callbacks run after the transaction became visible to others: a
+ * worker woken here, or one reading the cleared slot, sees its messages.
+ */
+static void
+worker_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wshared != NULL)
+			{
+				clear_pending();
+				if (rescan_at_commit)
+					bump_rescan_epoch(wake_dbid);
+				if (wake_by != DT_NOEND)
+					wake_database(wake_dbid, wake_by);
+				if (launcher_at_commit)
+					pacelc_want_worker(MyDatabaseId, true);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared enqueue: found by the periodic full scan */
+			if (wshared != NULL)
+				clear_pending();
+			break;
+		default:
+			return;
+	}
+	wake_dbid = InvalidOid;
+	wake_by = DT_NOEND;
+	rescan_at_commit = false;
+	launcher_at_commit = false;
 }
 
 /* Wakes one idle sibling: there is more work than this worker takes. */
@@ -464,6 +629,8 @@ void
 pacelc_worker_init(void)
 {
 	BackgroundWorker bgw;
+
+	RegisterXactCallback(worker_xact_callback, NULL);
 
 	/*
 	 * pg_upgrade runs both clusters in binary-upgrade mode: no worker may
@@ -1389,14 +1556,115 @@ handle_message(DueMessage *m, const char *queue)
  * Batches and rounds
  * --------------------------------------------------------------------- */
 
-/* Per queue, how long a message takes: it sizes the next lease. */
+/*
+ * Per queue, how long a message takes (it sizes the next lease), and where
+ * this worker's scans of the queue begin.
+ *
+ * Scan floors.  A message's entry in the due index (queue, run_at, id)
+ * stays behind when the message is leased or done, and while any snapshot
+ * is older than that (a long transaction anywhere in the cluster) it can be
+ * neither removed nor marked dead: a scan from the start of the queue
+ * would step over every message handled since that snapshot was taken, and
+ * a queue under load slows down the longer the transaction stays open.
+ * So each worker remembers per queue a floor below which no due message
+ * can be: the scan starts there.  A floor is raised only to times that are
+ *	- at most when this worker's scan began (T0): anything due before and
+ *	  visible was taken by the scan, unless the scan stopped at its limit
+ *	  (then at most the run_at of its last message);
+ *	- at most the earliest time an open transaction started enqueueing
+ *	  (pacelc_worker_note_enqueue(), read before the scan's snapshot): an
+ *	  enqueue's run_at is never before it, so its messages, when they
+ *	  commit, lie above the floor.
+ * Everything else that makes a message due at an earlier time (a worker's
+ * messages put back, a failed attempt, nack(), retry(), a new handler,
+ * an external consumer's lease) bumps the database's rescan epoch at commit,
+ * and every worker then scans its queues from the start once; so does each
+ * worker every FULL_SCAN_MS in any case (a prepared transaction's enqueue,
+ * a clock that stepped back).  A floor never loses a message: at worst a
+ * message waits for that full scan.
+ */
 typedef struct QueuePace
 {
 	char		name[NAMEDATALEN];	/* hash key */
 	double		ms_per_message;
+	TimestampTz floor;			/* no due message before it; DT_NOBEGIN */
 } QueuePace;
 
+#define FULL_SCAN_MS 10000
+
 static HTAB *queue_pace = NULL;
+
+static uint64 seen_rescan_epoch = 0;
+static TimestampTz last_full_scan = 0;
+
+/* Scans start from the start of every queue (epoch bumped, or periodically). */
+static void
+check_floors(void)
+{
+	DbState    *db;
+	uint64		epoch = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	HASH_SEQ_STATUS seq;
+	QueuePace  *p;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, false);
+	if (db)
+		epoch = db->rescan_epoch;
+	SpinLockRelease(&wshared->mutex);
+	if (epoch == seen_rescan_epoch &&
+		!TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+		return;
+	seen_rescan_epoch = epoch;
+	last_full_scan = now;
+	hash_seq_init(&seq, queue_pace);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		p->floor = DT_NOBEGIN;
+}
+
+/* The earliest time an open transaction started enqueueing; DT_NOEND: none. */
+static TimestampTz
+pending_enqueues_since(void)
+{
+	TimestampTz min = DT_NOEND;
+	int			i;
+
+	for (i = 0; i < wshared->npending; i++)
+	{
+		PendingSlot *slot = &wshared->pending[i];
+		TimestampTz since;
+
+		SpinLockAcquire(&slot->mutex);
+		since = slot->since;
+		SpinLockRelease(&slot->mutex);
+		if (since != 0 && since < min)
+			min = since;
+	}
+	return min;
+}
+
+/* The floors of the queues this worker knows, as arrays for a statement. */
+static void
+floor_arrays(Datum *names_out, Datum *floors_out)
+{
+	HASH_SEQ_STATUS seq;
+	QueuePace  *p;
+	long		n = hash_get_num_entries(queue_pace);
+	Datum	   *names = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *floors = palloc(sizeof(Datum) * Max(n, 1));
+	int			i = 0;
+
+	hash_seq_init(&seq, queue_pace);
+	while ((p = hash_seq_search(&seq)) != NULL)
+	{
+		names[i] = CStringGetTextDatum(p->name);
+		floors[i++] = TimestampTzGetDatum(p->floor);
+	}
+	*names_out = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+	*floors_out = PointerGetDatum(construct_array(floors, i, TIMESTAMPTZOID, sizeof(TimestampTz),
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 
 /* Memory that lives for a round (reset after each). */
 static MemoryContext round_cxt = NULL;
@@ -1428,17 +1696,25 @@ plan_next_round(void)
 {
 	bool		isnull;
 	Datum		d;
+	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		values[2];
 
+	check_floors();
+	floor_arrays(&values[0], &values[1]);
 	pacelc_keep_plan(&plan_plan,
 					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
 					 "          (SELECT m.run_at FROM pacelc.messages m"
 					 "            WHERE m.queue = q.name AND m.state = 'ready'"
+					 "              AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
+					 "                    (pg_catalog.unnest($1::pg_catalog.text[]),"
+					 "                     pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS f(name, floor)"
+					 "                   WHERE f.name = q.name LIMIT 1), '-infinity')"
 					 "            ORDER BY m.run_at LIMIT 1) m"
 					 "         WHERE q.handler IS NOT NULL),"
 					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
+					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 2, argtypes);
 	/* not read-only: a fresh snapshot, which sees this round's own work */
-	if (SPI_execute_plan(plan_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(plan_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1456,7 +1732,8 @@ plan_next_round(void)
 static bool
 pick_queue(char *queue)
 {
-	Oid			argtypes[4] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID};
+	Oid			argtypes[6] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 	int			tries;
 	List	   *lost = NIL;
 
@@ -1467,7 +1744,7 @@ pick_queue(char *queue)
 		int			n = 0,
 					i;
 		int			size = wshared->nslots + list_length(skipped_queues) + list_length(lost) + 1;
-		Datum		values[4];
+		Datum		values[6];
 		ListCell   *lc;
 		int			limit;
 		bool		isnull;
@@ -1517,6 +1794,7 @@ pick_queue(char *queue)
 		values[1] = PointerGetDatum(construct_array(counts, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 		values[2] = Int32GetDatum(queue_concurrency);
 		values[3] = CStringGetTextDatum(last_queue);
+		floor_arrays(&values[4], &values[5]);
 		pacelc_keep_plan(&pick_plan,
 						 "WITH busy AS (SELECT b.name, b.n FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
 						 "                pg_catalog.unnest($2::pg_catalog.int4[])) AS b(name, n)),"
@@ -1526,8 +1804,12 @@ pick_queue(char *queue)
 						 "SELECT q.name, q.lim FROM q"
 						 " WHERE coalesce((SELECT busy.n FROM busy WHERE busy.name = q.name LIMIT 1), 0) < q.lim"
 						 "   AND EXISTS (SELECT FROM pacelc.messages m WHERE m.queue = q.name"
-						 "                 AND m.state = 'ready' AND m.run_at <= pg_catalog.clock_timestamp())"
-						 " ORDER BY q.name <= $4, q.name LIMIT 1", 4, argtypes);
+						 "                 AND m.state = 'ready' AND m.run_at <= pg_catalog.clock_timestamp()"
+						 "                 AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
+						 "                       (pg_catalog.unnest($5::pg_catalog.text[]),"
+						 "                        pg_catalog.unnest($6::pg_catalog.timestamptz[])) AS f(name, floor)"
+						 "                      WHERE f.name = q.name LIMIT 1), '-infinity'))"
+						 " ORDER BY q.name <= $4, q.name LIMIT 1", 6, argtypes);
 		if (SPI_execute_plan(pick_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pacelc worker: could not pick a queue");
 		if (SPI_processed == 0)
@@ -1616,7 +1898,11 @@ static bool
 handle_batch(void)
 {
 	char		queue[NAMEDATALEN];
-	Oid			leaseargtypes[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Oid			leaseargtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	TimestampTz scan_start;
+	bool		requeued;
+	TimestampTz pending_since;
+	TimestampTz new_floor;
 	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
 	Oid			doneargtypes[1] = {INT8ARRAYOID};
 	Datum		values[4];
@@ -1639,6 +1925,7 @@ handle_batch(void)
 
 	/* 1. pick and lease, in a transaction of its own */
 	begin_work("pacelc: leasing messages");
+	check_floors();
 	if (!pick_queue(queue))
 	{
 		plan_next_round();
@@ -1647,25 +1934,32 @@ handle_batch(void)
 	}
 	pace = hash_search(queue_pace, queue, HASH_ENTER, &found);
 	if (!found)
+	{
 		pace->ms_per_message = 20.0;
+		pace->floor = DT_NOBEGIN;
+	}
 	nlease = (int) Min((double) worker_batch,
 					   Max(1.0, BATCH_BUDGET_MS / Max(pace->ms_per_message, 0.001)));
 	lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(nlease);
 	values[2] = TimestampTzGetDatum(lease_until);
+	values[3] = TimestampTzGetDatum(pace->floor);
+	/* in this order: T0, then the open enqueues, then the scan's snapshot */
+	scan_start = GetCurrentTimestamp();
+	pending_since = pending_enqueues_since();
 	pacelc_keep_plan(&lease_plan,
 					 "WITH c AS (SELECT m.id, m.run_at, m.leased_until IS NOT NULL AS interrupted"
 					 "             FROM pacelc.messages m"
 					 "            WHERE m.queue = $1 AND m.state = 'ready'"
-					 "              AND m.run_at <= pg_catalog.clock_timestamp()"
+					 "              AND m.run_at <= pg_catalog.clock_timestamp() AND m.run_at >= $4"
 					 "            ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
 					 "     u AS (UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
 					 "                  run_at = $3, leased_until = $3"
 					 "             FROM c WHERE m.id = c.id"
 					 "           RETURNING m.id, c.run_at, c.interrupted)"
 					 "SELECT u.id, u.run_at, u.interrupted FROM u ORDER BY u.run_at, u.id",
-					 3, leaseargtypes);
+					 4, leaseargtypes);
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
@@ -1683,6 +1977,12 @@ handle_batch(void)
 	}
 	end_work();
 	strlcpy(last_queue, queue, NAMEDATALEN);
+	/* raise the floor (see QueuePace) unless rows were skipped as locked */
+	new_floor = Min(scan_start, pending_since);
+	if (nleased == nlease)
+		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
+	if (nleased > 0 && new_floor > pace->floor)
+		pace->floor = new_floor;
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
@@ -1765,6 +2065,8 @@ handle_batch(void)
 			done_ids[ndone++] = Int64GetDatum(m->id);
 		nhandled++;
 	}
+	/* retried or put back: due again at times the floors may have passed */
+	requeued = (nhandled > ndone || i < n);
 	/* those it did not get to go back as they were */
 	release_messages(msgs, i, n);
 	if (ndone > 0)
@@ -1790,6 +2092,8 @@ handle_batch(void)
 		pace->ms_per_message = 0.5 * pace->ms_per_message + 0.5 * ms;
 	}
 	end_work();
+	if (requeued)
+		bump_rescan_epoch(MyDatabaseId);
 	set_my_queue("");
 	return true;
 }
