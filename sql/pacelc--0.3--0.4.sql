@@ -15,6 +15,71 @@
  * Section C: the queue: speed and bloat immunity (issue 15)
  * ====================================================================== */
 
+/*
+ * ack(), nack() and retry() checked the locked message's state each in a
+ * copy of their own: one piece now serves them (issue 16), same messages
+ * and SQLSTATEs, in the same order after the same argument checks.
+ */
+CREATE FUNCTION pacelc_private.require_state(m pacelc.messages, want pg_catalog.text)
+	RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+BEGIN
+	IF m.state OPERATOR(pg_catalog.=) want THEN
+		RETURN;
+	END IF;
+	IF want OPERATOR(pg_catalog.=) 'dead' THEN
+		RAISE EXCEPTION 'message % is not a dead letter', m.id
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('It is %s.', m.state);
+	END IF;
+	RAISE EXCEPTION 'message % is already %', m.id, m.state USING ERRCODE = 'invalid_parameter_value';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pacelc_private.ack(caller pg_catalog.oid, id pg_catalog.int8) RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	m	pacelc.messages := pacelc_private.message_for_update(caller, id);
+BEGIN
+	PERFORM pacelc_private.require_state(m, 'ready');
+	UPDATE pacelc.messages x
+	   SET state = 'done', done_at = pg_catalog.clock_timestamp(), leased_until = NULL
+	 WHERE x.id OPERATOR(pg_catalog.=) m.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pacelc_private.nack(caller pg_catalog.oid, id pg_catalog.int8,
+											   error pg_catalog.text, retry_in pg_catalog.interval) RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	m	pacelc.messages := pacelc_private.message_for_update(caller, id);
+BEGIN
+	IF error IS NULL THEN
+		RAISE EXCEPTION 'error must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM pacelc_private.check_interval(retry_in, 'retry_in', true, 1);
+	PERFORM pacelc_private.require_state(m, 'ready');
+	PERFORM pacelc._fail(m, error, NULL, retry_in, greatest(m.attempts, 1));
+	PERFORM pacelc._wake_worker_at_commit();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pacelc_private.retry(caller pg_catalog.oid, id pg_catalog.int8) RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	m	pacelc.messages := pacelc_private.message_for_update(caller, id);
+BEGIN
+	PERFORM pacelc_private.require_state(m, 'dead');
+	UPDATE pacelc.messages x SET state = 'ready', attempts = 0, run_at = pg_catalog.clock_timestamp(),
+		   leased_until = NULL
+	 WHERE x.id OPERATOR(pg_catalog.=) m.id;
+	PERFORM pacelc._wake_worker_at_commit();
+END
+$$;
+
 /* ======================================================================
  * Section D: the reserve path (issue 15)
  * ====================================================================== */

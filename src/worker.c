@@ -1125,6 +1125,73 @@ leave_if_database_locked(void)
 static void plan_next_round(void);
 static void ensure_helpers(void);
 
+/* A drained message table larger than this is truncated (bytes). */
+#define TRUNCATE_MIN_BYTES (1024 * 1024)
+
+/*
+ * Gives a drained message table its space back.  A long transaction
+ * anywhere holds back the xmin horizon, so VACUUM can remove neither the
+ * dead rows nor their index entries, and the table and its indexes grow
+ * while it stays open (and VACUUM later frees the space but does not give
+ * most of it back).  TRUNCATE needs no horizon: when no message is left
+ * (every one handled and purged) and the table has grown past 1 MB, the
+ * worker truncates it.  Its ACCESS EXCLUSIVE lock is asked for with NOWAIT,
+ * in a subtransaction: an enqueue in flight, a dequeue, a reader or a
+ * pg_dump holding the table makes it give up until the next housekeeping,
+ * so producers never queue behind it; once it has the lock, nobody can add
+ * a row, and the emptiness is judged with a snapshot taken after it.
+ * (Rows a snapshot older than the truncation could still see are deleted
+ * rows: TRUNCATE is not MVCC-safe for those, as the PostgreSQL manual says.)
+ */
+static void
+truncate_if_drained(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		isnull;
+	int64		bytes;
+
+	if (SPI_execute("SELECT pg_catalog.pg_total_relation_size('pacelc.messages'::pg_catalog.regclass)",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return;
+	bytes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || bytes < TRUNCATE_MIN_BYTES)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		SPIPlanPtr	plan;
+
+		exec_sql("LOCK TABLE pacelc.messages IN ACCESS EXCLUSIVE MODE NOWAIT");
+		/* the latest snapshot, whatever the database's isolation level */
+		plan = SPI_prepare("SELECT 1 FROM pacelc.messages LIMIT 1", 0, NULL);
+		if (plan != NULL &&
+			SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 0)
+			exec_sql("TRUNCATE pacelc.messages");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);	/* in use: next time */
+	}
+	PG_END_TRY();
+}
+
 /*
  * Expiry of holds (always), folding of confirmed units and purge of old
  * messages (full: the first worker, every naptime).
@@ -1145,6 +1212,7 @@ housekeeping(bool full)
 					 "SELECT pacelc.purge_done(pg_catalog.make_interval(secs => %d))",
 					 done_retention_s);
 			exec_sql(sql);
+			truncate_if_drained();
 		}
 	}
 	plan_next_round();
