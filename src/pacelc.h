@@ -8,8 +8,9 @@
  *		shmem.c			shared memory request/startup dispatch
  *		stock.c			escrow stock reservation (SPEC section 1)
  *		session_lsn.c	LSN session tokens for standby reads (section 2)
- *		queue.c			compensation queue helpers (section 3)
- *		worker.c		launcher and per-database background workers
+ *		queue.c			compensation queue: enqueue, rights, the queue lock (section 3)
+ *		worker.c		launcher, per-database background workers, their
+ *						registry and the wake-ups a commit asks of them
  *
  *-------------------------------------------------------------------------
  */
@@ -100,7 +101,11 @@ extern void pacelc_queue_set_handler_role(Oid role);
 extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue, bool consume);
 extern void pacelc_queue_denied(struct varlena *queue, const char *what);
 
-/* worker.c: the launcher, the database workers and their shared registry */
+/*
+ * worker.c: the launcher, the database workers and their shared registry.
+ * pacelc_worker_wake() and friends record what this transaction asks of the
+ * workers; it happens at commit (never for a transaction that aborts).
+ */
 extern void pacelc_worker_init(void);
 extern Size pacelc_worker_shmem_size(void);
 extern void pacelc_worker_shmem_startup(void);

@@ -536,6 +536,8 @@ enqueue_body(PG_FUNCTION_ARGS)
 	pacelc_require_arg(fcinfo, 1, "payload");
 	pacelc_require_arg(fcinfo, 2, "delay");
 	PreventCommandIfReadOnly("enqueue()");
+	/* before run_at is computed: no worker's scan floor passes it */
+	pacelc_worker_note_enqueue();
 	queue = PG_GETARG_TEXT_PP(0);
 	delay = PG_GETARG_INTERVAL_P(2);
 	run_at = pacelc_future_timestamp(delay, "delay", true, 100);
@@ -552,7 +554,6 @@ enqueue_body(PG_FUNCTION_ARGS)
 	values[5] = ObjectIdGetDatum(caller);
 
 	(void) queue_lock(queue, AccessShareLock, false);
-	pacelc_worker_note_enqueue();
 	SPI_connect();
 	if (PG_ARGISNULL(3))
 	{

@@ -1242,7 +1242,13 @@ typedef struct DueMessage
  *	scanning the whole growing table per batch would make the worker fall
  *	further behind the busier it gets;
  *	jit: what enable_seqscan does to cost estimates would otherwise make
- *	PostgreSQL compile every tiny statement.
+ *	PostgreSQL compile every tiny statement;
+ *	lock_timeout: the worker's statements wait for no lock but DDL's
+ *	(DROP EXTENSION, ALTER EXTENSION UPDATE, ...); such a command locks the
+ *	extension's tables one after the other, and with a pool each worker's
+ *	deadlock check (10 ms, once per wait) may run before the cycle closes,
+ *	leaving the command's own check to find it and fail.  A worker gives
+ *	up its round instead (quietly) and tries again a second later.
  */
 typedef struct WorkerSetting
 {
@@ -1255,6 +1261,7 @@ static WorkerSetting worker_settings[] = {
 	{"search_path", "pg_catalog, pacelc, pg_temp", NULL},
 	{"enable_seqscan", "off", NULL},
 	{"jit", "off", NULL},
+	{"lock_timeout", "200ms", NULL},
 };
 
 /* Remembers the database's values, then switches to the worker's. */
@@ -1764,11 +1771,19 @@ plan_next_round(void)
 {
 	bool		isnull;
 	Datum		d;
-	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
+	Datum		values[3];
 
 	check_floors();
 	floor_arrays(&values[0], &values[1]);
+	values[2] = Int32GetDatum(worker_naptime_s);
+
+	/*
+	 * Only up to the next naptime (the worker sleeps no longer anyway): past
+	 * now lie the entries the worker's own leases left, one per message
+	 * handled in the last lease period, dead but kept while a long
+	 * transaction is open.
+	 */
 	pacelc_keep_plan(&plan_plan,
 					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
 					 "          (SELECT m.run_at FROM pacelc.messages m"
@@ -1777,10 +1792,12 @@ plan_next_round(void)
 					 "                    (pg_catalog.unnest($1::pg_catalog.text[]),"
 					 "                     pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS f(name, floor)"
 					 "                   WHERE f.name = q.name LIMIT 1), '-infinity')"
+					 "              AND m.run_at <= pg_catalog.clock_timestamp()"
+					 "                    + pg_catalog.make_interval(secs => $3)"
 					 "            ORDER BY m.run_at LIMIT 1) m"
 					 "         WHERE q.handler IS NOT NULL),"
 					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 2, argtypes);
+					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 3, argtypes);
 	/* not read-only: a fresh snapshot, which sees this round's own work */
 	if (SPI_execute_plan(plan_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -2385,7 +2402,8 @@ pacelc_worker_main(Datum arg)
 		{
 			/* log it, clean up, and try again after a pause */
 			MemoryContextSwitchTo(round_context);
-			EmitErrorReport();
+			if (geterrcode() != ERRCODE_LOCK_NOT_AVAILABLE)
+				EmitErrorReport();	/* not a lock_timeout: DDL was at work */
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			set_my_queue("");
