@@ -45,10 +45,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "queue.h"
+#include "support.h"
+#include "worker.h"
 
-/* In a worker, the owner of the queue whose handler is running. */
-static Oid	handler_role = InvalidOid;
 
 PG_FUNCTION_INFO_V1(pacelc_wake_worker_at_commit);
 
@@ -84,38 +85,6 @@ pacelc_wake_launcher(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(pacelc_outer_user);
-
-/*
- * pacelc._outer_user() of 0.1 and 0.2, dropped by the 0.3 update script
- * (which judges callers as current_user at the call site, privilege.c).
- * The symbol stays for the older scripts that create the function.
- */
-Datum
-pacelc_outer_user(PG_FUNCTION_ARGS)
-{
-	pacelc_refuse_old_definer();
-	if (OidIsValid(handler_role))
-		PG_RETURN_OID(handler_role);
-	PG_RETURN_OID(GetOuterUserId());
-}
-
-/*
- * The worker runs handlers with SetUserIdAndSecContext, which leaves the
- * outer user at the worker's bootstrap superuser: a handler calling
- * alter_queue() or drop_queue() must be judged as the queue's owner it runs
- * as, not as that superuser.
- */
-void
-pacelc_queue_set_handler_role(Oid role)
-{
-	handler_role = role;
-}
-
-/* ---------------------------------------------------------------------
- * enqueue()
- * --------------------------------------------------------------------- */
-
 /* ---------------------------------------------------------------------
  * Queue rights and the queue lock
  * --------------------------------------------------------------------- */
@@ -135,9 +104,9 @@ queue_lock(text *queue, LOCKMODE mode, bool dont_wait)
 	int			len = VARSIZE_ANY_EXHDR(queue);
 
 	/*
-	 * 64 bits of two independent hashes of the name: an application must
-	 * not be able to find a name of its own whose lock is another
-	 * application's queue's lock.
+	 * 64 bits of two independent hashes of the name: an application must not
+	 * be able to find a name of its own whose lock is another application's
+	 * queue's lock.
 	 */
 	tag.locktag_field1 = MyDatabaseId;
 	tag.locktag_field2 = DatumGetUInt32(hash_any(name, len));
@@ -228,11 +197,14 @@ pacelc_private_queue_allowed(PG_FUNCTION_ARGS)
 }
 
 void
-pacelc_queue_denied(text *queue, const char *what)
+pacelc_queue_denied(text *queue, bool consume)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s queue \"%s\"", what,
+			 consume ?
+			 errmsg("permission denied to consume from queue \"%s\"",
+					text_to_cstring(queue)) :
+			 errmsg("permission denied to produce into queue \"%s\"",
 					text_to_cstring(queue)),
 			 errhint("The queue's owner can grant it with pacelc.grant_queue().")));
 }
@@ -415,8 +387,12 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		return 0;
 	rel = table_open(relid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL)
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		(desc->constr != NULL && desc->constr->num_check > 0 &&
+		 (desc->constr->num_check > 1 ||
+		  strcmp(desc->constr->check[0].ccname, "message_state_valid") != 0)))
 	{
+		/* a trigger, or a constraint other than the state's: SQL checks it */
 		table_close(rel, RowExclusiveLock);
 		return 0;
 	}
@@ -564,7 +540,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 					 errmsg("queue \"%s\" does not exist", text_to_cstring(queue))));
 		if (!DatumGetBool(values[4]) && !pacelc_acts_for(caller, owner) &&
 			!pacelc_queue_allowed(caller, owner, queue, false))
-			pacelc_queue_denied(queue, "produce into");
+			pacelc_queue_denied(queue, false);
 		id = enqueue_insert_direct(queue, values[1], run_at);
 		if (id != 0)
 		{
@@ -579,7 +555,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 	{
 		/* not the owner's: the insert needs a grant */
 		if (!pacelc_queue_allowed(caller, owner, queue, false))
-			pacelc_queue_denied(queue, "produce into");
+			pacelc_queue_denied(queue, false);
 		values[4] = BoolGetDatum(true);
 		inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
 	}

@@ -79,7 +79,9 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "support.h"
+#include "worker.h"
 
 PGDLLEXPORT void pacelc_launcher_main(Datum arg);
 PGDLLEXPORT void pacelc_worker_main(Datum arg);
@@ -123,7 +125,8 @@ typedef struct PoolSlot
 typedef struct DbState
 {
 	Oid			dbid;			/* InvalidOid: free entry */
-	bool		wanted;			/* asked for a worker (enqueue, CREATE EXTENSION) */
+	bool		wanted;			/* asked for a worker (enqueue, CREATE
+								 * EXTENSION) */
 	bool		retry_now;		/* CREATE EXTENSION: forget what we learnt */
 	bool		no_extension;	/* a worker found no pacelc here */
 	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
@@ -879,7 +882,8 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 		SpinLockRelease(&wshared->mutex);
 
 		if (pool_slot_taken(dbid, 0))
-			continue;			/* served (e.g. by a worker of our predecessor) */
+			continue;			/* served (e.g. by a worker of our
+								 * predecessor) */
 
 		if (exited)
 		{
@@ -892,7 +896,10 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 				e->next_try = TimestampTzPlusMilliseconds(now, 10000);
 			else
 			{
-				/* gave up on a handler, or failed: come back soon, not in a loop */
+				/*
+				 * gave up on a handler, or failed: come back soon, not in a
+				 * loop
+				 */
 				if (TimestampDifferenceExceeds(e->started_at, now, 60000))
 					e->failures = 0;
 				e->failures++;
@@ -941,7 +948,7 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 		ereport(LOG,
 				(errmsg("pacelc launcher could not start a worker for %d database(s): no background worker slot is free",
 						nfailed),
-				 errhint("Increase max_worker_processes, or name the databases to serve in pacelc.databases.")));
+				 errhint("Increase \"max_worker_processes\", or name the databases to serve in \"pacelc.databases\".")));
 		*last_exhausted_log = now;
 	}
 
@@ -1223,7 +1230,8 @@ typedef struct DueMessage
 {
 	int64		id;
 	int32		attempts;		/* counting this one */
-	Oid			handler;		/* resolved at the call; InvalidOid: it does not */
+	Oid			handler;		/* resolved at the call; InvalidOid: it does
+								 * not */
 	char	   *handler_name;	/* NULL: the queue has no handler any more */
 	Oid			owner;
 	bool		interrupted;	/* the previous attempt never finished */
@@ -1337,7 +1345,7 @@ log_give_up(int code, Datum arg)
 		ereport(LOG,
 				(errmsg("pacelc worker gave up on the handler of queue \"%s\" (message " INT64_FORMAT ")",
 						running_queue, running_message),
-				 errdetail("It did not return within pacelc.handler_timeout (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
+				 errdetail("It did not return within \"pacelc.handler_timeout\" (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
 						   handler_timeout_ms)));
 }
 
@@ -1424,6 +1432,7 @@ static void
 call_handler(DueMessage *m)
 {
 	FmgrInfo	flinfo;
+
 	LOCAL_FCINFO(fcinfo, 1);
 
 	fmgr_info(m->handler, &flinfo);
@@ -1564,7 +1573,7 @@ handle_message(DueMessage *m, const char *queue)
 		worker_settings_for_handler();
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
-		pacelc_queue_set_handler_role(m->owner);
+		pacelc_set_handler_role(m->owner);
 		/* cancelled at the limit and again and again; then given up on */
 		enable_timeout_every(STATEMENT_TIMEOUT, limit, cancel_repeat_ms());
 		enable_timeout_at(give_up_timeout,
@@ -1585,7 +1594,7 @@ handle_message(DueMessage *m, const char *queue)
 					 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
 							   secs * 1000 + usecs / 1000)));
 		}
-		pacelc_queue_set_handler_role(InvalidOid);
+		pacelc_set_handler_role(InvalidOid);
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
@@ -1599,7 +1608,7 @@ handle_message(DueMessage *m, const char *queue)
 		stop_handler_timeouts();
 		if (GetCurrentTimestamp() >= limit)
 			QueryCancelPending = false; /* a repeated cancel still in flight */
-		pacelc_queue_set_handler_role(InvalidOid);
+		pacelc_set_handler_role(InvalidOid);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -2323,7 +2332,7 @@ ensure_helpers(void)
 				ereport(LOG,
 						(errmsg("pacelc worker for database \"%s\" could not start worker %d of %d: no background worker slot is free",
 								my_dbname, i + 1, size),
-						 errhint("Increase max_worker_processes or lower pacelc.workers_per_database.")));
+						 errhint("Increase \"max_worker_processes\" or lower \"pacelc.workers_per_database\".")));
 				helper_exhausted_log = now;
 			}
 		}
@@ -2352,7 +2361,11 @@ pacelc_worker_main(Datum arg)
 	before_shmem_exit(log_give_up, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	/* a GUC, not just the activity entry: handlers' changes get reverted to it */
+
+	/*
+	 * a GUC, not just the activity entry: handlers' changes get reverted to
+	 * it
+	 */
 	SetConfigOption("application_name", "pacelc worker", PGC_USERSET, PGC_S_OVERRIDE);
 	StartTransactionCommand();
 	dbname = get_database_name(dbid);
@@ -2366,8 +2379,8 @@ pacelc_worker_main(Datum arg)
 	give_up_timeout = RegisterTimeout(USER_TIMEOUT, give_up_handler);
 
 	/*
-	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker
-	 * be the one that notices and gives way, not the user's command.
+	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker be
+	 * the one that notices and gives way, not the user's command.
 	 */
 	SetConfigOption("deadlock_timeout", "10ms", PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -2424,7 +2437,11 @@ pacelc_worker_main(Datum arg)
 
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						   slice, PG_WAIT_EXTENSION);
-			/* woken: maybe by DROP EXTENSION, then leave (DROP DATABASE waits) */
+
+			/*
+			 * woken: maybe by DROP EXTENSION, then leave (DROP DATABASE
+			 * waits)
+			 */
 			if (rc & WL_LATCH_SET)
 				check_extension = true;
 			ResetLatch(MyLatch);
