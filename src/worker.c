@@ -1780,18 +1780,19 @@ plan_next_round(void)
 {
 	bool		isnull;
 	Datum		d;
-	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
+	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	Datum		values[3];
 
 	check_floors();
 	floor_arrays(&values[0], &values[1]);
-	values[2] = Int32GetDatum(worker_naptime_s);
+	values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																worker_naptime_s * 1000L));
 
 	/*
-	 * Only up to the next naptime (the worker sleeps no longer anyway): past
-	 * now lie the entries the worker's own leases left, one per message
-	 * handled in the last lease period, dead but kept while a long
-	 * transaction is open.
+	 * Only up to the next naptime (the worker sleeps no longer anyway), and
+	 * as a parameter, so that the index scans stop there: past now lie the
+	 * entries the worker's own leases left, one per message handled in the
+	 * last lease period, dead but kept while a long transaction is open.
 	 */
 	pacelc_keep_plan(&plan_plan,
 					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
@@ -1801,8 +1802,7 @@ plan_next_round(void)
 					 "                    (pg_catalog.unnest($1::pg_catalog.text[]),"
 					 "                     pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS f(name, floor)"
 					 "                   WHERE f.name = q.name LIMIT 1), '-infinity')"
-					 "              AND m.run_at <= pg_catalog.clock_timestamp()"
-					 "                    + pg_catalog.make_interval(secs => $3)"
+					 "              AND m.run_at <= $3"
 					 "            ORDER BY m.run_at LIMIT 1) m"
 					 "         WHERE q.handler IS NOT NULL),"
 					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
@@ -1826,8 +1826,8 @@ plan_next_round(void)
 static bool
 pick_queue(char *queue)
 {
-	Oid			argtypes[6] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
-	TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Oid			argtypes[7] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	int			tries;
 	List	   *lost = NIL;
 
@@ -1838,7 +1838,7 @@ pick_queue(char *queue)
 		int			n = 0,
 					i;
 		int			size = wshared->nslots + list_length(skipped_queues) + list_length(lost) + 1;
-		Datum		values[6];
+		Datum		values[7];
 		ListCell   *lc;
 		int			limit;
 		bool		isnull;
@@ -1889,6 +1889,7 @@ pick_queue(char *queue)
 		values[2] = Int32GetDatum(queue_concurrency);
 		values[3] = CStringGetTextDatum(last_queue);
 		floor_arrays(&values[4], &values[5]);
+		values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
 		pacelc_keep_plan(&pick_plan,
 						 "WITH busy AS (SELECT b.name, b.n FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
 						 "                pg_catalog.unnest($2::pg_catalog.int4[])) AS b(name, n)),"
@@ -1898,12 +1899,12 @@ pick_queue(char *queue)
 						 "SELECT q.name, q.lim FROM q"
 						 " WHERE coalesce((SELECT busy.n FROM busy WHERE busy.name = q.name LIMIT 1), 0) < q.lim"
 						 "   AND EXISTS (SELECT FROM pacelc.messages m WHERE m.queue = q.name"
-						 "                 AND m.state = 'ready' AND m.run_at <= pg_catalog.clock_timestamp()"
+						 "                 AND m.state = 'ready' AND m.run_at <= $7"
 						 "                 AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
 						 "                       (pg_catalog.unnest($5::pg_catalog.text[]),"
 						 "                        pg_catalog.unnest($6::pg_catalog.timestamptz[])) AS f(name, floor)"
 						 "                      WHERE f.name = q.name LIMIT 1), '-infinity'))"
-						 " ORDER BY q.name <= $4, q.name LIMIT 1", 6, argtypes);
+						 " ORDER BY q.name <= $4, q.name LIMIT 1", 7, argtypes);
 		if (SPI_execute_plan(pick_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pacelc worker: could not pick a queue");
 		if (SPI_processed == 0)
@@ -1992,14 +1993,15 @@ static bool
 handle_batch(void)
 {
 	char		queue[NAMEDATALEN];
-	Oid			leaseargtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			leaseargtypes[5] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID};
 	TimestampTz scan_start;
 	bool		requeued;
 	TimestampTz pending_since;
 	TimestampTz new_floor;
 	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
 	Oid			doneargtypes[1] = {INT8ARRAYOID};
-	Datum		values[4];
+	Datum		values[5];
 	DueMessage *msgs;
 	Datum	   *done_ids;
 	int			nlease,
@@ -2042,18 +2044,20 @@ handle_batch(void)
 	/* in this order: T0, then the open enqueues, then the scan's snapshot */
 	scan_start = GetCurrentTimestamp();
 	pending_since = pending_enqueues_since();
+	/* a parameter, not clock_timestamp(): the index scan stops there */
+	values[4] = TimestampTzGetDatum(scan_start);
 	pacelc_keep_plan(&lease_plan,
 					 "WITH c AS (SELECT m.id, m.run_at, m.leased_until IS NOT NULL AS interrupted"
 					 "             FROM pacelc.messages m"
 					 "            WHERE m.queue = $1 AND m.state = 'ready'"
-					 "              AND m.run_at <= pg_catalog.clock_timestamp() AND m.run_at >= $4"
+					 "              AND m.run_at <= $5 AND m.run_at >= $4"
 					 "            ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
 					 "     u AS (UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
 					 "                  run_at = $3, leased_until = $3"
 					 "             FROM c WHERE m.id = c.id"
 					 "           RETURNING m.id, c.run_at, c.interrupted)"
 					 "SELECT u.id, u.run_at, u.interrupted FROM u ORDER BY u.run_at, u.id",
-					 4, leaseargtypes);
+					 5, leaseargtypes);
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
