@@ -120,6 +120,7 @@ typedef struct PoolSlot
 	bool		idle;			/* sleeping on its latch */
 	TimestampTz next_wakeup;	/* when it plans to wake up (0: unknown) */
 	char		queue[NAMEDATALEN]; /* queue it works on, "" if none */
+	TimestampTz rescan_from;	/* lower the scan floors to this; DT_NOEND: no */
 } PoolSlot;
 
 typedef struct DbState
@@ -132,7 +133,6 @@ typedef struct DbState
 	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
 	TimestampTz expiry_last;	/* when a worker last expired holds here */
 	TimestampTz expiry_claimed_until;	/* a worker is expiring holds now */
-	uint64		rescan_epoch;	/* bumped when messages became due again */
 } DbState;
 
 #define MAX_DB_STATES 1024
@@ -295,16 +295,24 @@ wake_database(Oid dbid, TimestampTz by)
 		SetLatch(&proc->procLatch);
 }
 
-/* Messages became due again at run times a worker may have passed. */
+/*
+ * Messages became due again at times from "from" on, which a worker's scan
+ * floor may have passed: every worker of the database lowers its floors
+ * there before its next scan (DT_NOBEGIN: scans from the start).
+ */
 static void
-bump_rescan_epoch(Oid dbid)
+lower_floors(Oid dbid, TimestampTz from)
 {
-	DbState    *db;
+	int			i;
 
 	SpinLockAcquire(&wshared->mutex);
-	db = db_state(dbid, true);
-	if (db)
-		db->rescan_epoch++;
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s->dbid == dbid && from < s->rescan_from)
+			s->rescan_from = from;
+	}
 	SpinLockRelease(&wshared->mutex);
 }
 
@@ -404,7 +412,7 @@ worker_xact_callback(XactEvent event, void *arg)
 			{
 				clear_pending();
 				if (rescan_at_commit)
-					bump_rescan_epoch(wake_dbid);
+					lower_floors(wake_dbid, DT_NOBEGIN);
 				if (wake_by != DT_NOEND)
 					wake_database(wake_dbid, wake_by);
 				if (launcher_at_commit)
@@ -477,6 +485,7 @@ claim_pool_slot(Oid dbid, int index)
 		free_slot->index = index;
 		free_slot->pid = MyProcPid;
 		free_slot->proc = MyProc;
+		free_slot->rescan_from = DT_NOEND;
 		my_slot = free_slot;
 	}
 	SpinLockRelease(&wshared->mutex);
@@ -1251,6 +1260,9 @@ typedef struct DueMessage
  *	further behind the busier it gets;
  *	jit: what enable_seqscan does to cost estimates would otherwise make
  *	PostgreSQL compile every tiny statement;
+ *	plan_cache_mode: a custom plan for given times would have the planner
+ *	look up the actual ends of the due index (get_actual_variable_range) at
+ *	every execution, stepping over the entries a long transaction keeps;
  *	lock_timeout: the worker's statements wait for no lock but DDL's
  *	(DROP EXTENSION, ALTER EXTENSION UPDATE, ...); such a command locks the
  *	extension's tables one after the other, and with a pool each worker's
@@ -1270,6 +1282,7 @@ static WorkerSetting worker_settings[] = {
 	{"enable_seqscan", "off", NULL},
 	{"jit", "off", NULL},
 	{"lock_timeout", "200ms", NULL},
+	{"plan_cache_mode", "force_generic_plan", NULL},
 };
 
 /* Remembers the database's values, then switches to the worker's. */
@@ -1661,9 +1674,10 @@ handle_message(DueMessage *m, const char *queue)
  *	  commit, lie above the floor.
  * Everything else that makes a message due at an earlier time (a worker's
  * messages put back, a failed attempt, nack(), retry(), a new handler,
- * an external consumer's lease) bumps the database's rescan epoch at commit,
- * and every worker then scans its queues from the start once; so does each
- * worker every FULL_SCAN_MS in any case (a prepared transaction's enqueue,
+ * an external consumer's lease) lowers every worker's floors at commit
+ * (lower_floors(): to where the messages a batch put back or failed are due,
+ * to the start for what SQL did); and each worker scans from the start
+ * every FULL_SCAN_MS in any case (a prepared transaction's enqueue,
  * a clock that stepped back).  A floor never loses a message: at worst a
  * message waits for that full scan.
  */
@@ -1678,32 +1692,32 @@ typedef struct QueuePace
 
 static HTAB *queue_pace = NULL;
 
-static uint64 seen_rescan_epoch = 0;
 static TimestampTz last_full_scan = 0;
 
-/* Scans start from the start of every queue (epoch bumped, or periodically). */
+/* Applies lower_floors() and, every FULL_SCAN_MS, starts from the start. */
 static void
 check_floors(void)
 {
-	DbState    *db;
-	uint64		epoch = 0;
+	TimestampTz from;
 	TimestampTz now = GetCurrentTimestamp();
 	HASH_SEQ_STATUS seq;
 	QueuePace  *p;
 
 	SpinLockAcquire(&wshared->mutex);
-	db = db_state(MyDatabaseId, false);
-	if (db)
-		epoch = db->rescan_epoch;
+	from = my_slot->rescan_from;
+	my_slot->rescan_from = DT_NOEND;
 	SpinLockRelease(&wshared->mutex);
-	if (epoch == seen_rescan_epoch &&
-		!TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+	if (TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+	{
+		from = DT_NOBEGIN;
+		last_full_scan = now;
+	}
+	if (from == DT_NOEND)
 		return;
-	seen_rescan_epoch = epoch;
-	last_full_scan = now;
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
-		p->floor = DT_NOBEGIN;
+		if (from < p->floor)
+			p->floor = from;
 }
 
 /* The earliest time an open transaction started enqueueing; DT_NOEND: none. */
@@ -1903,7 +1917,8 @@ pick_queue(char *queue)
 						 "                 AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
 						 "                       (pg_catalog.unnest($5::pg_catalog.text[]),"
 						 "                        pg_catalog.unnest($6::pg_catalog.timestamptz[])) AS f(name, floor)"
-						 "                      WHERE f.name = q.name LIMIT 1), '-infinity'))"
+						 "                      WHERE f.name = q.name LIMIT 1), '-infinity')"
+						 "               OFFSET 0)"	/* a probe per queue, never a semi-join */
 						 " ORDER BY q.name <= $4, q.name LIMIT 1", 7, argtypes);
 		if (SPI_execute_plan(pick_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pacelc worker: could not pick a queue");
@@ -1996,7 +2011,8 @@ handle_batch(void)
 	Oid			leaseargtypes[5] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID};
 	TimestampTz scan_start;
-	bool		requeued;
+	TimestampTz requeued_from;
+	int			j;
 	TimestampTz pending_since;
 	TimestampTz new_floor;
 	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
@@ -2113,7 +2129,13 @@ handle_batch(void)
 					 "       WITH ORDINALITY AS l(id, old_run_at, interrupted, ord)"
 					 "  JOIN pacelc.messages m ON m.id = l.id"
 					 "  JOIN pacelc.queues q ON q.name = m.queue"
-					 " WHERE m.state = 'ready' AND m.leased_until = $4"
+					 /*
+					  * our lease, so still 'ready' (every way out of it sets
+					  * leased_until to NULL); no state test here, which would
+					  * let the planner walk the partial due index instead of
+					  * probing the primary key
+					  */
+					 " WHERE m.leased_until = $4"
 					 " ORDER BY l.ord"
 					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
@@ -2164,7 +2186,11 @@ handle_batch(void)
 		nhandled++;
 	}
 	/* retried or put back: due again at times the floors may have passed */
-	requeued = (nhandled > ndone || i < n);
+	requeued_from = DT_NOEND;
+	if (nhandled > ndone)
+		requeued_from = batch_start;	/* failed: due again after it */
+	for (j = i; j < n; j++)
+		requeued_from = Min(requeued_from, msgs[j].old_run_at);	/* put back */
 	/* those it did not get to go back as they were */
 	release_messages(msgs, i, n);
 	if (ndone > 0)
@@ -2190,8 +2216,8 @@ handle_batch(void)
 		pace->ms_per_message = 0.5 * pace->ms_per_message + 0.5 * ms;
 	}
 	end_work();
-	if (requeued)
-		bump_rescan_epoch(MyDatabaseId);
+	if (requeued_from != DT_NOEND)
+		lower_floors(MyDatabaseId, requeued_from);
 	set_my_queue("");
 	return true;
 }

@@ -63,7 +63,7 @@ my $read = $node->safe_psql('postgres', q{
 	SELECT idx_tup_read FROM pg_stat_all_indexes WHERE indexrelid = 'pacelc.messages_due_idx'::regclass});
 # a scan from the queue's start would read every entry left behind: about
 # n^2 / batch in all (~10^5 here); from the floor, a few per message
-note "due index entries read: $read";
+note $node->safe_psql('postgres', q{SELECT string_agg(indexrelid::regclass || ' ' || idx_scan || ' ' || idx_tup_read, ', ') FROM pg_stat_all_indexes WHERE relid = 'pacelc.messages'::regclass});
 ok($read < 30_000, "the worker's scans skip the dead entries ($read index entries read for 3,000 messages)");
 
 # drained and purged: truncated, although the long transaction is open
