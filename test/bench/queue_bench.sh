@@ -55,7 +55,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
+	. "$ROOT/test/bench/lib.sh"
 	# the PgQ contender, benchmark only (the tests do not need it)
 	BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
 		bench_as_postgres "$0" "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT LONGTX_S RECOVER_S DESIGNS" "$@"
