@@ -49,28 +49,16 @@
 #   PRODUCERS=8, CONSUMERS=4, BATCH=100, POLL_MS=10, DURATION=10,
 #   IDLE_MESSAGES=300, PORT=55500, LONGTX_S, RECOVER_S, DESIGNS (default
 #   "pacelc skiplocked pgmq pgq").
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
-
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/lib.sh"
-	# the PgQ contender, benchmark only (the tests do not need it)
-	BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
-		bench_as_postgres "$0" "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT LONGTX_S RECOVER_S DESIGNS" "$@"
-fi
-
-QUICK=0
+. "$(dirname "$0")/lib.sh"
+# the PgQ contender, benchmark only (the tests do not need it)
+BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
+	bench_start "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT LONGTX_S RECOVER_S DESIGNS" "$@"
 LONGTX=0
+args=()
 for a in "$@"; do
-	case $a in
-		--quick) QUICK=1 ;;
-		--longtx) LONGTX=1 ;;
-		-h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-		*) echo "unknown argument: $a" >&2; exit 2 ;;
-	esac
+	if [ "$a" = --longtx ]; then LONGTX=1; else args+=("$a"); fi
 done
+bench_options "${args[@]}"
 if [ $QUICK = 1 ]; then
 	DURATION=${DURATION:-3}
 	IDLE_MESSAGES=${IDLE_MESSAGES:-100}
@@ -88,27 +76,14 @@ BATCH=${BATCH:-100}
 POLL_MS=${POLL_MS:-10}
 PORT=${PORT:-55500}
 SCRIPTS=$(cd "$(dirname "$0")/queue" && pwd)
-BIN=$("$PG_CONFIG" --bindir)
 NCPU=$(nproc)
 
-DIR=$(mktemp -d /tmp/pacelc-qbench.XXXXXX)
+bench_dir qbench		# also kills consumers, producers, a long transaction left running
 CONSUMER_PID=
 LONG_PID=
 PROD_PID=
-cleanup() {
-	for p in $CONSUMER_PID $LONG_PID $PROD_PID; do kill "$p" 2>/dev/null || true; done
-	"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<CONF
+bench_initdb data "$PORT" -U postgres <<CONF
 shared_preload_libraries = 'pacelc'
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
 max_connections = 100
 shared_buffers = 256MB
 synchronous_commit = on
@@ -121,9 +96,7 @@ pacelc.done_retention = 1
 pacelc.worker_naptime = 1
 autovacuum_naptime = 10
 CONF
-"$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
-export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
+bench_pg_start data "$PORT"
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc queue benchmark: $("$BIN/postgres" --version), $NCPU CPUs"
