@@ -2122,7 +2122,7 @@ handle_batch(void)
 	pacelc_keep_plan(&lock_plan,
 					 "SELECT m.id, m.attempts, NULL::pg_catalog.oid,"
 					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
-					 "       l.old_run_at, l.interrupted"
+					 "       l.old_run_at, l.interrupted, m.state = 'ready'"
 					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
 					 "                 pg_catalog.unnest($3::pg_catalog.bool[]))"
@@ -2130,25 +2130,29 @@ handle_batch(void)
 					 "  JOIN pacelc.messages m ON m.id = l.id"
 					 "  JOIN pacelc.queues q ON q.name = m.queue"
 					 /*
-					  * our lease, so still 'ready' (every way out of it sets
-					  * leased_until to NULL); no state test here, which would
-					  * let the planner walk the partial due index instead of
-					  * probing the primary key
+					  * our lease; the state is tested in C (column 9), not
+					  * here, where it would let the planner walk the partial
+					  * due index instead of probing the primary key
 					  */
 					 " WHERE m.leased_until = $4"
 					 " ORDER BY l.ord"
 					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lock its leased messages");
-	n = (int) SPI_processed;
-	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
-	done_ids = palloc(sizeof(Datum) * Max(n, 1));
-	for (i = 0; i < n; i++)
+	msgs = palloc(sizeof(DueMessage) * Max(SPI_processed, 1));
+	done_ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	n = 0;
+	for (j = 0; j < (int) SPI_processed; j++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
+		HeapTuple	tup = SPI_tuptable->vals[j];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+
+		/* no longer 'ready' although still under our lease: not ours */
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)) || isnull)
+			continue;
+		i = n++;
 
 		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
