@@ -29,6 +29,12 @@
 #define ERRCODE_PACELC_TOKEN_NOT_IN_HISTORY	MAKE_SQLSTATE('P','C','0','1','2')
 
 /*
+ * On Citus, each node's reservation ids start at its node group shifted by
+ * this many bits (pacelc.citus_setup()), so ids are unique across nodes.
+ */
+#define PACELC_NODE_ID_SHIFT	48
+
+/*
  * Version guards.  Built and tested on PostgreSQL 15; these are the known
  * API changes of 16 and 17 the code meets.
  */

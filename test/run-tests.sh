@@ -62,7 +62,8 @@ if [ "$mode" = one ]; then
 	cp -a "$ROOT"/. "$WORK"/
 	chown -R postgres: "$WORK"
 	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" \
-		PACELC_TAP="${PACELC_TAP:-}" TMPDIR="$WORK" bash "$WORK/test/run-tests.sh"
+		PACELC_TAP="${PACELC_TAP:-}" PACELC_CITUS_REQUIRED="${PACELC_CITUS_REQUIRED:-}" \
+		TMPDIR="$WORK" bash "$WORK/test/run-tests.sh"
 	rc=$?
 	if [ $rc = 0 ] && [ -z "${PACELC_KEEP_LOGS:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 	exit $rc
@@ -89,12 +90,17 @@ if [ "$mode" = all ]; then
 				if ! flock -w 3600 9; then echo "pacelc: could not lock $lock"; exit 1; fi
 				r=$(bash "$ROOT/test/pg-root.sh" ensure "$v") || { echo "PostgreSQL $v: no Debian root, setup failed"; exit 1; }
 				echo "=== PostgreSQL $v (Debian root $r)"
+				# Citus for test/t/050_citus.pl (built once per root; the test
+				# fails rather than skips if it is missing)
+				if [ -z "${PACELC_TESTS:-}" ] || [[ ",${PACELC_TESTS}," == *",tap,"* ]]; then
+					bash "$ROOT/test/citus-build.sh" "$v" || echo "pacelc: Citus could not be built for PostgreSQL $v"
+				fi
 				src=$(mktemp -d "$r/tmp/pacelc-src.XXXXXX")
 				tar -C "$ROOT" --exclude=./.git --exclude=./tmp_check --exclude=./tmp_run \
 					--exclude=./build.log -cf - . | tar -C "$src" -xf -
 				bash "$ROOT/test/pg-root.sh" run "$v" env PG_CONFIG="/usr/lib/postgresql/$v/bin/pg_config" \
 					PACELC_TESTS="${PACELC_TESTS:-}" PACELC_TAP="${PACELC_TAP:-}" \
-					PACELC_KEEP_LOGS="${PACELC_KEEP_LOGS:-}" \
+					PACELC_KEEP_LOGS="${PACELC_KEEP_LOGS:-}" PACELC_CITUS_REQUIRED=1 \
 					bash "${src#"$r"}/test/run-tests.sh" --one
 				rc=$?
 				rm -rf "$src"
