@@ -28,6 +28,8 @@ CREATE TABLE pacelc.sku_home (
 );
 COMMENT ON TABLE pacelc.sku_home IS
 	'on Citus: distributed by SKU, the colocation anchor of the stock functions (never has a row)';
+/* citus_reserve_all() looks up the shards of its callers' SKUs */
+GRANT SELECT ON pacelc.sku_home TO pacelc_app, pacelc_monitor;
 
 /* confirm and release with the SKU: routable by it, and checked against it */
 CREATE FUNCTION pacelc.confirm(id bigint, sku text) RETURNS void

@@ -55,7 +55,12 @@ for p in $deps; do
 done
 if [ -n "$missing" ]; then
 	echo "pacelc: installing in the root:$missing"
-	bash "$HERE/pg-root.sh" run "$v" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null && apt-get clean"
+	# one by one when all at once fails (Debian sid sometimes cannot install
+	# one of them for a while): the build says whether it was needed
+	bash "$HERE/pg-root.sh" run "$v" sh -c "apt-get update -qq &&
+		{ apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 ||
+		  for p in $missing; do apt-get install -y -qq --no-install-recommends \$p >/dev/null 2>&1 ||
+			echo \"pacelc: could not install \$p in the root\"; done; }; apt-get clean"
 fi
 
 build=$(mktemp -d "$r/tmp/citus-build.XXXXXX")
