@@ -1,28 +1,55 @@
 /*-------------------------------------------------------------------------
  *
  * pacelc.c
- *		Library entry point and the preload guard.
+ *		Library entry point: _PG_init and the shared memory hooks.
  *
- * pacelc keeps escrow counters and waiter state in shared memory and runs a
- * background worker, so it only works when loaded through
- * shared_preload_libraries.  Loaded any other way (LOAD, or the first call
- * of a function in a session) _PG_init does nothing at all, and every entry
- * point refuses with SQLSTATE 55000 instead of working half-way.
+ * pacelc keeps escrow counters and waiter state in shared memory and runs
+ * background workers, so it only works when loaded through
+ * shared_preload_libraries.  Loaded any other way _PG_init does nothing at
+ * all, and every entry point refuses (support.c, pacelc_check_loaded).
+ *
+ * Layout: one concern per file, one header per file, and calls between
+ * files go one way only (an arrow reads "calls"; no file calls back up):
+ *
+ *		pacelc.c ----------> every module's init and shared memory parts
+ *		stock.c -----------> escrow.c, queue.c, privilege.c, support.c
+ *		escrow.c ----------> queue.c, privilege.c, support.c
+ *		session_lsn.c -----> replay_hook.c, queue.c, support.c
+ *		queue.c -----------> worker.c, privilege.c, support.c
+ *		worker.c ----------> privilege.c, support.c
+ *		privilege.c -------> support.c
+ *		replay_hook.c -----> nothing
+ *		support.c ---------> nothing
+ *
+ * Shared memory, as pg_stat_statements does it: the request hook asks for
+ * every module's size and LWLock tranches, the startup hook lets each
+ * module attach its part under AddinShmemInitLock.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 
-#include "pacelc.h"
+#include "escrow.h"
+#include "privilege.h"
+#include "queue.h"
+#include "session_lsn.h"
+#include "support.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
-bool		pacelc_preloaded = false;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void pacelc_shmem_request(void);
+static void pacelc_shmem_startup(void);
 
 void		_PG_init(void);
 
@@ -43,82 +70,35 @@ _PG_init(void)
 	/* every pacelc.* setting is defined above: refuse misspelt ones */
 	MarkGUCPrefixReserved("pacelc");
 
-	pacelc_shmem_install_hooks();
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pacelc_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pacelc_shmem_startup;
 }
 
-/*
- * Every SQL-callable function calls this first: without the preloaded
- * library there is no shared memory to work with.
- */
-void
-pacelc_check_loaded(void)
+/* Asks for the shared memory and LWLock tranches of every module. */
+static void
+pacelc_shmem_request(void)
 {
-	if (!pacelc_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pacelc must be loaded via \"shared_preload_libraries\""),
-				 errhint("Add pacelc to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(add_size(pacelc_stock_shmem_size(),
+									add_size(pacelc_session_lsn_shmem_size(),
+											 pacelc_worker_shmem_size())));
+	pacelc_stock_shmem_request();
 }
 
-PG_FUNCTION_INFO_V1(pacelc_assert_loaded);
-
-/*
- * SQL and PL/pgSQL functions of the extension call this so that they, too,
- * fail cleanly when the library is not preloaded.
- */
-Datum
-pacelc_assert_loaded(PG_FUNCTION_ARGS)
+/* Creates or attaches each module's part of shared memory. */
+static void
+pacelc_shmem_startup(void)
 {
-	pacelc_check_loaded();
-	pacelc_refuse_old_definer();
-	PG_RETURN_VOID();
-}
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
 
-/*
- * An idempotency key (reservations and messages alike) is 1 to
- * PACELC_KEY_MAXLEN bytes; NULL means "no key".
- */
-void
-pacelc_check_key(text *key)
-{
-	Size		len;
-
-	if (key == NULL)
-		return;
-	len = VARSIZE_ANY_EXHDR(key);
-	if (len == 0 || len > PACELC_KEY_MAXLEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idempotency_key must have between 1 and %d bytes",
-						PACELC_KEY_MAXLEN)));
-}
-
-/* NULL is never a valid value for the arguments that name what to change. */
-void
-pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
-/*
- * Prepares a statement the first time it is needed and keeps it for the
- * life of the backend (the plan cache replans it after DDL): the hot paths
- * run the same few statements thousands of times a second.
- */
-SPIPlanPtr
-pacelc_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		*plan = p;
-	}
-	return *plan;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pacelc_stock_shmem_startup();
+	pacelc_session_lsn_shmem_startup();
+	pacelc_worker_shmem_startup();
+	LWLockRelease(AddinShmemInitLock);
 }

@@ -55,7 +55,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "support.h"
 
 #define PRIVATE_SCHEMA	"pacelc_private"
 #define ADMIN_ROLE		"pacelc_admin"
@@ -178,6 +179,51 @@ pacelc_refuse_old_definer(void)
 				 errhint("Run ALTER EXTENSION pacelc UPDATE in this database.")));
 }
 
+PG_FUNCTION_INFO_V1(pacelc_assert_loaded);
+
+/*
+ * SQL and PL/pgSQL functions of the extension call this so that they, too,
+ * fail cleanly when the library is not preloaded.
+ */
+Datum
+pacelc_assert_loaded(PG_FUNCTION_ARGS)
+{
+	pacelc_check_loaded();
+	pacelc_refuse_old_definer();
+	PG_RETURN_VOID();
+}
+
+/*
+ * In a worker, the owner of the queue whose handler is running.  The
+ * worker runs handlers with SetUserIdAndSecContext, which leaves the outer
+ * user at the worker's bootstrap superuser: a handler calling 0.1/0.2's
+ * _outer_user() must be judged as the queue's owner it runs as, not as that
+ * superuser.
+ */
+static Oid	handler_role = InvalidOid;
+
+void
+pacelc_set_handler_role(Oid role)
+{
+	handler_role = role;
+}
+
+PG_FUNCTION_INFO_V1(pacelc_outer_user);
+
+/*
+ * pacelc._outer_user() of 0.1 and 0.2, dropped by the 0.3 update script
+ * (which judges callers as current_user at the call site, see above).
+ * The symbol stays for the older scripts that create the function.
+ */
+Datum
+pacelc_outer_user(PG_FUNCTION_ARGS)
+{
+	pacelc_refuse_old_definer();
+	if (OidIsValid(handler_role))
+		PG_RETURN_OID(handler_role);
+	PG_RETURN_OID(GetOuterUserId());
+}
+
 /* The role whose code called the running entry point. */
 Oid
 pacelc_caller(void)
@@ -222,7 +268,7 @@ pacelc_require_internal(FunctionCallInfo fcinfo)
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("function %s is internal to pacelc",
+				 errmsg("function \"%s\" is internal to pacelc",
 						get_func_name(fcinfo->flinfo->fn_oid)),
 				 errdetail("Only pacelc's own functions may call it.")));
 }
@@ -331,6 +377,16 @@ pacelc_private_is_admin(PG_FUNCTION_ARGS)
  * Intervals that must end in the future
  * --------------------------------------------------------------------- */
 
+static void
+interval_too_long(const char *name, int max_years)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg_plural("%s must be at most %d year",
+						   "%s must be at most %d years",
+						   max_years, name, max_years)));
+}
+
 /*
  * Checks that now + iv is a timestamp after now (or not before it, with
  * allow_zero) and at most max_years ahead, and returns it.  Comparing the
@@ -356,11 +412,7 @@ pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
 		iv->day > max_years * 366 || iv->day < -max_years * 366 ||
 		iv->time > (int64) max_years * 366 * USECS_PER_DAY ||
 		iv->time < -(int64) max_years * 366 * USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg_plural("%s must be at most %d year",
-							   "%s must be at most %d years",
-							   max_years, name, max_years)));
+		interval_too_long(name, max_years);
 	memset(&max, 0, sizeof(max));
 	max.month = max_years * MONTHS_PER_YEAR;
 	end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
@@ -370,11 +422,7 @@ pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
 													TimestampTzGetDatum(now),
 													IntervalPGetDatum(&max)));
 	if (end > limit)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg_plural("%s must be at most %d year",
-							   "%s must be at most %d years",
-							   max_years, name, max_years)));
+		interval_too_long(name, max_years);
 	if (end < now || (end == now && !allow_zero))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -404,29 +452,52 @@ pacelc_private_check_interval(PG_FUNCTION_ARGS)
  * DROP ROLE of a role that owns a queue
  * --------------------------------------------------------------------- */
 
+/*
+ * The DDL hooks below read and change pacelc's tables whoever issued the
+ * statement: through SPI as the bootstrap superuser, in a restricted
+ * security context (no caller's code can run with those rights).
+ */
+typedef struct SavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} SavedUser;
+
+static void
+bootstrap_spi_connect(SavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	SPI_connect();
+}
+
+static void
+bootstrap_spi_finish(SavedUser *saved)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
 /* Refuses if pacelc objects of this database depend on role. */
 static void
 check_role_unused(Oid role, const char *rolename)
 {
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved;
 	int			rc;
 
 	values[0] = ObjectIdGetDatum(role);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	SPI_connect();
-	rc = SPI_execute_with_args("SELECT pg_catalog.format('queue %I', q.name) FROM pacelc.queues q"
+	bootstrap_spi_connect(&saved);
+	rc = SPI_execute_with_args("SELECT 1, q.name FROM pacelc.queues q"
 							   " WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
 							   " UNION ALL"
-							   " SELECT pg_catalog.format('queue %I', g.queue) FROM pacelc.queue_grants g"
+							   " SELECT 2, g.queue FROM pacelc.queue_grants g"
 							   " WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
 							   " UNION ALL"
-							   " SELECT pg_catalog.format('reservation %s', r.id)"
+							   " SELECT 3, r.id::pg_catalog.text"
 							   "   FROM pacelc.reservation_data r"
 							   " WHERE r.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
 							   "   AND r.state OPERATOR(pg_catalog.=) 'held'"
@@ -435,16 +506,26 @@ check_role_unused(Oid role, const char *rolename)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the queues of role %u", role);
 	if (SPI_processed > 0)
+	{
+		char	   *kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char	   *dbname = get_database_name(MyDatabaseId);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("role \"%s\" cannot be dropped because some pacelc objects depend on it",
 						rolename),
-				 errdetail("The role owns or has rights on pacelc %s in database \"%s\".",
-						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-						   get_database_name(MyDatabaseId)),
+				 kind[0] == '1' ?
+				 errdetail("The role owns pacelc queue \"%s\" in database \"%s\".",
+						   name, dbname) :
+				 kind[0] == '2' ?
+				 errdetail("The role has rights on pacelc queue \"%s\" in database \"%s\".",
+						   name, dbname) :
+				 errdetail("The role owns held pacelc reservation %s in database \"%s\".",
+						   name, dbname),
 				 errhint("Hand its queues over with pacelc.alter_queue(new_owner => ...), revoke with pacelc.revoke_queue() and end its holds first.")));
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	bootstrap_spi_finish(&saved);
 }
 
 static void
@@ -481,19 +562,14 @@ follow_owned(Node *stmt)
 	List	   *roles = IsA(stmt, DropOwnedStmt) ? ((DropOwnedStmt *) stmt)->roles
 	: ((ReassignOwnedStmt *) stmt)->roles;
 	Oid			newrole = InvalidOid;
-	Oid			save_userid;
-	int			save_sec_context;
+	SavedUser	saved;
 	ListCell   *lc;
 
 	if (!pacelc_schema_03() || !OidIsValid(get_extension_oid("pacelc", true)))
 		return;
 	if (IsA(stmt, ReassignOwnedStmt))
 		newrole = get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole, false);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	SPI_connect();
+	bootstrap_spi_connect(&saved);
 	foreach(lc, roles)
 	{
 		Oid			argtypes[2] = {OIDOID, OIDOID};
@@ -516,8 +592,7 @@ follow_owned(Node *stmt)
 			elog(ERROR, "could not update pacelc objects of role %u",
 				 DatumGetObjectId(values[0]));
 	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	bootstrap_spi_finish(&saved);
 }
 
 static void

@@ -37,7 +37,10 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "queue.h"
+#include "support.h"
+#include "worker.h"
 
 /* Set by an enqueue in this transaction; acted upon at commit. */
 static bool wake_at_commit = false;
@@ -47,9 +50,6 @@ static TimestampTz wake_by = 0;
 
 /* CREATE EXTENSION in this transaction: tell the launcher at commit. */
 static bool launcher_at_commit = false;
-
-/* In a worker, the owner of the queue whose handler is running. */
-static Oid	handler_role = InvalidOid;
 
 static void queue_xact_callback(XactEvent event, void *arg);
 
@@ -140,38 +140,6 @@ pacelc_wake_launcher(PG_FUNCTION_ARGS)
 		launcher_at_commit = true;
 	PG_RETURN_VOID();
 }
-
-PG_FUNCTION_INFO_V1(pacelc_outer_user);
-
-/*
- * pacelc._outer_user() of 0.1 and 0.2, dropped by the 0.3 update script
- * (which judges callers as current_user at the call site, privilege.c).
- * The symbol stays for the older scripts that create the function.
- */
-Datum
-pacelc_outer_user(PG_FUNCTION_ARGS)
-{
-	pacelc_refuse_old_definer();
-	if (OidIsValid(handler_role))
-		PG_RETURN_OID(handler_role);
-	PG_RETURN_OID(GetOuterUserId());
-}
-
-/*
- * The worker runs handlers with SetUserIdAndSecContext, which leaves the
- * outer user at the worker's bootstrap superuser: a handler calling
- * alter_queue() or drop_queue() must be judged as the queue's owner it runs
- * as, not as that superuser.
- */
-void
-pacelc_queue_set_handler_role(Oid role)
-{
-	handler_role = role;
-}
-
-/* ---------------------------------------------------------------------
- * enqueue()
- * --------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------
  * Queue rights and the queue lock
@@ -285,11 +253,14 @@ pacelc_private_queue_allowed(PG_FUNCTION_ARGS)
 }
 
 void
-pacelc_queue_denied(text *queue, const char *what)
+pacelc_queue_denied(text *queue, bool consume)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s queue \"%s\"", what,
+			 consume ?
+			 errmsg("permission denied to consume from queue \"%s\"",
+					text_to_cstring(queue)) :
+			 errmsg("permission denied to produce into queue \"%s\"",
 					text_to_cstring(queue)),
 			 errhint("The queue's owner can grant it with pacelc.grant_queue().")));
 }
@@ -434,7 +405,7 @@ enqueue_body(PG_FUNCTION_ARGS)
 	{
 		/* not the owner's: the insert needs a grant */
 		if (!pacelc_queue_allowed(caller, owner, queue, false))
-			pacelc_queue_denied(queue, "produce into");
+			pacelc_queue_denied(queue, false);
 		values[4] = BoolGetDatum(true);
 		inserted = enqueue_execute(queue, values, nulls, &consumer, &owner, &id);
 	}

@@ -12,11 +12,11 @@
  * Readers present the token on a standby (wait_for_lsn(), or the GUC
  * pacelc.read_after, which makes statements wait before their snapshot).
  * Waiting must wake when replay passes the target, not poll.  PostgreSQL 15
- * has no hook or condition variable for "replay advanced", so this module
- * wraps the redo functions of the built-in resource managers in the
- * (preloaded) startup process: after each record it compares the record's
- * end with the smallest pending target (one atomic read) and only when that
- * is due walks the compact list of waiters and sets their latches; when it
+ * to 18 have no hook or facility for "replay advanced", so replay_hook.c
+ * calls this module in the startup process (see there why, what it costs
+ * and the fallback): after each record it compares the record's end with
+ * the smallest pending target (one atomic read) and only when that is due
+ * walks the compact list of waiters and sets their latches; when it
  * exits (promotion) it wakes them all.  Waiters also re-check after 50 ms,
  * backing off to 500 ms, which bounds the reaction to a recovery conflict
  * they cause.
@@ -36,7 +36,6 @@
 #include <ctype.h>
 
 #include "access/parallel.h"
-#include "access/rmgr.h"
 #include "access/transam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
@@ -69,7 +68,10 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pacelc.h"
+#include "queue.h"
+#include "replay_hook.h"
+#include "session_lsn.h"
+#include "support.h"
 
 /* waiters re-check after 50 ms, then less and less often, up to 500 ms */
 #define FALLBACK_RECHECK_MS 50
@@ -148,9 +150,6 @@ typedef struct HeldCursor
 static HeldCursor held[NHELD];
 static int	held_next = 0;
 
-/* Original redo functions of the built-in resource managers */
-static void (*orig_redo[RM_MAX_BUILTIN_ID + 1]) (XLogReaderState *record);
-
 static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
@@ -171,7 +170,8 @@ static void lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 							   bool readOnlyTree, ProcessUtilityContext context,
 							   ParamListInfo params, QueryEnvironment *queryEnv,
 							   DestReceiver *dest, QueryCompletion *qc);
-static void pacelc_redo(XLogReaderState *record);
+static bool lsn_replay_start(void);
+static void lsn_replay_record(XLogReaderState *record);
 
 /* ---------------------------------------------------------------------
  * Set-up
@@ -250,24 +250,6 @@ assign_read_after(const char *newval, void *extra)
 		read_after_lsn = lsn;
 }
 
-/*
- * Wraps the redo function of every built-in resource manager, so the
- * startup process can wake waiters right after replaying a record.
- */
-static void
-wrap_redo_functions(void)
-{
-	int			rmid;
-
-	for (rmid = 0; rmid <= RM_MAX_BUILTIN_ID; rmid++)
-	{
-		if (RmgrTable[rmid].rm_name == NULL || RmgrTable[rmid].rm_redo == NULL)
-			continue;
-		orig_redo[rmid] = RmgrTable[rmid].rm_redo;
-		RmgrTable[rmid].rm_redo = pacelc_redo;
-	}
-}
-
 void
 pacelc_session_lsn_init(void)
 {
@@ -311,7 +293,10 @@ pacelc_session_lsn_init(void)
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = lsn_ProcessUtility;
 
-	wrap_redo_functions();
+	/* wake waiters right after replay (replay_hook.c, with its fallback) */
+	if (!pacelc_replay_hook_install(lsn_replay_start, lsn_replay_record))
+		ereport(LOG,
+				(errmsg("pacelc could not wrap the redo functions: waits for replay poll")));
 }
 
 static int
@@ -326,11 +311,6 @@ pacelc_session_lsn_shmem_size(void)
 	return add_size(add_size(offsetof(LsnShared, targets),
 							 mul_size(lsn_nslots(), sizeof(uint64))),
 					mul_size(lsn_nslots(), sizeof(int)));
-}
-
-void
-pacelc_session_lsn_shmem_request(void)
-{
 }
 
 void
@@ -406,24 +386,25 @@ wake_all_waiters(int code, Datum arg)
 	wake_due_waiters(PG_UINT64_MAX - 1);
 }
 
-static void
-pacelc_redo(XLogReaderState *record)
+/*
+ * Before the first replayed record: waiters look at what replay is blocked
+ * on (see replay_blocked_by_us), and all of them at once when it ends.
+ */
+static bool
+lsn_replay_start(void)
 {
-	static bool announced = false;
-	RmgrId		rmid = XLogRecGetRmid(record);
+	if (lsn_shared == NULL)
+		return false;
+	pg_atomic_write_u32(&lsn_shared->startup_procno, PACELC_MY_PROCNO + 1);
+	pg_atomic_write_u32(&lsn_shared->redo_seen, 1);
+	on_shmem_exit(wake_all_waiters, (Datum) 0);
+	return true;
+}
 
-	/* waiters look at what replay is blocked on (see replay_blocked_by_us) */
-	if (!announced && lsn_shared != NULL)
-	{
-		pg_atomic_write_u32(&lsn_shared->startup_procno, PACELC_MY_PROCNO + 1);
-		pg_atomic_write_u32(&lsn_shared->redo_seen, 1);
-		on_shmem_exit(wake_all_waiters, (Datum) 0);
-		announced = true;
-	}
-
-	orig_redo[rmid] (record);
-
-	/* O(1) unless a waiter's target is due */
+/* After each replayed record: O(1) unless a waiter's target is due. */
+static void
+lsn_replay_record(XLogReaderState *record)
+{
 	if (lsn_shared != NULL)
 	{
 		pg_atomic_write_u64(&lsn_shared->replayed_hint, record->EndRecPtr);
@@ -739,7 +720,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 						 errdetail("Waited %lld ms; replay is at %X/%X, %llu bytes behind the target.",
 								   (long long) timeout_ms, LSN_FORMAT_ARGS(replay),
 								   (unsigned long long) (target - replay)),
-						 errhint("Retry later, read from the primary, or raise pacelc.wait_timeout.")));
+						 errhint("Retry later, read from the primary, or raise \"pacelc.wait_timeout\".")));
 			}
 			if (replay_blocked_by_us())
 				ereport(ERROR,
@@ -748,7 +729,7 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
 								LSN_FORMAT_ARGS(target)),
 						 errdetail("Replay is waiting for a snapshot or lock that this transaction holds; replay is at %X/%X.",
 								   LSN_FORMAT_ARGS(replay)),
-						 errhint("Retry. Set pacelc.read_after before the statement or BEGIN, so that the wait happens before any snapshot or lock is taken.")));
+						 errhint("Retry. Set \"pacelc.read_after\" before the statement or BEGIN, so that the wait happens before any snapshot or lock is taken.")));
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						   Min(remaining, recheck), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -772,21 +753,44 @@ wait_for_replay(XLogRecPtr target, int64 timeout_ms)
  * read_after and max_staleness, applied before and at snapshots
  * --------------------------------------------------------------------- */
 
+/* Which snapshot raise_stale_snapshot() complains about. */
+typedef enum StaleSnapshot
+{
+	STALE_TRANSACTION,
+	STALE_STATEMENT,
+	STALE_PORTAL,
+} StaleSnapshot;
+
 static void
-raise_stale_snapshot(const char *what, XLogRecPtr target, Snapshot snap)
+raise_stale_snapshot(StaleSnapshot which, XLogRecPtr target, Snapshot snap)
 {
 	XLogRecPtr	proved = snapshot_proved(snap);
+	bool		read_after = (target == read_after_lsn);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("%s may be older than %s %X/%X", what,
-					target == read_after_lsn ? "pacelc.read_after" : "the LSN waited for",
-					LSN_FORMAT_ARGS(target)),
+			 which == STALE_TRANSACTION ?
+			 (read_after ?
+			  errmsg("transaction snapshot may be older than \"pacelc.read_after\" %X/%X",
+					 LSN_FORMAT_ARGS(target)) :
+			  errmsg("transaction snapshot may be older than the LSN waited for %X/%X",
+					 LSN_FORMAT_ARGS(target))) :
+			 which == STALE_STATEMENT ?
+			 (read_after ?
+			  errmsg("statement snapshot may be older than \"pacelc.read_after\" %X/%X",
+					 LSN_FORMAT_ARGS(target)) :
+			  errmsg("statement snapshot may be older than the LSN waited for %X/%X",
+					 LSN_FORMAT_ARGS(target))) :
+			 (read_after ?
+			  errmsg("snapshot of a cursor or portal may be older than \"pacelc.read_after\" %X/%X",
+					 LSN_FORMAT_ARGS(target)) :
+			  errmsg("snapshot of a cursor or portal may be older than the LSN waited for %X/%X",
+					 LSN_FORMAT_ARGS(target))),
 			 XLogRecPtrIsInvalid(proved) ?
 			 errdetail("The snapshot was taken before this session saw replay reach the token, or was imported.") :
 			 errdetail("The snapshot is known to include replay up to %X/%X only.",
 					   LSN_FORMAT_ARGS(proved)),
-			 errhint("Retry; set pacelc.read_after (or call pacelc.wait_for_lsn()) before BEGIN or before the statement.")));
+			 errhint("Retry; set \"pacelc.read_after\" (or call pacelc.wait_for_lsn()) before BEGIN or before the statement.")));
 }
 
 /*
@@ -814,7 +818,7 @@ apply_read_after(void)
 		if (snapshot_includes(xact_snap, token))
 			return;
 		(void) wait_for_replay(token, wait_timeout_ms);
-		raise_stale_snapshot("transaction snapshot", token, xact_snap);
+		raise_stale_snapshot(STALE_TRANSACTION, token, xact_snap);
 	}
 	(void) wait_for_replay(token, wait_timeout_ms);
 	/* the snapshot that comes next will be proved fresh by this witness */
@@ -999,8 +1003,8 @@ make_snapshot_fresh(QueryDesc *queryDesc, XLogRecPtr token)
 		(void) wait_for_replay(token, wait_timeout_ms);
 		if (snapshot_includes(queryDesc->snapshot, token))
 			return;
-		raise_stale_snapshot(IsolationUsesXactSnapshot() ? "transaction snapshot" :
-							 "statement snapshot", token, queryDesc->snapshot);
+		raise_stale_snapshot(IsolationUsesXactSnapshot() ? STALE_TRANSACTION :
+							 STALE_STATEMENT, token, queryDesc->snapshot);
 	}
 
 	/* release it first: a snapshot held while waiting can block replay */
@@ -1015,7 +1019,7 @@ make_snapshot_fresh(QueryDesc *queryDesc, XLogRecPtr token)
 	queryDesc->snapshot = RegisterSnapshot(fresh);
 	/* taken after the witness, it includes the token; checked all the same */
 	if (!snapshot_includes(fresh, token))
-		raise_stale_snapshot("statement snapshot", token, fresh);
+		raise_stale_snapshot(STALE_STATEMENT, token, fresh);
 }
 
 /* Remembers the stamp of a holdable cursor's snapshot for its FETCHes. */
@@ -1073,8 +1077,8 @@ check_run(QueryDesc *queryDesc)
 		return;
 	if (snapshot_includes(queryDesc->snapshot, token))
 		return;
-	raise_stale_snapshot(IsolationUsesXactSnapshot() ? "transaction snapshot" :
-						 "snapshot of a cursor or portal", token, queryDesc->snapshot);
+	raise_stale_snapshot(IsolationUsesXactSnapshot() ? STALE_TRANSACTION :
+						 STALE_PORTAL, token, queryDesc->snapshot);
 }
 
 #if PG_VERSION_NUM >= 180000
@@ -1141,7 +1145,7 @@ check_fetch(FetchStmt *stmt)
 			 errmsg("cursor \"%s\" reads a snapshot older than LSN %X/%X",
 					stmt->portalname, LSN_FORMAT_ARGS(token)),
 			 errdetail("The cursor was declared before replay was known to include the token."),
-			 errhint("Declare the cursor again after setting pacelc.read_after.")));
+			 errhint("Declare the cursor again after setting \"pacelc.read_after\".")));
 }
 
 /*
@@ -1183,7 +1187,7 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			!snapshot_includes(GetActiveSnapshot(), effective_token()))
 		{
 			(void) wait_for_replay(effective_token(), wait_timeout_ms);
-			raise_stale_snapshot("statement snapshot", effective_token(), GetActiveSnapshot());
+			raise_stale_snapshot(STALE_STATEMENT, effective_token(), GetActiveSnapshot());
 		}
 	}
 	else if (IsA(stmt, DropStmt) &&
@@ -1344,11 +1348,11 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 		!snapshot_includes(GetActiveSnapshot(), target))
 	{
 		if (IsolationUsesXactSnapshot())
-			raise_stale_snapshot("transaction snapshot", target, GetActiveSnapshot());
+			raise_stale_snapshot(STALE_TRANSACTION, target, GetActiveSnapshot());
 		if (ActivePortal != NULL && ActivePortal->queryDesc != NULL &&
 			ActivePortal->queryDesc->plannedstmt != NULL &&
 			plan_reads_relations(ActivePortal->queryDesc->plannedstmt))
-			raise_stale_snapshot("statement snapshot", target, GetActiveSnapshot());
+			raise_stale_snapshot(STALE_STATEMENT, target, GetActiveSnapshot());
 	}
 	PG_RETURN_LSN(replay);
 }

@@ -78,7 +78,9 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pacelc.h"
+#include "privilege.h"
+#include "support.h"
+#include "worker.h"
 
 PGDLLEXPORT void pacelc_launcher_main(Datum arg);
 PGDLLEXPORT void pacelc_worker_main(Datum arg);
@@ -774,7 +776,7 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 		ereport(LOG,
 				(errmsg("pacelc launcher could not start a worker for %d database(s): no background worker slot is free",
 						nfailed),
-				 errhint("Increase max_worker_processes, or name the databases to serve in pacelc.databases.")));
+				 errhint("Increase \"max_worker_processes\", or name the databases to serve in \"pacelc.databases\".")));
 		*last_exhausted_log = now;
 	}
 
@@ -1095,7 +1097,7 @@ log_give_up(int code, Datum arg)
 		ereport(LOG,
 				(errmsg("pacelc worker gave up on the handler of queue \"%s\" (message " INT64_FORMAT ")",
 						running_queue, running_message),
-				 errdetail("It did not return within pacelc.handler_timeout (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
+				 errdetail("It did not return within \"pacelc.handler_timeout\" (%d ms) and ignored repeated cancellations; the worker exits and is restarted, and the attempt counts as failed.",
 						   handler_timeout_ms)));
 }
 
@@ -1322,7 +1324,7 @@ handle_message(DueMessage *m, const char *queue)
 		worker_settings_for_handler();
 		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
-		pacelc_queue_set_handler_role(m->owner);
+		pacelc_set_handler_role(m->owner);
 		/* cancelled at the limit and again and again; then given up on */
 		enable_timeout_every(STATEMENT_TIMEOUT, limit, cancel_repeat_ms());
 		enable_timeout_at(give_up_timeout,
@@ -1343,7 +1345,7 @@ handle_message(DueMessage *m, const char *queue)
 					 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
 							   secs * 1000 + usecs / 1000)));
 		}
-		pacelc_queue_set_handler_role(InvalidOid);
+		pacelc_set_handler_role(InvalidOid);
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		ReleaseCurrentSubTransaction();
@@ -1357,7 +1359,7 @@ handle_message(DueMessage *m, const char *queue)
 		stop_handler_timeouts();
 		if (GetCurrentTimestamp() >= limit)
 			QueryCancelPending = false; /* a repeated cancel still in flight */
-		pacelc_queue_set_handler_role(InvalidOid);
+		pacelc_set_handler_role(InvalidOid);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -1934,7 +1936,7 @@ ensure_helpers(void)
 				ereport(LOG,
 						(errmsg("pacelc worker for database \"%s\" could not start worker %d of %d: no background worker slot is free",
 								my_dbname, i + 1, size),
-						 errhint("Increase max_worker_processes or lower pacelc.workers_per_database.")));
+						 errhint("Increase \"max_worker_processes\" or lower \"pacelc.workers_per_database\".")));
 				helper_exhausted_log = now;
 			}
 		}

@@ -22,7 +22,7 @@ $node->safe_psql('postgres',
 my ($ret, $out, $err) = $node->psql('postgres',
 	"\\set VERBOSITY verbose\nSELECT pacelc.set_stock('s101', 5)");
 like($err, qr/53200: too many SKUs for pacelc shared memory/, 'SKU 101 is refused with 53200');
-like($err, qr/Increase pacelc.max_skus/, 'with a hint');
+like($err, qr/Increase "pacelc.max_skus"/, 'with a hint');
 is($node->safe_psql('postgres', q{SELECT pacelc.reserve('s7', 5) > 0}), 't',
 	'existing SKUs keep working');
 is($node->safe_psql('postgres', q{SELECT pacelc.try_reserve('s7') IS NULL}), 't',

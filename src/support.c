@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * support.c
+ *		Leaf helpers: the preload guard, argument checks and kept plans.
+ *
+ * pacelc keeps escrow counters and waiter state in shared memory and runs
+ * background workers, so it only works when loaded through
+ * shared_preload_libraries.  Loaded any other way (LOAD, or the first call
+ * of a function in a session) _PG_init does nothing at all, and every entry
+ * point refuses with SQLSTATE 55000 instead of working half-way.
+ *
+ * This file calls no other pacelc file, so every module may call it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+
+#include "support.h"
+
+bool		pacelc_preloaded = false;
+
+/*
+ * Every SQL-callable function calls this first: without the preloaded
+ * library there is no shared memory to work with.
+ */
+void
+pacelc_check_loaded(void)
+{
+	if (!pacelc_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pacelc must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add pacelc to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+/*
+ * An idempotency key (reservations and messages alike) is 1 to
+ * PACELC_KEY_MAXLEN bytes; NULL means "no key".
+ */
+void
+pacelc_check_key(text *key)
+{
+	Size		len;
+
+	if (key == NULL)
+		return;
+	len = VARSIZE_ANY_EXHDR(key);
+	if (len == 0 || len > PACELC_KEY_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency_key must have between 1 and %d bytes",
+						PACELC_KEY_MAXLEN)));
+}
+
+/* NULL is never a valid value for the arguments that name what to change. */
+void
+pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * Prepares a statement the first time it is needed and keeps it for the
+ * life of the backend (the plan cache replans it after DDL): the hot paths
+ * run the same few statements thousands of times a second.
+ */
+SPIPlanPtr
+pacelc_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return *plan;
+}

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * support.h
+ *		Leaf helpers every pacelc module uses: the preload guard, argument
+ *		checks, the extension's SQLSTATEs, kept SPI plans and version guards.
+ *
+ * support.c calls no other pacelc file (see README "Layout").
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PACELC_SUPPORT_H
+#define PACELC_SUPPORT_H
+
+#include "fmgr.h"
+#include "executor/spi.h"
+
+/* Application-facing SQLSTATEs, class PC (see README "Errors"). */
+#define ERRCODE_PACELC_INSUFFICIENT_STOCK		MAKE_SQLSTATE('P','C','0','0','1')
+#define ERRCODE_PACELC_UNKNOWN_SKU				MAKE_SQLSTATE('P','C','0','0','2')
+#define ERRCODE_PACELC_RESERVATION_NOT_ACTIVE	MAKE_SQLSTATE('P','C','0','0','3')
+#define ERRCODE_PACELC_REPLICA_WAIT_TIMEOUT		MAKE_SQLSTATE('P','C','0','1','0')
+#define ERRCODE_PACELC_REPLICA_TOO_STALE		MAKE_SQLSTATE('P','C','0','1','1')
+#define ERRCODE_PACELC_TOKEN_NOT_IN_HISTORY		MAKE_SQLSTATE('P','C','0','1','2')
+
+/*
+ * Version guards.  Built and tested on PostgreSQL 15, 17 and 18; these are
+ * the API changes since 15 that the code meets.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pacelc_proc_aclcheck(proc, role, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#else
+#define pacelc_proc_aclcheck(proc, role, mode) \
+	pg_proc_aclcheck((proc), (role), (mode))
+#endif
+#if PG_VERSION_NUM >= 170000
+#define PACELC_MY_PROCNO	GetNumberFromPGProc(MyProc)
+#else
+#define PACELC_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
+/* An idempotency key (reservations and messages) has 1 to this many bytes. */
+#define PACELC_KEY_MAXLEN	255
+
+/* Set by _PG_init when loaded through shared_preload_libraries. */
+extern bool pacelc_preloaded;
+
+extern void pacelc_check_loaded(void);
+extern void pacelc_require_arg(FunctionCallInfo fcinfo, int argno,
+							   const char *name);
+extern void pacelc_check_key(text *key);
+extern SPIPlanPtr pacelc_keep_plan(SPIPlanPtr *plan, const char *sql,
+								   int nargs, Oid *argtypes);
+
+#endif							/* PACELC_SUPPORT_H */
