@@ -257,6 +257,8 @@ for (1 .. 300)
 	$waiting = $coord->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
 	last if $waiting;
+	$cart->pump_nb;
+	last unless $cart->pumpable;	# the cart ended already (an error)
 	usleep(100_000);
 }
 is($waiting, 1, "the cart's commit waits after PREPARE on both workers");
@@ -269,6 +271,8 @@ $coord->reload;
 $cart->finish;
 like($cout, qr/^\{\d+,\d+\}$/, 'the cart commits on the coordinator') or diag $cerr;
 my ($kid1, $kid2) = $cout =~ /(\d+),(\d+)/;
+$kid1 //= 0;
+$kid2 //= 0;
 is($w1->safe_psql('postgres', "SELECT state FROM pacelc.reservation_data WHERE id = $kid1"),
 	'held', 'worker 1 committed its line (COMMIT PREPARED)');
 $w2->{_pid} = undef;
