@@ -210,6 +210,7 @@ BEGIN
 	IF skus IS NULL OR qtys IS NULL
 	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(qtys)
 	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.=) 0
+	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.>) 1000
 	   OR pg_catalog.array_position(skus, NULL) IS NOT NULL THEN
 		/* what reserve_all() says of such a cart (it fails before touching stock) */
 		RETURN pacelc.reserve_all(skus, qtys, ttl, idempotency_key, on_expire);
