@@ -214,10 +214,13 @@ SELECT pacelc.available('hat');
 ROLLBACK;
 SELECT pacelc.available('hat');
 
--- PREPARE TRANSACTION after a reserve is refused and holds nothing
+-- a prepared reserve keeps its unit until ROLLBACK PREPARED gives it back
 BEGIN;
 SELECT pacelc.reserve('hat', 1) IS NOT NULL;
 PREPARE TRANSACTION 'p1';
+SELECT pacelc.available('hat');
+SELECT count(*) FROM pg_prepared_xacts;
+ROLLBACK PREPARED 'p1';
 SELECT pacelc.available('hat');
 SELECT count(*) FROM pg_prepared_xacts;
 

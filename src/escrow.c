@@ -34,6 +34,8 @@
 
 #include <limits.h>
 
+#include "access/transam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
@@ -46,12 +48,15 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -64,6 +69,7 @@
 #include "utils/timestamp.h"
 
 #include "escrow.h"
+#include "prepared.h"
 #include "privilege.h"
 #include "queue.h"
 #include "support.h"
@@ -140,6 +146,8 @@ typedef struct EscrowTouch
 								 * them: what commit adds to the counter */
 	int			created;		/* records with mark_exists */
 	bool		pinned;			/* this transaction holds a pin */
+	int64		taken;			/* units taken from the counter: set at
+								 * PREPARE only */
 } EscrowTouch;
 
 /* A DROP DATABASE or DROP EXTENSION whose entries go when it commits. */
@@ -166,6 +174,13 @@ static int	n_stock_drops = 0;
 static int	max_stock_drops = 0;
 
 static object_access_hook_type prev_object_access_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* The xid whose ledger went to prepared.c at PRE_PREPARE, until PREPARE. */
+static TransactionId preparing_xid = InvalidTransactionId;
+
+/* A COMMIT/ROLLBACK PREPARED failed: settle what ended at the abort. */
+static bool settle_at_abort = false;
 
 /* An entry this backend is loading; removed again if the load fails. */
 static StockEntry *loading_entry = NULL;
@@ -181,6 +196,10 @@ static void stock_object_access(ObjectAccessType access, Oid classId,
 static void stock_xact_callback(XactEvent event, void *arg);
 static void stock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
+static void escrow_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								  bool readOnlyTree, ProcessUtilityContext context,
+								  ParamListInfo params, QueryEnvironment *queryEnv,
+								  DestReceiver *dest, QueryCompletion *qc);
 
 /* ---------------------------------------------------------------------
  * Set-up
@@ -237,19 +256,23 @@ pacelc_stock_init(void)
 
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = stock_object_access;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = escrow_ProcessUtility;
 }
 
 Size
 pacelc_stock_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(StockShared)),
-					hash_estimate_size(pacelc_max_skus, sizeof(StockEntry)));
+	return add_size(add_size(MAXALIGN(sizeof(StockShared)),
+							 hash_estimate_size(pacelc_max_skus, sizeof(StockEntry))),
+					pacelc_prepared_shmem_size());
 }
 
 void
 pacelc_stock_shmem_request(void)
 {
 	RequestNamedLWLockTranche("pacelc_stock", STOCK_PARTITIONS);
+	pacelc_prepared_shmem_request();
 }
 
 void
@@ -273,6 +296,7 @@ pacelc_stock_shmem_startup(void)
 							   pacelc_max_skus, pacelc_max_skus,
 							   &info,
 							   HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+	pacelc_prepared_shmem_startup();
 }
 /* ---------------------------------------------------------------------
  * Shared-memory entries
@@ -348,20 +372,45 @@ remove_loading_entry(void)
 }
 
 /*
+ * What the prepared transactions in doubt (prepared before this server
+ * started, see prepared.c) did to a SKU being loaded: xids[i] changed
+ * on_hand - held by delta[i].
+ */
+typedef struct InDoubt
+{
+	int			n;
+	TransactionId *xids;
+	int64	   *delta;
+	bool	   *created;
+	bool	   *seen;
+} InDoubt;
+
+/*
  * Reads on_hand - held of one SKU from the committed tables, with the
  * latest snapshot even in REPEATABLE READ: the counter must reflect every
  * committed change, not the transaction's view.  Returns false if the SKU
- * has no row.
+ * has no row.  With in_doubt, also what the prepared transactions in doubt
+ * did to it, against the same snapshot.
  */
 static bool
-load_from_tables(const char *sku, int64 *avail)
+load_from_tables(const char *sku, int64 *avail, InDoubt *in_doubt)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
 	bool		found;
 	int			rc;
+	Snapshot	snap;
+	TransactionId *xids = NULL;
+	int			nxids = 0;
 
+	/* listed before the snapshot: one that ends in between is seen ended */
+	if (in_doubt)
+	{
+		in_doubt->n = 0;
+		nxids = pacelc_prepared_in_doubt(MyDatabaseId, &xids);
+	}
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	SPI_connect();
 	plan = pacelc_keep_plan(&load_plan,
 					"SELECT (k.on_hand_base"
@@ -372,7 +421,7 @@ load_from_tables(const char *sku, int64 *avail)
 					"  FROM pacelc.skus k WHERE k.sku = $1",
 					1, argtypes);
 	values[0] = CStringGetTextDatum(sku);
-	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+	rc = SPI_execute_snapshot(plan, values, NULL, snap,
 							  InvalidSnapshot, true, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "loading SKU \"%s\" failed: %s", sku,
@@ -390,6 +439,18 @@ load_from_tables(const char *sku, int64 *avail)
 	else
 		*avail = 0;
 	SPI_finish();
+	if (nxids > 0)
+	{
+		in_doubt->n = nxids;
+		in_doubt->xids = xids;
+		in_doubt->delta = palloc(sizeof(int64) * nxids);
+		in_doubt->created = palloc(sizeof(bool) * nxids);
+		in_doubt->seen = palloc(sizeof(bool) * nxids);
+		pacelc_prepared_sku_deltas(pacelc_skus_relid(), sku, snap, xids, nxids,
+								   in_doubt->delta, in_doubt->created,
+								   in_doubt->seen);
+	}
+	UnregisterSnapshot(snap);
 	return found;
 }
 
@@ -528,7 +589,7 @@ stock_reserve_slot(const char *sku, bool create)
 		if (pg_atomic_fetch_add_u32(&stock_shared->nentries, 1) < (uint32) pacelc_max_skus)
 			return;
 		pg_atomic_fetch_sub_u32(&stock_shared->nentries, 1);
-		if (attempt == 0 && !create && !load_from_tables(sku, &dummy))
+		if (attempt == 0 && !create && !load_from_tables(sku, &dummy, NULL))
 			pacelc_raise_unknown_sku(sku);
 		if (attempt > 0 || stock_reclaim() == 0)
 			raise_too_many_skus();
@@ -553,6 +614,74 @@ stock_pin(StockEntry *entry, uint64 generation)
 	}
 }
 
+static void
+raise_prepared_full(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("out of shared memory for the stock of prepared transactions"),
+			 errhint("Finish prepared transactions, or increase \"max_prepared_transactions\" and restart the server.")));
+}
+
+#define IN_DOUBT_NONE	0		/* nothing in doubt touched the SKU */
+#define IN_DOUBT_LOCKED	1		/* registered: prepared.c's lock is held */
+#define IN_DOUBT_RETRY	2		/* one of them ended meanwhile: load again */
+#define IN_DOUBT_FULL	3		/* no room left in prepared.c */
+
+/*
+ * Registers what the prepared transactions in doubt did to a SKU being
+ * loaded, as lines of their (recovered) slots, and takes their takes out of
+ * the counter: it is then exact whichever way each ends, and the settling
+ * of their COMMIT/ROLLBACK PREPARED finds the lines.  The loaded counter
+ * must be published before prepared.c's lock is released (IN_DOUBT_LOCKED),
+ * or a settling in between would be lost.  One that ended since the load
+ * read the tables makes the load start again.
+ */
+static int
+escrow_register_in_doubt(StockEntry *entry, InDoubt *d, int64 *avail)
+{
+	int			i;
+	bool		any = false;
+
+	for (i = 0; i < d->n; i++)
+		any |= d->seen[i];
+	if (!any)
+		return IN_DOUBT_NONE;
+
+	pacelc_prepared_lock();
+	for (i = 0; i < d->n; i++)
+	{
+		if (d->seen[i] && !TransactionIdIsInProgress(d->xids[i]))
+		{
+			pacelc_prepared_unlock();
+			return IN_DOUBT_RETRY;
+		}
+	}
+	for (i = 0; i < d->n; i++)
+	{
+		PreparedLine line;
+
+		if (!d->seen[i] || (d->delta[i] == 0 && !d->created[i]))
+			continue;
+		memset(&line, 0, sizeof(line));
+		line.xid = d->xids[i];
+		line.entry = entry;
+		line.generation = entry->generation;
+		line.taken = Max(-d->delta[i], 0);
+		line.pending = Max(d->delta[i], 0);
+		line.created = d->created[i];
+		if (!pacelc_prepared_begin(line.xid, true) ||
+			!pacelc_prepared_add_line(&line))
+		{
+			pacelc_prepared_drop_entry(entry, entry->generation);
+			pacelc_prepared_unlock();
+			return IN_DOUBT_FULL;
+		}
+		*avail -= line.taken;
+	}
+	return IN_DOUBT_LOCKED;
+}
+
 /*
  * Finds the entry of a SKU, loading it from the tables on first use.
  * Concurrent first users wait for the one loader rather than loading twice.
@@ -570,6 +699,7 @@ pacelc_stock_acquire(const char *sku, bool create, uint64 *generation)
 	int64		avail;
 	LOCKTAG		tag;
 	bool		loader = false;
+	int			in_doubt_rc;
 
 	pacelc_stock_check_shmem();
 	make_key(&key, sku);
@@ -651,12 +781,26 @@ pacelc_stock_acquire(const char *sku, bool create, uint64 *generation)
 		loading_entry = entry;
 		LWLockRelease(lock);
 
-		found = load_from_tables(sku, &avail);
-		if (!found && !create)
+		for (;;)
+		{
+			InDoubt		in_doubt;
+
+			found = load_from_tables(sku, &avail, &in_doubt);
+			if (!found && !create)
+			{
+				remove_loading_entry();
+				LockRelease(&tag, ExclusiveLock, false);
+				pacelc_raise_unknown_sku(sku);
+			}
+			in_doubt_rc = escrow_register_in_doubt(entry, &in_doubt, &avail);
+			if (in_doubt_rc != IN_DOUBT_RETRY)
+				break;
+		}
+		if (in_doubt_rc == IN_DOUBT_FULL)
 		{
 			remove_loading_entry();
 			LockRelease(&tag, ExclusiveLock, false);
-			pacelc_raise_unknown_sku(sku);
+			raise_prepared_full();
 		}
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
@@ -668,6 +812,8 @@ pacelc_stock_acquire(const char *sku, bool create, uint64 *generation)
 		entry->state = ENTRY_READY;
 		loading_entry = NULL;
 		LWLockRelease(lock);
+		if (in_doubt_rc == IN_DOUBT_LOCKED)
+			pacelc_prepared_unlock();
 		LockRelease(&tag, ExclusiveLock, false);
 		return entry;
 	}
@@ -889,19 +1035,17 @@ pacelc_escrow_undo_to(int mark)
  * so rolled-back creates never use up pacelc.max_skus.
  */
 static void
-stock_unpin(EscrowTouch *touch)
+stock_unpin_entry(StockEntry *entry, uint64 generation)
 {
-	StockEntry *entry = touch->key.entry;
 	uint32		hash;
 	LWLock	   *lock;
 
-	if (!touch->pinned)
+	if (entry->generation != generation)
 		return;
-	touch->pinned = false;
 	hash = get_hash_value(stock_htab, &entry->key);
 	lock = partition_lock(hash);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	if (entry->generation == touch->key.generation)
+	if (entry->generation == generation)
 	{
 		if (pg_atomic_sub_fetch_u32(&entry->pins, 1) == 0 &&
 			pg_atomic_read_u32(&entry->exists) == 0 &&
@@ -909,6 +1053,15 @@ stock_unpin(EscrowTouch *touch)
 			stock_free_entry(entry, hash);
 	}
 	LWLockRelease(lock);
+}
+
+static void
+stock_unpin(EscrowTouch *touch)
+{
+	if (!touch->pinned)
+		return;
+	touch->pinned = false;
+	stock_unpin_entry(touch->key.entry, touch->key.generation);
 }
 
 /*
@@ -997,10 +1150,197 @@ stock_drops_commit(void)
 	n_stock_drops = 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Two-phase commit: the ledger of a prepared transaction (see prepared.c)
+ * --------------------------------------------------------------------- */
+
 /*
- * Commit applies pending increases; abort returns taken units.  PREPARE is
- * refused: a prepared transaction outlives this backend's memory, and its
- * escrow could then be neither returned nor applied safely.
+ * Applies the lines of prepared transactions that ended: increases of
+ * those that committed, takes back of those that rolled back.  The caller
+ * holds prepared.c's lock (taken before the partition locks).
+ */
+static void
+escrow_settle_lines(PreparedLine *lines, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		StockEntry *entry = lines[i].entry;
+		uint64		generation = lines[i].generation;
+
+		if (lines[i].commit && entry->generation == generation)
+		{
+			LWLock	   *lock = partition_lock(get_hash_value(stock_htab, &entry->key));
+
+			LWLockAcquire(lock, LW_SHARED);
+			if (entry->generation == generation)
+			{
+				if (lines[i].pending > 0)
+					pg_atomic_fetch_add_u64(&entry->avail, (uint64) lines[i].pending);
+				if (lines[i].created)
+					pg_atomic_write_u32(&entry->exists, 1);
+			}
+			LWLockRelease(lock);
+		}
+		else if (!lines[i].commit && lines[i].taken > 0)
+			escrow_give_back(entry, generation, lines[i].taken);
+		if (lines[i].pinned)
+			stock_unpin_entry(entry, generation);
+	}
+}
+
+/*
+ * Settles every prepared transaction that has ended, whoever ended it:
+ * after each COMMIT PREPARED and ROLLBACK PREPARED, and (for one whose
+ * statement failed, or ran where this hook did not) before a PREPARE, a
+ * rebuild and the escrow audit.  A crash between the end of a prepared
+ * transaction and its settling loses shared memory too: the rebuild then
+ * reads the outcome from the tables.
+ */
+void
+pacelc_escrow_settle_finished(void)
+{
+	PreparedLine *lines;
+	int			n;
+
+	if (!pacelc_prepared_enabled())
+		return;
+	pacelc_prepared_lock();
+	n = pacelc_prepared_claim_finished(&lines);
+	escrow_settle_lines(lines, n);
+	pacelc_prepared_unlock();
+	if (lines)
+		pfree(lines);
+}
+
+/*
+ * At PRE_PREPARE (errors still abort the transaction normally) the ledger
+ * goes to shared memory, per entry: units taken from the counter, pending
+ * increases net of the takes out of them, SKU created, pin held.  The slot
+ * stays PREPARING until the PREPARE is durable (XACT_EVENT_PREPARE); if the
+ * PREPARE fails instead, the abort drops it and the backend's ledger gives
+ * the units back as usual.
+ */
+static void
+escrow_pre_prepare(void)
+{
+	HASH_SEQ_STATUS status;
+	EscrowTouch *touch;
+	TransactionId xid;
+	bool		ok;
+	int			i;
+
+	if (escrow_touched == NULL || hash_get_num_entries(escrow_touched) == 0)
+		return;
+	if (!pacelc_prepared_enabled())
+		return;					/* max_prepared_transactions = 0: PREPARE fails */
+	xid = GetTopTransactionId();
+
+	hash_seq_init(&status, escrow_touched);
+	while ((touch = hash_seq_search(&status)) != NULL)
+		touch->taken = 0;
+	for (i = 0; i < n_escrow; i++)
+	{
+		EscrowRecord *rec = &escrow[i];
+
+		if (rec->delta < 0 && !rec->from_pending)
+			escrow_touch(rec->entry, rec->generation, false)->taken -= rec->delta;
+	}
+
+	pacelc_escrow_settle_finished();	/* frees the slots of ended ones */
+	pacelc_prepared_lock();
+	ok = pacelc_prepared_begin(xid, false);
+	hash_seq_init(&status, escrow_touched);
+	while ((touch = hash_seq_search(&status)) != NULL)
+	{
+		PreparedLine line;
+
+		if (!ok)
+			continue;
+		memset(&line, 0, sizeof(line));
+		line.xid = xid;
+		line.entry = touch->key.entry;
+		line.generation = touch->key.generation;
+		line.taken = touch->taken;
+		line.pending = touch->pending;
+		line.created = touch->created > 0;
+		line.pinned = touch->pinned;
+		ok = pacelc_prepared_add_line(&line);
+	}
+	if (!ok)
+		pacelc_prepared_forget(xid);
+	pacelc_prepared_unlock();
+	if (!ok)
+		raise_prepared_full();
+	preparing_xid = xid;
+}
+
+/*
+ * The PREPARE is durable: the ledger belongs to the prepared transaction
+ * now.  Nothing is given back or applied, and the pins stay (with the
+ * lines) until COMMIT/ROLLBACK PREPARED.
+ */
+static void
+escrow_prepared(void)
+{
+	pacelc_prepared_lock();
+	pacelc_prepared_mark_prepared(preparing_xid);
+	pacelc_prepared_unlock();
+	preparing_xid = InvalidTransactionId;
+	escrow_touched_reset();
+	n_escrow = 0;
+}
+
+/* The PREPARE failed after PRE_PREPARE: the slot goes, the ledger aborts. */
+static void
+escrow_prepare_failed(void)
+{
+	pacelc_prepared_lock();
+	pacelc_prepared_forget(preparing_xid);
+	pacelc_prepared_unlock();
+	preparing_xid = InvalidTransactionId;
+}
+
+/*
+ * COMMIT PREPARED and ROLLBACK PREPARED settle, in whichever session runs
+ * them, after PostgreSQL has finished the transaction.  If the statement
+ * fails, the abort settles whatever did end.
+ */
+static void
+escrow_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		finishing = false;
+
+	if (IsA(parsetree, TransactionStmt))
+	{
+		TransactionStmtKind kind = ((TransactionStmt *) parsetree)->kind;
+
+		finishing = (kind == TRANS_STMT_COMMIT_PREPARED ||
+					 kind == TRANS_STMT_ROLLBACK_PREPARED);
+	}
+	if (finishing)
+		settle_at_abort = true;
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (finishing)
+	{
+		settle_at_abort = false;
+		pacelc_escrow_settle_finished();
+	}
+}
+
+/*
+ * Commit applies pending increases; abort returns taken units.  PREPARE
+ * hands the ledger to shared memory (above).
  */
 static void
 stock_xact_callback(XactEvent event, void *arg)
@@ -1008,12 +1348,13 @@ stock_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (n_escrow > 0)
+			if (n_stock_drops > 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that has changed pacelc stock"),
-						 errdetail("The transaction reserved, released or restocked units."),
-						 errhint("Commit it directly, or do the stock changes in a separate transaction.")));
+						 errmsg("cannot PREPARE a transaction that drops pacelc stock"),
+						 errdetail("The transaction drops the extension or a database with pacelc stock."),
+						 errhint("Commit it directly.")));
+			escrow_pre_prepare();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -1025,6 +1366,13 @@ stock_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			if (TransactionIdIsValid(preparing_xid))
+				escrow_prepare_failed();
+			if (settle_at_abort)
+			{
+				settle_at_abort = false;
+				pacelc_escrow_settle_finished();
+			}
 			remove_loading_entry();
 			escrow_abort();
 			escrow_touched_reset();
@@ -1032,7 +1380,13 @@ stock_xact_callback(XactEvent event, void *arg)
 			n_stock_drops = 0;
 			break;
 		case XACT_EVENT_PREPARE:
-			/* refused above when there was escrow; pins of loads may remain */
+			if (TransactionIdIsValid(preparing_xid))
+			{
+				escrow_prepared();
+				n_stock_drops = 0;
+				break;
+			}
+			/* nothing touched */
 			escrow_abort();
 			escrow_touched_reset();
 			n_escrow = 0;

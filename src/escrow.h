@@ -42,6 +42,7 @@ extern void pacelc_escrow_undo_to(int mark);
 
 extern int64 pacelc_escrow_counter(StockEntry *entry);
 extern bool pacelc_escrow_sku_exists(StockEntry *entry);
+extern void pacelc_escrow_settle_finished(void);
 extern bool pacelc_escrow_read_counter(const char *sku, Oid relid, int64 *avail);
 
 #endif							/* PACELC_ESCROW_H */

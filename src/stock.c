@@ -1218,6 +1218,8 @@ pacelc_escrow_excess(PG_FUNCTION_ARGS)
 	if (RecoveryInProgress())
 		return (Datum) 0;		/* no escrow on a standby */
 	relid = pacelc_skus_relid();
+	/* prepared transactions that ended where no hook settled them */
+	pacelc_escrow_settle_finished();
 
 	SPI_connect();
 	ctl.keysize = SKU_MAXLEN + 1;
@@ -1377,6 +1379,8 @@ expire_holds_body(PG_FUNCTION_ARGS)
 	char	  **skus;
 
 	check_writable("expire_holds()");
+	/* the worker's rounds also settle prepared transactions that ended */
+	pacelc_escrow_settle_finished();
 	pacelc_require_arg(fcinfo, 0, "batch");
 	batch = PG_GETARG_INT32(0);
 	if (batch < 1)
