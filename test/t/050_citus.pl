@@ -241,8 +241,19 @@ $standby->stop;
 # record (with Citus's transaction log) is written.
 my $cart_qty = 7;
 my $avail2 = $w2->safe_psql('postgres', "SELECT pacelc.available('$c2a')");
-$coord->append_conf('postgresql.conf', "synchronous_standby_names = 'pacelc_nobody'");
-$coord->reload;
+# a reload is asynchronous: wait until new sessions have the setting
+sub coord_sync_names
+{
+	my ($value) = @_;
+	$coord->adjust_conf('postgresql.conf', 'synchronous_standby_names', "'$value'");
+	$coord->reload;
+	for (1 .. 100)
+	{
+		last if $coord->safe_psql('postgres', 'SHOW synchronous_standby_names') eq $value;
+		usleep(50_000);
+	}
+}
+coord_sync_names('pacelc_nobody');
 my ($cout, $cerr) = ('', '');
 my $cart = IPC::Run::start(
 	[
@@ -266,8 +277,7 @@ is($w2->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts') . '/'
 	  . $w1->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
 	'1/1', 'both workers hold the prepared transaction');
 $w2->kill9;
-$coord->adjust_conf('postgresql.conf', 'synchronous_standby_names', "''");
-$coord->reload;
+coord_sync_names('');
 $cart->finish;
 like($cout, qr/^\{\d+,\d+\}$/, 'the cart commits on the coordinator') or diag $cerr;
 my ($kid1, $kid2) = $cout =~ /(\d+),(\d+)/;
