@@ -52,7 +52,9 @@ my %node;
 for my $name (qw(coord w1 w2))
 {
 	my $n = PostgreSQL::Test::Cluster->new($name);
-	$n->init(allows_streaming => ($name eq 'w1' ? 1 : 0));
+	# w1 gets a standby; the coordinator's commits wait for a synchronous
+	# standby in the kill -9 test below (both need WAL senders)
+	$n->init(allows_streaming => ($name eq 'w2' ? 0 : 1));
 	$n->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'citus,pacelc'
 listen_addresses = '127.0.0.1'
@@ -252,6 +254,7 @@ sub coord_sync_names
 		last if $coord->safe_psql('postgres', 'SHOW synchronous_standby_names') eq $value;
 		usleep(50_000);
 	}
+	usleep(500_000);    # the checkpointer publishes it to committing backends
 }
 coord_sync_names('pacelc_nobody');
 my ($cout, $cerr) = ('', '');
