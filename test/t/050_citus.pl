@@ -247,7 +247,7 @@ my $avail2 = $w2->safe_psql('postgres', "SELECT pacelc.available('$c2a')");
 sub coord_sync_names
 {
 	my ($value) = @_;
-	$coord->adjust_conf('postgresql.conf', 'synchronous_standby_names', "'$value'");
+	$coord->append_conf('postgresql.conf', "synchronous_standby_names = '$value'");
 	$coord->reload;
 	for (1 .. 100)
 	{
