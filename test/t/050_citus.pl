@@ -167,6 +167,28 @@ is($out2, $out, 'the same cart with the same key: the same ids, nothing more hel
 	SELECT pacelc.reserve('$c2a', 1);
 	COMMIT;});
 is($rc, 0, 'BEGIN; reserve on worker 1; reserve on worker 2; COMMIT: commits') or diag $err;
+# a reservation and an order row (a distributed table of the application)
+# in one transaction, the order on the other worker
+$coord->safe_psql('postgres', q{
+	CREATE TABLE public.orders (order_id bigint PRIMARY KEY, sku text, reservation bigint);
+	SELECT pg_catalog.create_distributed_table('public.orders', 'order_id');
+	GRANT ALL ON public.orders TO shop;
+});
+my $order_id = $coord->safe_psql('postgres', qq{
+	SELECT o FROM pg_catalog.generate_series(1, 100) o
+	  JOIN pg_catalog.pg_dist_placement pl
+		ON pl.shardid = pg_catalog.get_shard_id_for_distribution_column('public.orders', o)
+	 WHERE pl.groupid = 2 LIMIT 1});
+($rc, $out, $err) = cpsql(qq{
+	BEGIN;
+	SELECT pacelc.reserve('$c1a', 1) AS rid \gset
+	INSERT INTO public.orders VALUES ($order_id, '$c1a', :rid);
+	COMMIT;});
+is($rc, 0, 'a reservation on worker 1 and an order row on worker 2 in one transaction') or diag $err;
+my $order_rid = $coord->safe_psql('postgres', "SELECT reservation FROM public.orders WHERE order_id = $order_id");
+is($w1->safe_psql('postgres', "SELECT state FROM pacelc.reservation_data WHERE id = $order_rid"),
+	'held', '... both committed (the order row names the hold)');
+
 my $held_before = $w1->safe_psql('postgres', "SELECT held FROM pacelc.stock WHERE sku = '$c1a'");
 ($rc, $out, $err) = cpsql("SELECT pacelc.citus_reserve_all('{$c1a,$c2c}', '{1,6}')");
 like($err, qr/insufficient stock|PC001/, 'a cart with a line short on worker 2: PC001');
