@@ -181,7 +181,7 @@ my $order_id = $coord->safe_psql('postgres', qq{
 	 WHERE pl.groupid = 2 LIMIT 1});
 ($rc, $out, $err) = cpsql(qq{
 	BEGIN;
-	SELECT pacelc.reserve('$c1a', 1) AS rid \gset
+	SELECT pacelc.reserve('$c1a', 1) AS rid \\gset
 	INSERT INTO public.orders VALUES ($order_id, '$c1a', :rid);
 	COMMIT;});
 is($rc, 0, 'a reservation on worker 1 and an order row on worker 2 in one transaction') or diag $err;
