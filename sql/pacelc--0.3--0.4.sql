@@ -343,12 +343,40 @@ CREATE EVENT TRIGGER pacelc_citus_refuse_shard_move ON ddl_command_end
  * Section E: structure (issue 16)
  * ====================================================================== */
 
-/* ======================================================================
- * Section Z: every function pins its search_path; the shipped roles'
- * rights.  Last, so that it covers the functions of every section.
- * ====================================================================== */
+/*
+ * Each limit in one place, the library's (src/support.h): the functions
+ * check their arguments in C, and the tables' constraints call the same C.
+ * A later change of a limit ships in the library, not in a script.
+ */
+CREATE FUNCTION pacelc_private.valid_sku(sku pg_catalog.text) RETURNS pg_catalog.bool
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pacelc_private_valid_sku';
+CREATE FUNCTION pacelc_private.valid_key(key pg_catalog.text) RETURNS pg_catalog.bool
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pacelc_private_valid_key';
+CREATE FUNCTION pacelc_private.valid_queue_name(name pg_catalog.text) RETURNS pg_catalog.bool
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pacelc_private_valid_queue_name';
+/* create_queue()'s error for a name valid_queue_name() refuses (22023) */
+CREATE FUNCTION pacelc_private.check_queue_name(name pg_catalog.text) RETURNS void
+	LANGUAGE C STRICT
+	AS 'MODULE_PATHNAME', 'pacelc_private_check_queue_name';
 
-DO $pin$
+ALTER TABLE pacelc.skus DROP CONSTRAINT skus_sku_length,
+	ADD CONSTRAINT skus_sku_length CHECK (pacelc_private.valid_sku(sku));
+ALTER TABLE pacelc.idempotency_keys DROP CONSTRAINT idempotency_key_length,
+	ADD CONSTRAINT idempotency_key_length CHECK (pacelc_private.valid_key(key));
+ALTER TABLE pacelc.queues DROP CONSTRAINT queue_name_valid,
+	ADD CONSTRAINT queue_name_valid CHECK (pacelc_private.valid_queue_name(name));
+
+/*
+ * What every update script ends with (Section Z): each function of the
+ * extension pins its search_path, none is executable by PUBLIC.  One
+ * function, so that a later script calls it instead of copying it.
+ */
+CREATE FUNCTION pacelc_private.pin_functions() RETURNS void
+	LANGUAGE plpgsql
+	AS $$
 DECLARE
 	f	pg_catalog.regprocedure;
 BEGIN
@@ -358,11 +386,17 @@ BEGIN
 	LOOP
 		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pacelc, pg_temp', f);
 	END LOOP;
+	REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc FROM PUBLIC;
+	REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc_private FROM PUBLIC;
 END
-$pin$;
+$$;
 
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc_private FROM PUBLIC;
+/* ======================================================================
+ * Section Z: every function pins its search_path; the shipped roles'
+ * rights.  Last, so that it covers the functions of every section.
+ * ====================================================================== */
+
+SELECT pacelc_private.pin_functions();
 
 GRANT USAGE ON SCHEMA pacelc TO pacelc_app, pacelc_monitor;
 GRANT SELECT ON pacelc.stock, pacelc.reservations, pacelc.queue_status, pacelc.dead_letters,

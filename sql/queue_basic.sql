@@ -1,13 +1,9 @@
 -- Compensation queue: every function, the views and the error paths.
 CREATE EXTENSION pacelc;
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
 
 SELECT queue, handler, max_attempts, backoff, depth FROM pacelc.queue_status;
 

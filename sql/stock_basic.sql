@@ -1,14 +1,9 @@
 -- Stock reservation: every function, the views and the error paths.
 CREATE EXTENSION pacelc;
 \set VERBOSITY terse
--- run a statement, show its SQLSTATE and message instead of failing
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
 
 -- create, restock, write off
 SELECT pacelc.set_stock('tee', 10);

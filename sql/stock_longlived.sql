@@ -2,13 +2,9 @@
 -- inside a transaction, a SKU that was never created, verify(), folding.
 CREATE EXTENSION pacelc;
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
 
 -- Near the bigint limit, unfolded confirmed units must not make a restock
 -- or a set_stock overflow: the SKU is folded first, then the change is

@@ -97,8 +97,8 @@ typedef struct StockEntry
 	StockKey	key;
 	pg_atomic_uint64 avail;		/* int64 escrow counter, stored unsigned */
 	pg_atomic_uint32 exists;	/* a committed pacelc.skus row exists */
-	pg_atomic_uint32 pins;		/* open transactions that may create the
-								 * SKU row; changed under the partition lock
+	pg_atomic_uint32 pins;		/* open transactions that may create the SKU
+								 * row; changed under the partition lock
 								 * (shared is enough), see stock_unpin() */
 	uint64		generation;		/* tells a reused slot from the old one; 0
 								 * once the slot is freed */
@@ -298,6 +298,7 @@ pacelc_stock_shmem_startup(void)
 							   HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
 	pacelc_prepared_shmem_startup();
 }
+
 /* ---------------------------------------------------------------------
  * Shared-memory entries
  * --------------------------------------------------------------------- */
@@ -413,13 +414,13 @@ load_from_tables(const char *sku, int64 *avail, InDoubt *in_doubt)
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	SPI_connect();
 	plan = pacelc_keep_plan(&load_plan,
-					"SELECT (k.on_hand_base"
-					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
-					"     WHERE r.sku = k.sku AND r.state = 'confirmed' AND NOT r.folded), 0)"
-					"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
-					"     WHERE r.sku = k.sku AND r.state = 'held'), 0))::pg_catalog.int8"
-					"  FROM pacelc.skus k WHERE k.sku = $1",
-					1, argtypes);
+							"SELECT (k.on_hand_base"
+							"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
+							"     WHERE r.sku = k.sku AND r.state = 'confirmed' AND NOT r.folded), 0)"
+							"  - coalesce((SELECT sum(r.qty) FROM pacelc.reservation_data r"
+							"     WHERE r.sku = k.sku AND r.state = 'held'), 0))::pg_catalog.int8"
+							"  FROM pacelc.skus k WHERE k.sku = $1",
+							1, argtypes);
 	values[0] = CStringGetTextDatum(sku);
 	rc = SPI_execute_snapshot(plan, values, NULL, snap,
 							  InvalidSnapshot, true, false, 0);
@@ -981,7 +982,7 @@ pacelc_escrow_take(StockEntry *entry, uint64 generation, int64 qty)
 /* Notes an increase to apply when (and if) the transaction commits. */
 void
 pacelc_escrow_add_on_commit(StockEntry *entry, uint64 generation, int64 qty,
-					 bool mark_exists)
+							bool mark_exists)
 {
 	escrow_push(entry, generation, qty, false, mark_exists);
 }

@@ -16,8 +16,8 @@
 
 #include "postgres.h"
 
-/* The longest SKU, in bytes (pacelc.skus has the same limit). */
-#define PACELC_SKU_MAXLEN	63
+/* PACELC_SKU_MAXLEN, the longest SKU, is support.h's (one place for limits) */
+#include "support.h"
 
 typedef struct StockEntry StockEntry;
 

@@ -13,7 +13,7 @@
  *
  *		pacelc.c ----------> every module's init and shared memory parts
  *		stock.c -----------> escrow.c, queue.c, privilege.c, support.c
- *		escrow.c ----------> queue.c, privilege.c, support.c
+ *		escrow.c ----------> support.c
  *		session_lsn.c -----> replay_hook.c, queue.c, support.c
  *		queue.c -----------> worker.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c

@@ -334,6 +334,7 @@ Datum
 pacelc_call_private(PG_FUNCTION_ARGS)
 {
 	PrivateCall *pc = fcinfo->flinfo->fn_extra;
+
 	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
 	Oid			save_userid;
 	int			save_sec_context;
@@ -403,9 +404,9 @@ pacelc_future_timestamp(Interval *iv, const char *name, bool allow_zero,
 	TimestampTz limit;
 
 	/*
-	 * Each field on its own first (interval_cmp() counts a month as 30
-	 * days, so '1000 years -360000 days' would compare as small): bounded
-	 * fields cannot overflow when added to now.
+	 * Each field on its own first (interval_cmp() counts a month as 30 days,
+	 * so '1000 years -360000 days' would compare as small): bounded fields
+	 * cannot overflow when added to now.
 	 */
 	if (iv->month > max_years * MONTHS_PER_YEAR ||
 		iv->month < -max_years * MONTHS_PER_YEAR ||

@@ -160,9 +160,9 @@ queue_lock(text *queue, LOCKMODE mode, bool dont_wait)
 	int			len = VARSIZE_ANY_EXHDR(queue);
 
 	/*
-	 * 64 bits of two independent hashes of the name: an application must
-	 * not be able to find a name of its own whose lock is another
-	 * application's queue's lock.
+	 * 64 bits of two independent hashes of the name: an application must not
+	 * be able to find a name of its own whose lock is another application's
+	 * queue's lock.
 	 */
 	tag.locktag_field1 = MyDatabaseId;
 	tag.locktag_field2 = DatumGetUInt32(hash_any(name, len));

@@ -93,9 +93,10 @@
 typedef struct LsnShared
 {
 	pg_atomic_uint64 replayed_hint; /* end of the last record whose redo ended */
-	pg_atomic_uint64 min_target;	/* smallest pending target, NO_TARGET if none */
+	pg_atomic_uint64 min_target;	/* smallest pending target, NO_TARGET if
+									 * none */
 	pg_atomic_uint32 nwaiters;
-	pg_atomic_uint32 redo_seen;		/* redo ran since the server started */
+	pg_atomic_uint32 redo_seen; /* redo ran since the server started */
 	pg_atomic_uint64 waits;
 	pg_atomic_uint64 timeouts;
 	pg_atomic_uint64 wait_us_total;
@@ -122,10 +123,12 @@ static XLogRecPtr read_after_lsn = InvalidXLogRecPtr;
 
 /* This session's state */
 static XLogRecPtr last_commit_end = InvalidXLogRecPtr;
-static XLogRecPtr waited_floor = InvalidXLogRecPtr; /* wait_for_lsn() in this xact */
+static XLogRecPtr waited_floor = InvalidXLogRecPtr; /* wait_for_lsn() in this
+													 * xact */
 static bool commit_prepared_in_xact = false;
 static char seen_set[32];		/* pacelc.seen_lsn as last set */
-static char seen_at_xact_end[32];	/* ... as it was at the last transaction end */
+static char seen_at_xact_end[32];	/* ... as it was at the last transaction
+									 * end */
 
 /*
  * A witness: a snapshot this backend took after it saw replay reach
@@ -1192,7 +1195,8 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	else if (IsA(stmt, DropStmt) &&
 			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
-		pacelc_queue_wake_worker_by(1);	/* at commit: the worker sees it is gone, leaves */
+		pacelc_queue_wake_worker_by(1); /* at commit: the worker sees it is
+										 * gone, leaves */
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -1219,11 +1223,12 @@ lsn_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
+
 			/*
-			 * Only a commit record of a transaction that changed something
-			 * is a token: a read-only transaction may write WAL (pruning,
-			 * hint bits with checksums) and XactLastCommitEnd then points
-			 * at that, not at a commit.
+			 * Only a commit record of a transaction that changed something is
+			 * a token: a read-only transaction may write WAL (pruning, hint
+			 * bits with checksums) and XactLastCommitEnd then points at that,
+			 * not at a commit.
 			 */
 			if ((TransactionIdIsValid(GetTopTransactionIdIfAny()) || commit_prepared_in_xact) &&
 				XactLastCommitEnd != last_commit_end &&
@@ -1333,9 +1338,9 @@ pacelc_wait_for_lsn(PG_FUNCTION_ARGS)
 
 	/*
 	 * The rest of this transaction is held to the target.  A snapshot that
-	 * exists already and may not include it is an error when it will be
-	 * read with: the transaction snapshot in REPEATABLE READ, the
-	 * statement's in READ COMMITTED when the statement reads a table.
+	 * exists already and may not include it is an error when it will be read
+	 * with: the transaction snapshot in REPEATABLE READ, the statement's in
+	 * READ COMMITTED when the statement reads a table.
 	 */
 	if (RecoveryInProgress())
 	{

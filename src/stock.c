@@ -569,8 +569,8 @@ static void
 check_reservation_owner(int64 id, Oid owner)
 {
 	/*
-	 * Another application's reservation: as if it did not exist.  A hold
-	 * made before 0.3 has no owner and belongs to no application: only
+	 * Another application's reservation: as if it did not exist.  A hold made
+	 * before 0.3 has no owner and belongs to no application: only
 	 * pacelc_admin ends it (or the worker, when its ttl passes).
 	 */
 	if (OidIsValid(owner) ? !pacelc_acts_for(pacelc_caller(), owner)
@@ -998,6 +998,7 @@ available_body(PG_FUNCTION_ARGS)
 		avail = PG_INT64_MAX;
 	PG_RETURN_INT64(Max(avail, 0));
 }
+
 /* verify()'s view of shared memory: the counter, or NULL if not loaded. */
 PG_FUNCTION_INFO_V1(pacelc_escrow_available);
 Datum

@@ -17,6 +17,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 
 #include "support.h"
 
@@ -55,6 +56,43 @@ pacelc_check_key(text *key)
 						PACELC_KEY_MAXLEN)));
 }
 
+/*
+ * A queue name starts with a letter or underscore and has at most
+ * PACELC_QUEUE_NAME_MAXLEN letters, digits, underscores, dots or dashes
+ * (ASCII only: it becomes part of a NOTIFY channel name).
+ */
+#define QUEUE_NAME_START(c) \
+	(((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z') || (c) == '_')
+
+bool
+pacelc_queue_name_valid(text *name)
+{
+	const char *s = VARDATA_ANY(name);
+	int			len = VARSIZE_ANY_EXHDR(name);
+	int			i;
+
+	if (len < 1 || len > PACELC_QUEUE_NAME_MAXLEN)
+		return false;
+	if (!QUEUE_NAME_START(s[0]))
+		return false;
+	for (i = 1; i < len; i++)
+		if (!QUEUE_NAME_START(s[i]) && !(s[i] >= '0' && s[i] <= '9') &&
+			s[i] != '.' && s[i] != '-')
+			return false;
+	return true;
+}
+
+void
+pacelc_check_queue_name(text *name)
+{
+	if (!pacelc_queue_name_valid(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name \"%s\"", text_to_cstring(name)),
+				 errdetail("A queue name starts with a letter or underscore and has at most %d letters, digits, underscores, dots or dashes.",
+						   PACELC_QUEUE_NAME_MAXLEN)));
+}
+
 /* NULL is never a valid value for the arguments that name what to change. */
 void
 pacelc_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -83,4 +121,52 @@ pacelc_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/* ---------------------------------------------------------------------
+ * The limits for SQL: table constraints and PL/pgSQL call these
+ * --------------------------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(pacelc_private_valid_sku);
+
+/* pacelc_private.valid_sku(text): 1 to PACELC_SKU_MAXLEN bytes. */
+Datum
+pacelc_private_valid_sku(PG_FUNCTION_ARGS)
+{
+	Size		len = VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(len >= 1 && len <= PACELC_SKU_MAXLEN);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_valid_key);
+
+/* pacelc_private.valid_key(text): 1 to PACELC_KEY_MAXLEN bytes. */
+Datum
+pacelc_private_valid_key(PG_FUNCTION_ARGS)
+{
+	Size		len = VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(len >= 1 && len <= PACELC_KEY_MAXLEN);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_valid_queue_name);
+
+/* pacelc_private.valid_queue_name(text): see pacelc_queue_name_valid. */
+Datum
+pacelc_private_valid_queue_name(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pacelc_queue_name_valid(PG_GETARG_TEXT_PP(0)));
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_check_queue_name);
+
+/*
+ * pacelc_private.check_queue_name(text): the error create_queue() gives
+ * for an invalid name (22023), for the PL/pgSQL implementations.
+ */
+Datum
+pacelc_private_check_queue_name(PG_FUNCTION_ARGS)
+{
+	pacelc_check_queue_name(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_VOID();
 }

@@ -39,8 +39,14 @@
 #define PACELC_MY_PROCNO	(MyProc->pgprocno)
 #endif
 
-/* An idempotency key (reservations and messages) has 1 to this many bytes. */
-#define PACELC_KEY_MAXLEN	255
+/*
+ * The limits on names and keys, in one place: the functions check them and
+ * the tables' constraints call pacelc_private.valid_sku(), valid_key() and
+ * valid_queue_name() (support.c), so they cannot disagree.
+ */
+#define PACELC_SKU_MAXLEN	63	/* bytes; escrow.c keeps SKUs in shared memory */
+#define PACELC_KEY_MAXLEN	255 /* bytes, an idempotency key */
+#define PACELC_QUEUE_NAME_MAXLEN 56 /* [A-Za-z_][A-Za-z0-9_.-]*, so bytes */
 
 /* Set by _PG_init when loaded through shared_preload_libraries. */
 extern bool pacelc_preloaded;
@@ -49,6 +55,8 @@ extern void pacelc_check_loaded(void);
 extern void pacelc_require_arg(FunctionCallInfo fcinfo, int argno,
 							   const char *name);
 extern void pacelc_check_key(text *key);
+extern bool pacelc_queue_name_valid(text *name);
+extern void pacelc_check_queue_name(text *name);
 extern SPIPlanPtr pacelc_keep_plan(SPIPlanPtr *plan, const char *sql,
 								   int nargs, Oid *argtypes);
 

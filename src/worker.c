@@ -124,7 +124,8 @@ typedef struct PoolSlot
 typedef struct DbState
 {
 	Oid			dbid;			/* InvalidOid: free entry */
-	bool		wanted;			/* asked for a worker (enqueue, CREATE EXTENSION) */
+	bool		wanted;			/* asked for a worker (enqueue, CREATE
+								 * EXTENSION) */
 	bool		retry_now;		/* CREATE EXTENSION: forget what we learnt */
 	bool		no_extension;	/* a worker found no pacelc here */
 	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
@@ -714,7 +715,8 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 		SpinLockRelease(&wshared->mutex);
 
 		if (pool_slot_taken(dbid, 0))
-			continue;			/* served (e.g. by a worker of our predecessor) */
+			continue;			/* served (e.g. by a worker of our
+								 * predecessor) */
 
 		if (exited)
 		{
@@ -727,7 +729,10 @@ launcher_pass(HTAB *dbs_hash, bool full, TimestampTz *last_exhausted_log)
 				e->next_try = TimestampTzPlusMilliseconds(now, 10000);
 			else
 			{
-				/* gave up on a handler, or failed: come back soon, not in a loop */
+				/*
+				 * gave up on a handler, or failed: come back soon, not in a
+				 * loop
+				 */
 				if (TimestampDifferenceExceeds(e->started_at, now, 60000))
 					e->failures = 0;
 				e->failures++;
@@ -990,7 +995,8 @@ typedef struct DueMessage
 {
 	int64		id;
 	int32		attempts;		/* counting this one */
-	Oid			handler;		/* resolved at the call; InvalidOid: it does not */
+	Oid			handler;		/* resolved at the call; InvalidOid: it does
+								 * not */
 	char	   *handler_name;	/* NULL: the queue has no handler any more */
 	Oid			owner;
 	bool		interrupted;	/* the previous attempt never finished */
@@ -1184,6 +1190,7 @@ static void
 call_handler(DueMessage *m)
 {
 	FmgrInfo	flinfo;
+
 	LOCAL_FCINFO(fcinfo, 1);
 
 	fmgr_info(m->handler, &flinfo);
@@ -1965,7 +1972,11 @@ pacelc_worker_main(Datum arg)
 	before_shmem_exit(log_give_up, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
-	/* a GUC, not just the activity entry: handlers' changes get reverted to it */
+
+	/*
+	 * a GUC, not just the activity entry: handlers' changes get reverted to
+	 * it
+	 */
 	SetConfigOption("application_name", "pacelc worker", PGC_USERSET, PGC_S_OVERRIDE);
 	StartTransactionCommand();
 	dbname = get_database_name(dbid);
@@ -1979,8 +1990,8 @@ pacelc_worker_main(Datum arg)
 	give_up_timeout = RegisterTimeout(USER_TIMEOUT, give_up_handler);
 
 	/*
-	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker
-	 * be the one that notices and gives way, not the user's command.
+	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker be
+	 * the one that notices and gives way, not the user's command.
 	 */
 	SetConfigOption("deadlock_timeout", "10ms", PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -2036,7 +2047,11 @@ pacelc_worker_main(Datum arg)
 
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						   slice, PG_WAIT_EXTENSION);
-			/* woken: maybe by DROP EXTENSION, then leave (DROP DATABASE waits) */
+
+			/*
+			 * woken: maybe by DROP EXTENSION, then leave (DROP DATABASE
+			 * waits)
+			 */
 			if (rc & WL_LATCH_SET)
 				check_extension = true;
 			ResetLatch(MyLatch);

@@ -58,6 +58,9 @@ if [ "$mode" = one ]; then
 	if grep -i "warning" "$ROOT/build.log"; then
 		echo "build has warnings"; echo "0 passed, 1 failed"; exit 1
 	fi
+	if ! bash "$ROOT/test/callgraph.sh" "$ROOT" >/dev/null; then
+		echo "0 passed, 1 failed"; exit 1
+	fi
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}"/pacelc-test.XXXXXX)
 	cp -a "$ROOT"/. "$WORK"/
 	chown -R postgres: "$WORK"
