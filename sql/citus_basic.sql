@@ -3,13 +3,9 @@
 -- node token and pacelc.read_after with one.  (On Citus: test/t/050_citus.pl.)
 CREATE EXTENSION pacelc;
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{2,}', 'N', 'g');
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
 SELECT pacelc.set_stock('cit-a', 10), pacelc.set_stock('cit-b', 10);
 SELECT pacelc.reserve('cit-a', 2) AS id \gset
 

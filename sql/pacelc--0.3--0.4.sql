@@ -87,13 +87,14 @@ DECLARE
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
 					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION '% needs Citus, which is not installed in this database', 'pacelc.citus_setup()'
+		RAISE EXCEPTION 'Citus is not installed in this database'
 			USING ERRCODE = '55000',
+				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
 				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
 	END IF;
 	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
 	IF NOT coordinator THEN
-		RAISE EXCEPTION '% must run on the Citus coordinator', 'pacelc.citus_setup()' USING ERRCODE = '55000';
+		RAISE EXCEPTION 'function "pacelc.citus_setup" must run on the Citus coordinator' USING ERRCODE = '55000';
 	END IF;
 	IF shard_count IS NOT NULL AND shard_count OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'shard_count must be positive' USING ERRCODE = '22023';
@@ -107,7 +108,7 @@ BEGIN
 															WHERE e.extname OPERATOR(pg_catalog.=) 'pacelc'), 'none')$c$) w$q$
 	LOOP
 		IF NOT r.success OR r.result OPERATOR(pg_catalog.<>) ver THEN
-			RAISE EXCEPTION 'pacelc % is not installed on the worker %:%', ver, r.nodename, r.nodeport
+			RAISE EXCEPTION 'extension "pacelc" % is not installed on worker "%:%"', ver, r.nodename, r.nodeport
 				USING ERRCODE = '55000',
 					  DETAIL = pg_catalog.format('The worker answered: %s.', r.result),
 					  HINT = 'Preload citus,pacelc on every node and run CREATE EXTENSION pacelc there (or ALTER EXTENSION pacelc UPDATE).';
@@ -164,7 +165,7 @@ $d$
 $c$) w$q$
 	LOOP
 		IF NOT r.success THEN
-			RAISE EXCEPTION 'could not set the reservation ids of the worker %:%', r.nodename, r.nodeport
+			RAISE EXCEPTION 'could not set the reservation ids of worker "%:%"', r.nodename, r.nodeport
 				USING ERRCODE = '55000', DETAIL = r.result;
 		END IF;
 	END LOOP;
@@ -199,13 +200,14 @@ DECLARE
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
 					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION '% needs Citus, which is not installed in this database', 'pacelc.citus_reserve_all()'
+		RAISE EXCEPTION 'Citus is not installed in this database'
 			USING ERRCODE = '55000',
+				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
 				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
 	END IF;
 	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
 	IF NOT coordinator THEN
-		RAISE EXCEPTION '% must run on the Citus coordinator', 'pacelc.citus_reserve_all()' USING ERRCODE = '55000';
+		RAISE EXCEPTION 'function "pacelc.citus_reserve_all" must run on the Citus coordinator' USING ERRCODE = '55000';
 	END IF;
 	IF skus IS NULL OR qtys IS NULL
 	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(qtys)
@@ -217,7 +219,7 @@ BEGIN
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
 					WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'pacelc.sku_home'::pg_catalog.regclass) THEN
-		RAISE EXCEPTION 'pacelc is not distributed in this Citus cluster'
+		RAISE EXCEPTION 'table "pacelc.sku_home" is not distributed'
 			USING ERRCODE = '55000', HINT = 'Run SELECT pacelc.citus_setup() on the coordinator.';
 	END IF;
 	result := pg_catalog.array_fill(NULL::pg_catalog.int8, ARRAY[pg_catalog.cardinality(skus)]);
@@ -263,16 +265,17 @@ DECLARE
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
 					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION '% needs Citus, which is not installed in this database', 'pacelc.citus_tokens()'
+		RAISE EXCEPTION 'Citus is not installed in this database'
 			USING ERRCODE = '55000',
+				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
 				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
 	END IF;
 	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
 	IF NOT coordinator THEN
-		RAISE EXCEPTION '% must run on the Citus coordinator', 'pacelc.citus_tokens()' USING ERRCODE = '55000';
+		RAISE EXCEPTION 'function "pacelc.citus_tokens" must run on the Citus coordinator' USING ERRCODE = '55000';
 	END IF;
 	IF pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() THEN
-		RAISE EXCEPTION 'pacelc.citus_tokens() cannot run inside a transaction block'
+		RAISE EXCEPTION 'function "pacelc.citus_tokens" cannot run inside a transaction block'
 			USING ERRCODE = '25001',
 				  DETAIL = 'The tokens are taken on connections of their own and must follow the commit they cover.',
 				  HINT = 'Call it after COMMIT, or use pacelc.citus_token(sku) in the transaction.';
@@ -319,7 +322,7 @@ BEGIN
 											  (SELECT l.groupid FROM pg_catalog.pg_dist_local_group l))$q$
 			INTO refuse USING shard;
 		IF refuse THEN
-			RAISE EXCEPTION 'shards of pacelc.sku_home cannot move'
+			RAISE EXCEPTION 'shards of table "pacelc.sku_home" cannot move'
 				USING ERRCODE = '0A000',
 					  DETAIL = pg_catalog.format('Shard %s would be placed on a node that does not own its SKUs'' stock: the stock stays where it is.', shard),
 					  HINT = 'Leave pacelc.sku_home out of moves, splits and rebalancing; add capacity as new nodes for new SKUs (see README "Scaling out with Citus").';

@@ -336,7 +336,7 @@ my $shard = $coord->safe_psql('postgres',
 ($rc, $out, $err) = $coord->psql('postgres', qq{
 	SELECT pg_catalog.citus_move_shard_placement($shard, '$host', ${\ $w1->port}, '$host', ${\ $w2->port},
 												 shard_transfer_mode => 'block_writes')});
-like($err, qr/shards of pacelc.sku_home cannot move/, 'citus_move_shard_placement: refused');
+like($err, qr/shards of table "pacelc.sku_home" cannot move/, 'citus_move_shard_placement: refused');
 is($coord->safe_psql('postgres', "SELECT groupid FROM pg_catalog.pg_dist_placement WHERE shardid = $shard"),
 	'1', '... the shard stays on its worker');
 
