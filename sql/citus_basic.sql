@@ -49,6 +49,7 @@ SHOW pacelc.read_after;
 SELECT pg_temp.err('SELECT * FROM pacelc.citus_setup()');
 SELECT pg_temp.err('SELECT pacelc.citus_reserve_all(''{cit-a}'', ''{1}'')');
 SELECT pg_temp.err('SELECT * FROM pacelc.citus_tokens()');
+SELECT pg_temp.err('SELECT * FROM pacelc.citus_verify()');
 -- the routed forms work anywhere (they only route on Citus)
 SELECT array_length(pacelc.reserve_all_at('cit-a', '{cit-a,cit-b}', '{1,1}'), 1);
 SELECT pacelc.citus_token('cit-a') = pacelc.node_token() AS same_token;

@@ -293,6 +293,55 @@ COMMENT ON FUNCTION pacelc.citus_tokens() IS
 	'on the Citus coordinator: node_token() of every worker (after COMMIT)';
 
 /*
+ * verify() of every worker in one call, plus a check that only Citus can
+ * make: a SKU stocked on a worker that does not own it (set_stock called
+ * on the wrong worker directly), which calls through the coordinator would
+ * never reach.
+ */
+CREATE FUNCTION pacelc.citus_verify()
+	RETURNS TABLE (node text, problem text, sku text, detail text)
+	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+DECLARE
+	coordinator pg_catalog.bool;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = '55000',
+				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
+				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
+	END IF;
+	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
+	IF NOT coordinator THEN
+		RAISE EXCEPTION 'function "pacelc.citus_verify" must run on the Citus coordinator' USING ERRCODE = '55000';
+	END IF;
+	RETURN QUERY EXECUTE $q$
+		SELECT w.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) w.nodeport,
+			   CASE WHEN w.success THEN v.problem ELSE 'worker_unreachable' END,
+			   v.sku, CASE WHEN w.success THEN v.detail ELSE w.result END
+		  FROM pg_catalog.run_command_on_workers($c$
+			SELECT pg_catalog.coalesce(pg_catalog.json_agg(x), '[]') FROM (
+				SELECT v.problem, v.sku, v.detail FROM pacelc.verify() v
+				UNION ALL
+				SELECT 'sku_on_wrong_node', s.sku,
+					   'this worker has stock of the SKU, but Citus routes it to another node'
+				  FROM pacelc.stock s
+				 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
+									WHERE p.shardid OPERATOR(pg_catalog.=)
+										  pg_catalog.get_shard_id_for_distribution_column('pacelc.sku_home', s.sku)
+									  AND p.groupid OPERATOR(pg_catalog.=)
+										  (SELECT l.groupid FROM pg_catalog.pg_dist_local_group l))) x
+		  $c$) w
+		  LEFT JOIN LATERAL pg_catalog.json_to_recordset(CASE WHEN w.success THEN w.result::pg_catalog.json END)
+			   AS v(problem pg_catalog.text, sku pg_catalog.text, detail pg_catalog.text) ON true
+		 WHERE NOT w.success OR v.problem IS NOT NULL
+		 ORDER BY 1, 2, 3$q$;
+END
+$$;
+COMMENT ON FUNCTION pacelc.citus_verify() IS
+	'on the Citus coordinator: verify() of every worker, and SKUs stocked on a worker that does not own them; no rows = all is well';
+
+/*
  * Shard moves are refused: the stock of a SKU (its row, its reservations,
  * its escrow counter in shared memory) stays on the node that had it, so a
  * shard of pacelc.sku_home created on a node that the metadata does not
@@ -409,7 +458,8 @@ GRANT EXECUTE ON FUNCTION pacelc._replica_status() TO pacelc_app, pacelc_monitor
 GRANT EXECUTE ON FUNCTION
 	pacelc.available(text), pacelc.next_expiry(), pacelc.verify(), pacelc.stats(),
 	pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn(pg_lsn, interval),
-	pacelc.node_token(), pacelc.citus_token(text), pacelc.citus_tokens()
+	pacelc.node_token(), pacelc.citus_token(text), pacelc.citus_tokens(),
+	pacelc.citus_verify()
 	TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
 	pacelc.set_stock(text, bigint), pacelc.add_stock(text, bigint),

@@ -113,6 +113,7 @@ SELECT regress_err($$SELECT pacelc.citus_token('sec-a')$$);
 SELECT regress_err($$SELECT pacelc.reserve_all_at('sec-a', '{sec-a}', '{1}', '1 hour', 'sec-k4', '{}')$$);
 SELECT regress_err($$SELECT pacelc.citus_reserve_all('{sec-a}', '{1}', '1 hour', 'sec-k5', '{}')$$);
 SELECT regress_err($$SELECT * FROM pacelc.citus_tokens()$$);
+SELECT regress_err($$SELECT * FROM pacelc.citus_verify()$$);
 SELECT regress_err($$SELECT * FROM pacelc.citus_setup()$$);
 SELECT regress_err($$SELECT pacelc.drop_queue('sec_q')$$);
 -- a handler in a temporary schema, which another session may reuse later
@@ -133,7 +134,8 @@ SELECT p.proname FROM pg_catalog.pg_proc p
 						 'enqueue', 'dequeue', 'ack', 'nack', 'retry', 'purge_done', 'stats',
 						 'commit_lsn', 'replay_lsn', 'wait_for_lsn', 'drop_queue',
 						 'expire_holds', 'fold_confirmed', 'node_token', 'citus_token',
-						 'reserve_all_at', 'citus_reserve_all', 'citus_tokens', 'citus_setup')
+						 'reserve_all_at', 'citus_reserve_all', 'citus_tokens', 'citus_setup',
+						 'citus_verify')
  ORDER BY 1;
 -- nobody but the attacker ran the attacker's code
 SELECT who, count(*) > 0 AS ran FROM public.regress_pwned GROUP BY who ORDER BY who;

@@ -348,6 +348,13 @@ for my $name (qw(coord w1 w2))
 	is($n->safe_psql('postgres', 'SELECT count(*) FROM pacelc.verify()'), '0', "$name: verify() is clean");
 	is($n->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0', "$name: nothing left prepared");
 }
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM pacelc.citus_verify()', extra_params => [ '-U', 'shop' ]),
+	'0', 'citus_verify() through the coordinator: clean');
+# a SKU stocked on the wrong worker directly: routed calls never see it
+$w2->safe_psql('postgres', "SELECT pacelc.set_stock('$c1c', 0)");
+$stocked{"$c1c\@w2"} = 0;
+is($coord->safe_psql('postgres', 'SELECT node, problem, sku FROM pacelc.citus_verify()'),
+	"$host:${\ $w2->port}|sku_on_wrong_node|$c1c", 'citus_verify(): a SKU stocked on a worker that does not own it');
 my ($sum_stocked, $sum_books) = (0, 0);
 for my $w ($w1, $w2)
 {
@@ -359,7 +366,7 @@ for my $w ($w1, $w2)
 	{
 		my ($sku, $held, $avail, $escrow, $confirmed) = split /\|/, $row;
 		is($escrow, $avail, "$sku: escrow counter = on_hand - held");
-		$sum_stocked += $stocked{$sku};
+		$sum_stocked += $stocked{$w == $w2 && $sku eq $c1c ? "$c1c\@w2" : $sku};
 		$sum_books += $held + $confirmed + $avail;
 	}
 }
