@@ -320,7 +320,7 @@ BEGIN
 			   CASE WHEN w.success THEN v.problem ELSE 'worker_unreachable' END,
 			   v.sku, CASE WHEN w.success THEN v.detail ELSE w.result END
 		  FROM pg_catalog.run_command_on_workers($c$
-			SELECT pg_catalog.coalesce(pg_catalog.json_agg(x), '[]') FROM (
+			SELECT coalesce(pg_catalog.json_agg(x), '[]') FROM (
 				SELECT v.problem, v.sku, v.detail FROM pacelc.verify() v
 				UNION ALL
 				SELECT 'sku_on_wrong_node', s.sku,
