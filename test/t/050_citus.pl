@@ -360,8 +360,8 @@ for my $name (qw(coord w1 w2))
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM pacelc.citus_verify()', extra_params => [ '-U', 'shop' ]),
 	'0', 'citus_verify() through the coordinator: clean');
 # a SKU stocked on the wrong worker: a worker delegates "SELECT f(...)" to
-# the owner too, so it takes a form Citus does not delegate
-$w2->safe_psql('postgres', "SELECT pacelc.set_stock('$c1c', 0) FROM (VALUES (1)) v");
+# the owner too, so it takes a form Citus does not delegate (two columns)
+$w2->safe_psql('postgres', "SELECT pacelc.set_stock('$c1c', 0), 1");
 $stocked{"$c1c\@w2"} = 0;
 is($coord->safe_psql('postgres', 'SELECT node, problem, sku FROM pacelc.citus_verify()'),
 	"$host:${\ $w2->port}|sku_on_wrong_node|$c1c", 'citus_verify(): a SKU stocked on a worker that does not own it');
