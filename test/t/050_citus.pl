@@ -5,15 +5,19 @@
 #     ids carry their node group, and a confirm never reaches another row;
 #   * hot SKUs on both workers and carts across both workers, 16 clients
 #     (pgbench): nothing oversold;
-#   * carts across nodes are all or nothing (Citus two-phase commit);
+#   * carts across nodes are all or nothing (Citus two-phase commit), and
+#     a reservation commits with an order row of a distributed table on the
+#     other worker;
 #   * kill -9 of a worker between PREPARE and COMMIT PREPARED: the prepared
 #     hold stays taken across the restart, and Citus's
 #     recover_prepared_transactions() commits it;
 #   * read-your-writes on a worker's standby with the token
 #     pacelc.citus_token(sku) returns through the coordinator;
 #   * shard moves of pacelc.sku_home are refused.
-# Then verify() is clean on every node, nothing is left prepared, and
-# stocked = held + confirmed + available across the cluster.
+# Then verify() is clean on every node (and citus_verify() through the
+# coordinator, which also finds a SKU stocked on the wrong worker), nothing
+# is left prepared, and stocked = held + confirmed + available across the
+# cluster.
 #
 # Skipped on PostgreSQL 15 (Citus supports 16 and later) and where Citus is
 # not installed; test/run-tests.sh builds Citus into the PostgreSQL 17 and
