@@ -253,15 +253,16 @@ COMMENT ON FUNCTION pacelc.citus_reserve_all(text[], bigint[], interval, text, j
 
 /*
  * Tokens of every worker, for a client that reads from the workers'
- * standbys (one round trip to each worker).  Outside a transaction block:
- * the tokens are taken on connections of their own, and must follow the
- * commit they are to cover.
+ * standbys (one round trip to each worker).  The tokens are taken on
+ * connections of their own, so they must follow the commit they are to
+ * cover: refused in a transaction that has already worked on other nodes.
  */
 CREATE FUNCTION pacelc.citus_tokens()
 	RETURNS TABLE (node_group integer, node text, token text)
 	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
 DECLARE
 	coordinator pg_catalog.bool;
+	txn		pg_catalog.int8;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
 					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
@@ -274,8 +275,10 @@ BEGIN
 	IF NOT coordinator THEN
 		RAISE EXCEPTION 'function "pacelc.citus_tokens" must run on the Citus coordinator' USING ERRCODE = '55000';
 	END IF;
-	IF pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() THEN
-		RAISE EXCEPTION 'function "pacelc.citus_tokens" cannot run inside a transaction block'
+	/* Citus numbers a transaction when it first works on other nodes */
+	EXECUTE 'SELECT t.transaction_number FROM pg_catalog.get_current_transaction_id() t' INTO txn;
+	IF txn OPERATOR(pg_catalog.<>) 0 THEN
+		RAISE EXCEPTION 'function "pacelc.citus_tokens" cannot run in a transaction that has worked on other nodes'
 			USING ERRCODE = '25001',
 				  DETAIL = 'The tokens are taken on connections of their own and must follow the commit they cover.',
 				  HINT = 'Call it after COMMIT, or use pacelc.citus_token(sku) in the transaction.';

@@ -260,6 +260,10 @@ like($err, qr/cannot take a node token in a transaction that has written/,
 	'a token before the commit it should cover: refused');
 is(scalar(() = $coord->safe_psql('postgres', 'SELECT token FROM pacelc.citus_tokens()') =~ /:/g),
 	2, 'citus_tokens(): a token per worker');
+($rc, $out, $err) = cpsql(
+	"BEGIN; SELECT pacelc.reserve('$c1a', 1); SELECT * FROM pacelc.citus_tokens(); COMMIT;");
+like($err, qr/cannot run in a transaction that has worked on other nodes/,
+	'citus_tokens() after a write in the same transaction: refused');
 $standby->stop;
 
 # ---------------------------------------------------------------------
