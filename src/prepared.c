@@ -55,7 +55,6 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "support.h"
 #include "prepared.h"
 
 #define SLOT_FREE		0

@@ -900,57 +900,56 @@ change_on_hand(const char *sku, StockEntry *entry, uint64 gen, int64 base,
 	return new_on_hand;
 }
 
-static Datum
-set_stock_body(PG_FUNCTION_ARGS)
+/*
+ * set_stock(sku, on_hand) when "set", add_stock(sku, delta) otherwise:
+ * returns the new on_hand.  set_stock() creates the SKU if need be.
+ */
+static int64
+restock(FunctionCallInfo fcinfo, bool set)
 {
 	char		sku[SKU_MAXLEN + 1];
-	int64		on_hand;
+	int64		n;
 	int64		base = 0,
 				unfolded = 0;
 	StockEntry *entry;
 	uint64		gen;
-	bool		created;
+	bool		created = false;
 
-	check_writable("set_stock()");
+	check_writable(set ? "set_stock()" : "add_stock()");
 	pacelc_require_arg(fcinfo, 0, "sku");
-	pacelc_require_arg(fcinfo, 1, "on_hand");
+	pacelc_require_arg(fcinfo, 1, set ? "on_hand" : "delta");
 	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
-	on_hand = PG_GETARG_INT64(1);
-	if (on_hand < 0)
+	n = PG_GETARG_INT64(1);
+	if (set && n < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("on_hand must not be negative"),
-				 errdetail("Got %lld.", (long long) on_hand)));
+				 errdetail("Got %lld.", (long long) n)));
 
-	entry = pacelc_stock_acquire(sku, true, &gen);
-	created = !pacelc_escrow_sku_exists(entry);
-	if (!lock_sku(sku, true, &base, &unfolded))
-		elog(ERROR, "could not create sku \"%s\"", sku);
-	change_on_hand(sku, entry, gen, base, unfolded,
-				   on_hand - (base - unfolded), created);
+	entry = pacelc_stock_acquire(sku, set, &gen);
+	if (set)
+		created = !pacelc_escrow_sku_exists(entry);
+	if (!lock_sku(sku, set, &base, &unfolded))
+	{
+		if (set)
+			elog(ERROR, "could not create sku \"%s\"", sku);
+		pacelc_raise_unknown_sku(sku);
+	}
+	return change_on_hand(sku, entry, gen, base, unfolded,
+						  set ? n - (base - unfolded) : n, created);
+}
+
+static Datum
+set_stock_body(PG_FUNCTION_ARGS)
+{
+	(void) restock(fcinfo, true);
 	PG_RETURN_VOID();
 }
 
 static Datum
 add_stock_body(PG_FUNCTION_ARGS)
 {
-	char		sku[SKU_MAXLEN + 1];
-	int64		delta;
-	int64		base = 0,
-				unfolded = 0;
-	StockEntry *entry;
-	uint64		gen;
-
-	check_writable("add_stock()");
-	pacelc_require_arg(fcinfo, 0, "sku");
-	pacelc_require_arg(fcinfo, 1, "delta");
-	sku_from_text(PG_GETARG_TEXT_PP(0), sku);
-	delta = PG_GETARG_INT64(1);
-
-	entry = pacelc_stock_acquire(sku, false, &gen);
-	if (!lock_sku(sku, false, &base, &unfolded))
-		pacelc_raise_unknown_sku(sku);
-	PG_RETURN_INT64(change_on_hand(sku, entry, gen, base, unfolded, delta, false));
+	PG_RETURN_INT64(restock(fcinfo, false));
 }
 
 /* On a standby there is no escrow: answer from the tables. */

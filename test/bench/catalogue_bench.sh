@@ -4,24 +4,13 @@
 # then the latency of the first reserve() of a SKU (one index lookup) and
 # of touching every SKU once.  Usage (root or postgres):
 #   bash test/bench/catalogue_bench.sh [N]
-set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bench_start "" "$@"
 N=${1:-1000000}
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "" "$@"
-fi
-BIN=$("$PG_CONFIG" --bindir)
-DIR=$(mktemp -d /tmp/pacelc-catalogue.XXXXXX)
-trap '"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
-"$BIN/initdb" -D "$DIR/data" -A trust >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<CONF
+bench_dir catalogue
+bench_initdb data 55790 <<CONF
 shared_preload_libraries = 'pacelc'
 pacelc.max_skus = $((N + 1000))
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = 55790
 shared_buffers = 512MB
 CONF
 "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null

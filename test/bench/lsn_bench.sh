@@ -11,31 +11,15 @@
 # rounds; each runs every contender once, the order rotated per round).
 # The synchronous_commit = off rows take the WAL flush out of the commit, so
 # the per-commit CPU cost of pacelc (hooks, the token) is not hidden by it.
-set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bench_start "CLIENTS TRIALS ROUNDS" "$@"
 SECS=${1:-15}
 CLIENTS=${CLIENTS:-8}
 TRIALS=${TRIALS:-500}
 ROUNDS=${ROUNDS:-5}
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "CLIENTS TRIALS ROUNDS" "$@"
-fi
-BIN=$("$PG_CONFIG" --bindir)
-DIR=$(mktemp -d /tmp/pacelc-lsnbench.XXXXXX)
+bench_dir lsnbench
 P=55710; S=55711
-cleanup() {
-	"$BIN/pg_ctl" -D "$DIR/standby" -m immediate stop >/dev/null 2>&1 || true
-	"$BIN/pg_ctl" -D "$DIR/primary" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-"$BIN/initdb" -D "$DIR/primary" -A trust >/dev/null
-cat >>"$DIR/primary/postgresql.conf" <<CONF
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $P
+bench_initdb primary "$P" <<CONF
 max_wal_senders = 4
 wal_level = replica
 max_wal_size = 4GB

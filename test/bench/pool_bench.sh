@@ -17,35 +17,16 @@
 #   bash test/bench/pool_bench.sh
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
 #   MESSAGES=1000, SLEEP_MS=5, PORT=55512.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
-
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "MESSAGES SLEEP_MS PORT" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+bench_start "MESSAGES SLEEP_MS PORT" "$@"
 
 MESSAGES=${MESSAGES:-1000}
 SLEEP_MS=${SLEEP_MS:-5}
 PORT=${PORT:-55512}
-BIN=$("$PG_CONFIG" --bindir)
 
-DIR=$(mktemp -d /tmp/pacelc-pbench.XXXXXX)
-cleanup() {
-	"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<CONF
+bench_dir pbench
+bench_initdb data "$PORT" -U postgres <<CONF
 shared_preload_libraries = 'pacelc'
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
 max_worker_processes = 16
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s

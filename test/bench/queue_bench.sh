@@ -28,26 +28,11 @@
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
 #   PRODUCERS=8, CONSUMERS=4, BATCH=100, POLL_MS=10, DURATION=10,
 #   IDLE_MESSAGES=300, PORT=55500.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
-
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	# the PgQ contender, benchmark only (the tests do not need it)
-	BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
-		bench_as_postgres "$0" "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT" "$@"
-fi
-
-QUICK=0
-for a in "$@"; do
-	case $a in
-		--quick) QUICK=1 ;;
-		-h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-		*) echo "unknown argument: $a" >&2; exit 2 ;;
-	esac
-done
+. "$(dirname "$0")/lib.sh"
+# the PgQ contender, benchmark only (the tests do not need it)
+BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
+	bench_start "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT" "$@"
+bench_options "$@"
 if [ $QUICK = 1 ]; then
 	DURATION=${DURATION:-3}
 	IDLE_MESSAGES=${IDLE_MESSAGES:-100}
@@ -60,25 +45,12 @@ BATCH=${BATCH:-100}
 POLL_MS=${POLL_MS:-10}
 PORT=${PORT:-55500}
 SCRIPTS=$(cd "$(dirname "$0")/queue" && pwd)
-BIN=$("$PG_CONFIG" --bindir)
 NCPU=$(nproc)
 
-DIR=$(mktemp -d /tmp/pacelc-qbench.XXXXXX)
+bench_dir qbench		# also kills a consumer left running
 CONSUMER_PID=
-cleanup() {
-	[ -n "$CONSUMER_PID" ] && kill "$CONSUMER_PID" 2>/dev/null || true
-	"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<CONF
+bench_initdb data "$PORT" -U postgres <<CONF
 shared_preload_libraries = 'pacelc'
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
 max_connections = 100
 shared_buffers = 256MB
 synchronous_commit = on
@@ -88,9 +60,7 @@ checkpoint_timeout = 30min
 log_min_messages = warning
 pacelc.worker_batch = $BATCH
 CONF
-"$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
-export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
+bench_pg_start data "$PORT"
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc queue benchmark: $("$BIN/postgres" --version), $NCPU CPUs"

@@ -22,24 +22,9 @@
 #   CLIENTS="1 8 32 64 128", DURATION=12 (seconds per run), PORT=55600,
 #   CONTENDERS="pacelc_uncontended pacelc_hot forupdate_uncontended forupdate_hot condupdate_hot",
 #   SELLOUT_STOCK=100, SELLOUT_ATTEMPTS=10000, SELLOUT_CLIENTS=100.
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
-
-if [ "$(id -u)" = 0 ]; then
-	. "$ROOT/test/bench/as_postgres.sh"
-	bench_as_postgres "$0" "CLIENTS DURATION PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
-fi
-
-QUICK=0
-for a in "$@"; do
-	case $a in
-		--quick) QUICK=1 ;;
-		-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-		*) echo "unknown argument: $a" >&2; exit 2 ;;
-	esac
-done
+. "$(dirname "$0")/lib.sh"
+bench_start "CLIENTS DURATION PORT CONTENDERS SELLOUT_STOCK SELLOUT_ATTEMPTS SELLOUT_CLIENTS" "$@"
+bench_options "$@"
 if [ $QUICK = 1 ]; then
 	CLIENTS=${CLIENTS:-1 8 64}
 	DURATION=${DURATION:-4}
@@ -53,23 +38,11 @@ SELLOUT_STOCK=${SELLOUT_STOCK:-100}
 SELLOUT_ATTEMPTS=${SELLOUT_ATTEMPTS:-10000}
 SELLOUT_CLIENTS=${SELLOUT_CLIENTS:-100}
 SCRIPTS=$(cd "$(dirname "$0")/stock" && pwd)
-BIN=$("$PG_CONFIG" --bindir)
 NCPU=$(nproc)
 
-DIR=$(mktemp -d /tmp/pacelc-bench.XXXXXX)
-cleanup() {
-	"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<CONF
+bench_dir bench
+bench_initdb data "$PORT" -U postgres <<CONF
 shared_preload_libraries = 'pacelc'
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
 max_connections = 300
 shared_buffers = 256MB
 synchronous_commit = on
@@ -79,9 +52,7 @@ checkpoint_timeout = 30min
 autovacuum_naptime = 10s
 log_min_messages = warning
 CONF
-"$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start >/dev/null
-export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
+bench_pg_start data "$PORT"
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc hot-SKU benchmark: $("$BIN/postgres" --version), $NCPU CPUs, ${DURATION}s per run, clients: $CLIENTS"

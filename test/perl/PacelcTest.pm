@@ -1,14 +1,53 @@
-# Helpers shared by pacelc's TAP tests.
+# Helpers shared by pacelc's TAP tests: nodes with pacelc preloaded, standbys,
+# pgbench in the background with inline scripts.
 package PacelcTest;
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use Exporter 'import';
 use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(start_pgbench write_file);
+our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module);
 
-# Writes a file (a pgbench script, say) and returns its path.
+# A new node with pacelc in shared_preload_libraries and the settings in
+# "conf" (postgresql.conf lines), started unless "no_start".  With
+# "allows_streaming" it can serve standbys (pacelc_standby).
+sub pacelc_node
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => $opt{allows_streaming} // 0);
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'pacelc'\n" . ($opt{conf} // ''));
+	$node->start unless $opt{no_start};
+	return $node;
+}
+
+# A streaming standby of primary, from the backup named "backup" (taken now
+# unless the primary has one by that name), with "conf" added, started.
+sub pacelc_standby
+{
+	my ($primary, $name, %opt) = @_;
+	my $backup = $opt{backup} // "for_$name";
+	$primary->backup($backup) unless -d $primary->backup_dir . "/$backup";
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, $backup, has_streaming => 1);
+	$standby->append_conf('postgresql.conf', $opt{conf}) if defined $opt{conf};
+	$standby->start;
+	return $standby;
+}
+
+# Can /usr/bin/python3 import the module (psycopg2, psycopg)?  The driver
+# tests skip what needs a module that is not installed.
+sub have_python_module
+{
+	my ($module) = @_;
+	return system('/usr/bin/python3', '-c', "import $module") == 0;
+}
+
+# Writes a file and returns its path.
 sub write_file
 {
 	my ($path, $content) = @_;
@@ -19,20 +58,34 @@ sub write_file
 }
 
 # Starts pgbench in the background against a node, with application_name
-# "pgbench" so that tests can find (and kill) its backends.  Its clients may
-# die with the server; callers only wait for it with ->finish.
+# "pgbench" so that tests can find (and kill) its backends.  The scripts
+# are inline, as in PostgreSQL's own pgbench tests: one script's text, or
+# { 'name' => text, 'name@weight' => text, ... }.  Its clients may die with
+# the server; callers wait for it with ->finish and may pass out => \$out,
+# err => \$err to read its output then.
 sub start_pgbench
 {
-	my ($node, $script, %opt) = @_;
+	my ($node, $scripts, %opt) = @_;
 	my ($out, $err) = ('', '');
+	my @files;
+
+	$scripts = { script => $scripts } unless ref $scripts;
+	foreach my $key (sort keys %$scripts)
+	{
+		my ($base, $weight) = split /\@/, $key;
+		my $path = write_file(
+			"$PostgreSQL::Test::Utils::tmp_check/pgbench_" . $node->name . "_$base.sql",
+			$scripts->{$key});
+		push @files, '-f', defined $weight ? "$path\@$weight" : $path;
+	}
 	local $ENV{PGAPPNAME} = 'pgbench';
 	return IPC::Run::start(
 		[
 			'pgbench', '-n', '-c', $opt{clients} // 16, '-j', 2,
-			'-T', $opt{seconds} // 5, '-f', $script,
+			'-T', $opt{seconds} // 5, @files,
 			'-h', $node->host, '-p', $node->port, $opt{dbname} // 'postgres'
 		],
-		'>', \$out, '2>', \$err);
+		'>', $opt{out} // \$out, '2>', $opt{err} // \$err);
 }
 
 1;

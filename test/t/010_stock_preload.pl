@@ -1,7 +1,7 @@
 # Without shared_preload_libraries every entry point fails cleanly with
 # SQLSTATE 55000 and a hint, never a crash.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;

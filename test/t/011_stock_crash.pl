@@ -5,7 +5,7 @@
 # each restart verify() is clean, the escrow counter equals on_hand - held of
 # the tables, and units held + confirmed never exceed units stocked.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -17,23 +17,17 @@ use Time::HiRes qw(usleep);
 my $stocked = 100000;
 my $clients = 16;
 
-my $node = PostgreSQL::Test::Cluster->new('stress');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('stress', conf => qq{
 max_connections = 60
 restart_after_crash = on
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', qq{
 	CREATE EXTENSION pacelc;
 	SELECT pacelc.set_stock('hot', $stocked);
 });
 
-my $script = $node->basedir . '/buy.sql';
-open my $fh, '>', $script or die;
-print $fh <<'SQL';
+my $script = <<'SQL';
 \set r random(1, 100)
 \set q random(1, 3)
 BEGIN;
@@ -60,7 +54,6 @@ SELECT pacelc.confirm(:id);
 \endif
 \endif
 SQL
-close $fh;
 
 
 sub check_books
@@ -83,6 +76,16 @@ sub check_books
 	return ($held, $sold);
 }
 
+# Waits until the load has made 200 more reservations than before it began.
+sub load_running
+{
+	my $before = $node->safe_psql('postgres',
+		'SELECT last_value FROM pacelc.reservation_id_seq');
+	$node->poll_query_until('postgres',
+		"SELECT last_value >= $before + 200 FROM pacelc.reservation_id_seq")
+	  or die 'the load does not get going';
+}
+
 # 1. load with terminated backends
 my $h = start_pgbench($node, $script, clients => $clients, seconds => 6);
 my $terminated = 0;
@@ -101,7 +104,7 @@ ok($sold1 > 0, "load sold something ($sold1)");
 
 # 2. SIGKILL one backend: the postmaster reinitializes shared memory
 $h = start_pgbench($node, $script, clients => $clients, seconds => 30);
-usleep(2_000_000);
+load_running();
 my $victim = $node->safe_psql('postgres', q{
 	SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1});
 ok($victim, "found a backend to kill: $victim");
@@ -113,7 +116,7 @@ ok($sold2 >= $sold1, 'nothing sold was lost');
 
 # 3. SIGKILL the postmaster and then every process it had started
 $h = start_pgbench($node, $script, clients => $clients, seconds => 30);
-usleep(2_000_000);
+load_running();
 my $pm = $node->{_pid};
 my @children = split /\s+/, `pgrep -P $pm`;
 kill 'KILL', $pm;
@@ -133,8 +136,8 @@ ok($sold3 >= $sold2, 'nothing sold was lost');
 # 4. sell out: run until nothing is left, then every unit is accounted for
 $node->safe_psql('postgres', q{
 	SELECT pacelc.release(id) FROM pacelc.reservations WHERE state = 'held'});
-$h = start_pgbench($node, $script, clients => $clients, seconds => 4);
-$h->finish;
+$node->pgbench("-n -c $clients -j 2 -T 4", 0, [qr/actually processed/], [],
+	'sell-out load', { 'buy' => $script });
 $node->safe_psql('postgres', q{
 	DO $$ BEGIN
 	  WHILE pacelc.try_reserve('hot', 100) IS NOT NULL LOOP END LOOP;

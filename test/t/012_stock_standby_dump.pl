@@ -3,15 +3,15 @@
 # rebuilt from the replicated tables and reservations go on exactly.
 # pg_dump / pg_restore keeps stock and reservations.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'pacelc'");
-$primary->start;
+my $primary = pacelc_node('primary', allows_streaming => 1);
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	SELECT pacelc.set_stock('tv', 10);
@@ -23,9 +23,7 @@ $primary->safe_psql('postgres', q{
 });
 $primary->backup('b1');
 
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b1', has_streaming => 1);
-$standby->start;
+my $standby = pacelc_standby($primary, 'standby', backup => 'b1');
 $primary->safe_psql('postgres', q{SELECT pacelc.reserve('tv', 1)});
 $primary->wait_for_catchup($standby);
 

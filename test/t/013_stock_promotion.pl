@@ -4,7 +4,7 @@
 # tables: verify() is clean, counters equal on_hand - held, and held + sold
 # never exceed what was stocked.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -14,27 +14,18 @@ use PacelcTest;
 
 my $stocked = 50000;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('primary', allows_streaming => 1, conf => qq{
 max_connections = 40
 log_statement = none
 });
-$primary->start;
 $primary->safe_psql('postgres', qq{
 	CREATE EXTENSION pacelc;
 	SELECT pacelc.set_stock('hot', $stocked);
 	SELECT pacelc.set_stock('cold', 10);
 });
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->start;
+my $standby = pacelc_standby($primary, 'standby', backup => 'b');
 
-my $script = $primary->basedir . '/buy.sql';
-open my $fh, '>', $script or die;
-print $fh <<'SQL';
+my $script = <<'SQL';
 \set r random(1, 100)
 BEGIN;
 SELECT coalesce(pacelc.try_reserve('hot', 1), 0) AS id \gset
@@ -52,7 +43,6 @@ SELECT pacelc.confirm(:id);
 \endif
 \endif
 SQL
-close $fh;
 
 
 sub books
@@ -74,7 +64,10 @@ sub books
 }
 
 my $h = start_pgbench($primary, $script, seconds => 30);
-sleep 3;
+# let the standby receive some sales before the primary dies
+$standby->poll_query_until('postgres', q{
+	SELECT count(*) >= 50 FROM pacelc.reservation_data WHERE state = 'confirmed'})
+  or die 'no sale reached the standby';
 $primary->stop('immediate');
 $h->finish;
 $standby->promote;
@@ -82,8 +75,8 @@ $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die;
 my ($held1, $sold1) = books($standby, 'promoted standby');
 ok($sold1 > 0, "the primary had sold $sold1 before it died");
 
-$h = start_pgbench($standby, $script, seconds => 4);
-$h->finish;
+$standby->pgbench('-n -c 16 -j 2 -T 4', 0, [qr/actually processed/], [],
+	'load on the promoted node', { 'buy' => $script });
 my ($held2, $sold2) = books($standby, 'after more load on the promoted node');
 ok($sold2 > $sold1, "the promoted node went on selling ($sold2)");
 

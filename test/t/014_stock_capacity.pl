@@ -2,19 +2,18 @@
 # error (53200) while the SKUs already in memory keep working exactly.
 # Also: a restart rebuilds counters lazily, one SKU at a time.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('capacity');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('capacity', conf => qq{
 pacelc.max_skus = 100
 });
-$node->start;
 $node->safe_psql('postgres', q{CREATE EXTENSION pacelc});
 $node->safe_psql('postgres',
 	q{SELECT pacelc.set_stock('s' || i, 5) FROM generate_series(1, 100) i});

@@ -3,25 +3,20 @@
 # time, and verify() must never report escrow_exceeds_tables (or anything
 # else) for a race: 0 alarms.  Then it must still see a real excess.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 
 my $seconds = 20;
 
-my $node = PostgreSQL::Test::Cluster->new('verify_stress');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('verify_stress', conf => qq{
 max_connections = 40
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	SELECT pacelc.set_stock('v' || i, 1000000) FROM generate_series(1, 8) i;
@@ -30,11 +25,10 @@ $node->safe_psql('postgres', q{
 	CREATE SEQUENCE checks;
 });
 
-my $dir = $node->basedir;
 # reserve, then (in a later transaction, as a shop does) release most holds,
 # confirm some, leave a few for the worker to expire; now and then a
 # restock or a write-off, and folds
-my $buy = write_file("$dir/buy.sql", <<'SQL');
+my $buy = <<'SQL';
 \set s random(1, 8)
 \set r random(1, 100)
 \set q random(1, 3)
@@ -47,16 +41,16 @@ SELECT pacelc.confirm(:id);
 \endif
 \endif
 SQL
-my $restock = write_file("$dir/restock.sql", <<'SQL');
+my $restock = <<'SQL';
 \set s random(1, 8)
 SELECT pacelc.add_stock('v' || :s, 10);
 SELECT pacelc.add_stock('v' || :s, -3);
 SQL
-my $check = write_file("$dir/check.sql", <<'SQL');
+my $check = <<'SQL';
 INSERT INTO alarms (problem, sku, detail) SELECT * FROM pacelc.verify();
 SELECT nextval('checks');
 SQL
-my $fold = write_file("$dir/fold.sql", <<'SQL');
+my $fold = <<'SQL';
 SELECT pacelc.fold_confirmed();
 SQL
 
@@ -65,14 +59,18 @@ SQL
 # counters were actually compared (a SKU whose row changes during the audit
 # is skipped, so the test must show that most were not)
 my ($out, $err) = ('', '');
-my $pgbench = IPC::Run::start(
-	[
-		'pgbench', '-n', '-c', 8, '-j', 2, '-T', $seconds,
-		'-f', "$buy\@16", '-f', "$check\@4", '-f', "$fold\@1",
-		'-f', "$restock\@1",
-		'-h', $node->host, '-p', $node->port, 'postgres'
-	],
-	'>', \$out, '2>', \$err);
+my $pgbench = start_pgbench(
+	$node,
+	{
+		'buy@16' => $buy,
+		'check@4' => $check,
+		'fold@1' => $fold,
+		'restock@1' => $restock
+	},
+	clients => 8,
+	seconds => $seconds,
+	out => \$out,
+	err => \$err);
 my ($calls, $checked, $unchecked, $own_alarms) = (0, 0, 0, 0);
 my $until = time() + $seconds - 3;
 while (time() < $until)

@@ -6,20 +6,19 @@
 #  - one hold whose SKU cannot get a slot does not stop the expiry of others;
 #  - pacelc.max_skus below its minimum stops the server from starting.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('slots');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('slots', conf => qq{
 pacelc.max_skus = 100
 # no worker: this test expires holds itself
 pacelc.databases = 'no_such_database'
 });
-$node->start;
 $node->safe_psql('postgres', q{CREATE EXTENSION pacelc});
 
 sub sqlstate
@@ -82,7 +81,9 @@ $node->restart;
 $node->safe_psql('postgres', q{SELECT count(pacelc.available('a' || i)) FROM generate_series(1, 99) i});
 $node->safe_psql('postgres', q{CREATE DATABASE shop3});
 $node->safe_psql('shop3', q{CREATE EXTENSION pacelc; SELECT pacelc.set_stock('b', 1)});
-sleep(2);
+$node->poll_query_until('postgres', q{
+	SELECT clock_timestamp() > max(expires_at) FROM pacelc.reservations WHERE state = 'held'})
+  or die 'the holds do not come due';
 my ($ret, $out, $err) = $node->psql('postgres', q{SELECT pacelc.expire_holds()});
 is($out, '99', 'expire_holds() expired the 99 holds it could');
 like($err, qr/could not expire reservation \d+ of sku "z": too many SKUs/,

@@ -3,19 +3,18 @@
 # second to commit (the per-SKU netting scanned the whole list), and the
 # commit cannot be cancelled.  Bounds are generous: the machine may be busy.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('commit_time');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('commit_time', conf => qq{
 pacelc.max_skus = 200000
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', q{CREATE EXTENSION pacelc});
 
 # psql reports the COMMIT's own time

@@ -4,7 +4,7 @@
 # across standbys, cancel / statement_timeout / promotion while waiting,
 # max_staleness, and bad input.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -16,15 +16,13 @@ use Time::HiRes qw(usleep time);
 
 my $client = "$FindBin::RealBin/lsn_client.py";
 my $python = '/usr/bin/python3';
+plan skip_all => 'python3-psycopg2 is not installed (the test client needs it)'
+  unless have_python_module('psycopg2');
 
-my $primary = PostgreSQL::Test::Cluster->new('lsnprimary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('lsnprimary', allows_streaming => 1, conf => qq{
 log_statement = none
 max_connections = 40
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE TABLE orders (id bigserial PRIMARY KEY, note text, at timestamptz DEFAULT now());
@@ -32,13 +30,8 @@ $primary->safe_psql('postgres', q{
 });
 $primary->backup('b');
 
-my $standby = PostgreSQL::Test::Cluster->new('lsnstandby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->start;
-my $slow = PostgreSQL::Test::Cluster->new('lsnslow');
-$slow->init_from_backup($primary, 'b', has_streaming => 1);
-$slow->append_conf('postgresql.conf', "recovery_min_apply_delay = '1500ms'");
-$slow->start;
+my $standby = pacelc_standby($primary, 'lsnstandby', backup => 'b');
+my $slow = pacelc_standby($primary, 'lsnslow', backup => 'b', conf => "recovery_min_apply_delay = '1500ms'");
 $primary->wait_for_catchup($standby);
 
 sub dsn { my ($node) = @_; return 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres'; }
@@ -82,7 +75,7 @@ $bg->query_until(qr/start/, qq{
 	SET pacelc.wait_timeout = '30s';
 	SELECT 'seen:' || count(*) FROM orders WHERE note = 'paused';
 });
-usleep(300_000);
+$standby->poll_query_until('postgres', 'SELECT waiters > 0 FROM pacelc.replica_status');
 is($standby->safe_psql('postgres', 'SELECT waiters FROM pacelc.replica_status'), '1',
 	'one session is waiting');
 my $t0 = time;
@@ -92,9 +85,8 @@ $bg->quit;
 ok(time - $t0 < 5, 'the waiting read finished when replay resumed');
 
 # 3. 1,000 trials under a steady background write load
-my $churn = write_file($primary->basedir . '/churn.sql',
-	"INSERT INTO churn SELECT g FROM generate_series(1, 20) g;\n");
-my $load = start_pgbench($primary, $churn, clients => 4, seconds => 40);
+my $load = start_pgbench($primary,
+	"INSERT INTO churn SELECT g FROM generate_series(1, 20) g;\n", clients => 4, seconds => 40);
 my $with = run_client('trials', dsn($primary), dsn($standby), 1000, 'token', 'read committed');
 my $without = run_client('trials', dsn($primary), dsn($standby), 1000, 'none', 'read committed');
 my $rr = run_client('trials', dsn($primary), dsn($standby), 200, 'token', 'repeatable read');
@@ -133,7 +125,7 @@ $token = $primary->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 like($err, qr/canceling statement due to statement timeout/, 'statement_timeout ends the wait');
 $bg = $standby->background_psql('postgres', on_error_stop => 0);
 $bg->query_until(qr/start/, qq{\\echo start\nSELECT pacelc.wait_for_lsn('$token', '30s');\n});
-usleep(300_000);
+$standby->poll_query_until('postgres', 'SELECT waiters > 0 FROM pacelc.replica_status');
 $standby->safe_psql('postgres', q{
 	SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%wait_for_lsn%' AND pid <> pg_backend_pid()});
 ($out, $err) = $bg->query('SELECT 1');

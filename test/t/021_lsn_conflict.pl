@@ -4,29 +4,24 @@
 # instead of stalling replay until PC010.  SET pacelc.read_after waits
 # before any snapshot and is never in the way.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 use Time::HiRes qw(time);
 
-my $primary = PostgreSQL::Test::Cluster->new('cprimary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('cprimary', allows_streaming => 1, conf => qq{
 log_statement = none
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE TABLE t (x int);
 	INSERT INTO t VALUES (1);
 });
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('cstandby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', "max_standby_streaming_delay = 60s");
-$standby->start;
+my $standby = pacelc_standby($primary, 'cstandby', backup => 'b', conf => "max_standby_streaming_delay = 60s");
 $primary->wait_for_catchup($standby);
 
 # replay paused; the primary takes an AccessExclusiveLock on t and commits

@@ -5,23 +5,22 @@
 # through libpq (test/t/lsn_driver.c); the rest through the same driver's
 # simple protocol.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
 use LsnDriver;
 use Time::HiRes qw(usleep time);
 
-my $primary = PostgreSQL::Test::Cluster->new('hprimary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('hprimary', allows_streaming => 1, conf => qq{
 log_statement = none
 max_connections = 30
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE TABLE t (id bigserial PRIMARY KEY, note text);
@@ -29,14 +28,10 @@ $primary->safe_psql('postgres', q{
 	CREATE TABLE p (id int, pad text) WITH (fillfactor = 100, autovacuum_enabled = off);
 	CREATE TABLE w (x int);
 });
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('hstandby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', qq{
+my $standby = pacelc_standby($primary, 'hstandby', backup => 'b', conf => qq{
 max_standby_streaming_delay = 60s
 pacelc.wait_timeout = '20s'
 });
-$standby->start;
 $primary->wait_for_catchup($standby);
 
 my $sconn = $standby->connstr('postgres');

@@ -9,7 +9,7 @@
 #   skipped if npm cannot)
 #   PgBouncer (Debian package): session and transaction pooling
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -22,14 +22,10 @@ use Time::HiRes qw(usleep time);
 
 my $trials = $ENV{PACELC_DRIVER_TRIALS} // 15;
 
-my $primary = PostgreSQL::Test::Cluster->new('dprimary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('dprimary', allows_streaming => 1, conf => qq{
 log_statement = none
 max_connections = 30
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE TABLE t (id bigserial PRIMARY KEY, note text);
@@ -37,14 +33,10 @@ $primary->safe_psql('postgres', q{
 	CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
 	CREATE TABLE churn (x int);
 });
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('dstandby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->append_conf('postgresql.conf', qq{
+my $standby = pacelc_standby($primary, 'dstandby', backup => 'b', conf => qq{
 recovery_min_apply_delay = '300ms'
 pacelc.wait_timeout = '20s'
 });
-$standby->start;
 $primary->wait_for_catchup($standby);
 
 # one write on the primary through driver $w, its token as the driver got it
@@ -59,9 +51,8 @@ sub write_row
 }
 
 # --- libpq (under a steady write load: snapshots keep changing) -----------
-my $churn = write_file($primary->basedir . '/churn.sql',
-	"INSERT INTO churn SELECT g FROM generate_series(1, 20) g;\n");
-my $load = start_pgbench($primary, $churn, clients => 2, seconds => 120);
+my $load = start_pgbench($primary,
+	"INSERT INTO churn SELECT g FROM generate_series(1, 20) g;\n", clients => 2, seconds => 120);
 my $w = LsnDriver->new($primary->connstr('postgres'));
 my $r = LsnDriver->new($standby->connstr('postgres'));
 $r->cmd('P', 'cnt', 'SELECT count(*) FROM t WHERE note = $1');
@@ -104,9 +95,15 @@ for my $mode ('simple', 'extended', 'pipeline', 'extended, REPEATABLE READ')
 my $seen = $r->cmd('S', 'pacelc.seen_lsn');
 like($seen, qr{^[0-9A-F]+/[0-9A-F]+$}, "libpq: seen_lsn reported ($seen)");
 $r->cmd('Q', 'RESET pacelc.read_after');
+# done with them: their sessions must not outlive the drivers' timeout
+# while slow installs (npm) run below
+$w->quit;
+$r->quit;
 
 # --- psycopg2 --------------------------------------------------------------
+SKIP:
 {
+	skip 'python3-psycopg2 is not installed', 1 unless have_python_module('psycopg2');
 	my ($stdout, $stderr);
 	my $dsn = sub { 'host=' . $_[0]->host . ' port=' . $_[0]->port . ' dbname=postgres' };
 	IPC::Run::run([ '/usr/bin/python3', "$FindBin::RealBin/lsn_client.py", 'trials',
@@ -120,7 +117,7 @@ $r->cmd('Q', 'RESET pacelc.read_after');
 SKIP:
 {
 	skip 'python3-psycopg (psycopg 3) is not installed', 2
-	  unless system('/usr/bin/python3', '-c', 'import psycopg') == 0;
+	  unless have_python_module('psycopg');
 	my ($stdout, $stderr);
 	my $dsn = sub { 'host=' . $_[0]->host . ' port=' . $_[0]->port . ' dbname=postgres' };
 	IPC::Run::run([ '/usr/bin/python3', "$FindBin::RealBin/lsn_psycopg3.py",
@@ -256,8 +253,6 @@ ignore_startup_parameters = extra_float_digits
 	$bouncer->kill_kill;
 }
 
-$w->quit;
-$r->quit;
 $standby->stop;
 $primary->stop;
 done_testing();

@@ -4,20 +4,19 @@
 # owner; two databases are both served; an enqueue wakes the worker at once;
 # holds past their ttl expire and their on_expire payloads arrive.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('worker', conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 log_statement = none
 });
-$node->start;
 
 my $setup = q{
 	CREATE EXTENSION pacelc;

@@ -2,23 +2,22 @@
 # after the restart every committed message is still there, each one ends
 # done or dead, and no handler effect was applied twice.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 use Time::HiRes qw(usleep);
 
 my $n = 600;
-my $node = PostgreSQL::Test::Cluster->new('qcrash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('qcrash', conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 pacelc.worker_batch = 50
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE ROLE regress_pacelc_shop LOGIN;

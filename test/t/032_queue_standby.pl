@@ -1,19 +1,18 @@
 # A standby's worker does nothing (messages stay ready, holds stay held);
 # after promotion the queue is processed and due holds expire.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $primary = PostgreSQL::Test::Cluster->new('qprimary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $primary = pacelc_node('qprimary', allows_streaming => 1, conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE ROLE regress_pacelc_shop LOGIN;
@@ -25,23 +24,23 @@ $primary->safe_psql('postgres', q{
 	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
 });
-$primary->backup('b');
-my $standby = PostgreSQL::Test::Cluster->new('qstandby');
-$standby->init_from_backup($primary, 'b', has_streaming => 1);
-$standby->start;
+my $standby = pacelc_standby($primary, 'qstandby', backup => 'b');
 
 # the primary stops serving (as if it had died before handling anything)
 $primary->append_conf('postgresql.conf', "pacelc.databases = 'none_here'");
 $primary->reload;
 $primary->safe_psql('postgres', q{
 	SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pacelc worker'});
-sleep 1;
+$primary->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pacelc worker'})
+  or die 'the worker does not leave';
 $primary->safe_psql('postgres', q{
 	SELECT pacelc.enqueue('q', jsonb_build_object('i', i)) FROM generate_series(1, 10) i;
 	SELECT pacelc.set_stock('s', 5);
 	SELECT pacelc.reserve('s', 2, ttl => '1 s');
 });
 $primary->wait_for_catchup($standby);
+# nothing may happen on the standby: give it the time to do it wrong
 sleep 2;
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM seen}), '0',
 	'nothing handled while everything is only on the standby');

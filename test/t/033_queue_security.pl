@@ -4,20 +4,19 @@
 # drop_queue() is judged as its owner (not as the worker's superuser), and
 # pacelc.databases is obeyed on SIGHUP in both directions.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('qsec');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('qsec', conf => qq{
 pacelc.launcher_naptime = 600s
 pacelc.worker_naptime = 1s
 log_statement = none
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;

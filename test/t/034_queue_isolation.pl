@@ -11,23 +11,22 @@
 #  - session state a handler leaves (advisory locks) is reset;
 #  - a dropped handler and a dropped owner role fail the attempt cleanly.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('isolation');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('isolation', conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 pacelc.handler_timeout = 500ms
 pacelc.workers_per_database = 2
 log_statement = none
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;

@@ -7,7 +7,7 @@
 #    there cause no storm, and databases without pacelc are remembered;
 #  - a database owner who is no superuser can drop their database.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -16,10 +16,7 @@ use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('pool');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('pool', conf => qq{
 max_worker_processes = 8
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
@@ -27,7 +24,6 @@ pacelc.handler_timeout = 30s
 pacelc.workers_per_database = 2
 log_statement = none
 });
-$node->start;
 
 my $setup = q{
 	CREATE EXTENSION pacelc;
@@ -123,10 +119,10 @@ $node->safe_psql('postgres', q{CREATE DATABASE noslot});
 $node->safe_psql('noslot', $setup);
 my $log_from = -s $node->logfile;
 my $t0 = time;
-my $script = write_file("$PostgreSQL::Test::Utils::tmp_check/enqueue_noslot.sql",
-	"SELECT pacelc.enqueue('fast', jsonb_build_object('q', 'fast', 'n', 0, 't', clock_timestamp()));\n");
-my $bench = start_pgbench($node, $script, clients => 4, seconds => 5, dbname => 'noslot');
-$bench->finish;
+$node->pgbench('-n -c 4 -j 2 -T 5', 0, [qr/actually processed/], [],
+	'enqueue load into a database without a worker slot',
+	{ 'enqueue' => "SELECT pacelc.enqueue('fast', jsonb_build_object('q', 'fast', 'n', 0, 't', clock_timestamp()));\n" },
+	'noslot');
 my $seconds = time - $t0;
 my $log = slurp_file($node->logfile, $log_from);
 my $exhausted = () = $log =~ /could not start a worker/g;
