@@ -7,6 +7,11 @@
  * Section A: escrow that survives two-phase commit (issue 17)
  * ====================================================================== */
 
+/*
+ * No SQL object changes: the escrow of prepared transactions is in the
+ * library (src/prepared.c, src/escrow.c).
+ */
+
 /* ======================================================================
  * Section B: scaling out on Citus (issue 17)
  * ====================================================================== */
