@@ -23,7 +23,7 @@
 # not installed; test/run-tests.sh builds Citus into the PostgreSQL 17 and
 # 18 roots and sets PACELC_CITUS_REQUIRED=1, so there a missing Citus fails.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
