@@ -8,9 +8,10 @@
 #   * carts across nodes are all or nothing (Citus two-phase commit), and
 #     a reservation commits with an order row of a distributed table on the
 #     other worker;
-#   * kill -9 of a worker between PREPARE and COMMIT PREPARED: the prepared
-#     hold stays taken across the restart, and Citus's
-#     recover_prepared_transactions() commits it;
+#   * kill -9 of a worker before PREPARE (nothing stays held anywhere), and
+#     between PREPARE and COMMIT PREPARED: the prepared hold stays taken
+#     across the restart, and Citus's recover_prepared_transactions()
+#     commits it;
 #   * read-your-writes on a worker's standby with the token
 #     pacelc.citus_token(sku) returns through the coordinator;
 #   * shard moves of pacelc.sku_home are refused.
@@ -266,6 +267,56 @@ like($err, qr/cannot run in a transaction that has worked on other nodes/,
 	'citus_tokens() after a write in the same transaction: refused');
 $standby->stop;
 
+# kill -9 of a node: the postmaster and every process it started (so that
+# no backend of it can still answer), then wait until they are gone
+sub kill_all
+{
+	my ($n) = @_;
+	my $pm = $n->{_pid};
+	my @children = grep { /^\d+$/ } split /\s+/, `pgrep -P $pm`;
+	kill 'KILL', $pm, @children;
+	for (1 .. 100)
+	{
+		last unless grep { kill 0, $_ } $pm, @children;
+		usleep(50_000);
+	}
+}
+
+sub restart
+{
+	my ($n) = @_;
+	for (1 .. 100)
+	{
+		$n->{_pid} = undef;    # a failed start reads the stale pid file
+		last if $n->start(fail_ok => 1);
+		usleep(200_000);
+	}
+}
+
+# ---------------------------------------------------------------------
+# kill -9 of worker 2 before PREPARE: a cart's transaction is open on both
+# workers when worker 2 dies; its COMMIT fails, and no unit stays held on
+# either worker
+my $before1 = $w1->safe_psql('postgres', "SELECT pacelc.available('$c1a')");
+my $before2 = $w2->safe_psql('postgres', "SELECT pacelc.available('$c2a')");
+my $bg = $coord->background_psql('postgres', on_error_stop => 0,
+	extra_params => [ '-U', 'shop' ]);
+$bg->query("BEGIN");
+$bg->query("SELECT pacelc.reserve('$c1a', 3)");
+$bg->query("SELECT pacelc.reserve('$c2a', 3)");
+cmp_ok($w1->safe_psql('postgres', "SELECT pacelc.available('$c1a')"), '==', $before1 - 3,
+	'an open cart holds its units on worker 1');
+kill_all($w2);
+$bg->query("COMMIT");
+$bg->quit;
+restart($w2);
+ok($w1->poll_query_until('postgres', "SELECT pacelc.available('$c1a') = $before1"),
+	'kill -9 of worker 2 before PREPARE: worker 1 holds nothing of the cart');
+is($w1->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'), '0', '... and nothing prepared');
+is($w2->safe_psql('postgres', "SELECT pacelc.available('$c2a')") . '/'
+	  . $w2->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
+	"$before2/0", '... nor worker 2 after its restart');
+
 # ---------------------------------------------------------------------
 # kill -9 of worker 2 between PREPARE and COMMIT PREPARED.  The
 # coordinator's commit waits for a synchronous standby that does not
@@ -311,14 +362,7 @@ is($w2->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts') . '/'
 	'1/1', 'both workers hold the prepared transaction');
 # the postmaster and every process it started, so that no backend of w2
 # can still take the COMMIT PREPARED
-my $pm = $w2->{_pid};
-my @children = grep { /^\d+$/ } split /\s+/, `pgrep -P $pm`;
-kill 'KILL', $pm, @children;
-for (1 .. 100)
-{
-	last unless grep { kill 0, $_ } $pm, @children;
-	usleep(50_000);
-}
+kill_all($w2);
 coord_sync_names('');
 $cart->finish;
 like($cout, qr/^\{\d+,\d+\}$/, 'the cart commits on the coordinator') or diag $cerr;
@@ -327,13 +371,7 @@ $kid1 //= 0;
 $kid2 //= 0;
 is($w1->safe_psql('postgres', "SELECT state FROM pacelc.reservation_data WHERE id = $kid1"),
 	'held', 'worker 1 committed its line (COMMIT PREPARED)');
-# the killed postmaster's children leave when they notice; then it starts
-for (1 .. 100)
-{
-	$w2->{_pid} = undef;    # a failed start reads the stale pid file
-	last if $w2->start(fail_ok => 1);
-	usleep(200_000);
-}
+restart($w2);
 is($w2->safe_psql('postgres', 'SELECT count(*) FROM pg_prepared_xacts'),
 	'1', 'worker 2 restarted with the transaction still prepared');
 cmp_ok($w2->safe_psql('postgres', "SELECT pacelc.available('$c2a')"), '<=', $avail2 - $cart_qty,
