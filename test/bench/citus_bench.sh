@@ -24,6 +24,7 @@
 # missing, installs pacelc there, runs as user postgres inside it):
 #   bash test/bench/citus_bench.sh               # PostgreSQL 17, 16 clients, 3 rounds of 8 s
 #   bash test/bench/citus_bench.sh --pg 18
+#   bash test/bench/citus_bench.sh --quick       # 1 round of 4 s (a smoke test)
 # Environment: CLIENTS=16, DURATION=8 (seconds per run), ROUNDS=3,
 #   PORT=55640 (uses PORT .. PORT+3), PACELC_ROOTS (see test/pg-root.sh).
 set -euo pipefail
@@ -39,7 +40,8 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 		--pg) v=$2; shift 2 ;;
 		--inside) inside=1; shift ;;
-		-h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+		--quick) ROUNDS=1; DURATION=4; shift ;;
+		-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
 		*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
