@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
 		--pg) v=$2; shift 2 ;;
 		--inside) inside=1; shift ;;
 		--quick) ROUNDS=1; DURATION=4; shift ;;
-		-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
 		*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
