@@ -16,7 +16,8 @@
 # PostgreSQL 15 is the host's (PG_CONFIG, default Debian's); 17 and 18 run in
 # Debian trixie and sid roots cached under /var/cache/pacelc/roots (built
 # with debootstrap when missing, see test/pg-root.sh), each locked while in
-# use.  Prints "PGnn: N passed, N failed" per version, then "N passed, N
+# use; there it first builds Citus from ../shared/vendor into the root when
+# missing (test/citus-build.sh), for test/t/050_citus.pl.  Prints "PGnn: N passed, N failed" per version, then "N passed, N
 # failed" alone on the last line; exits non-zero on any failure, including a
 # version that could not be set up.
 #
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
 		--pg) versions="$versions,${2:-}"; shift 2 ;;
 		--pg=*) versions="$versions,${1#--pg=}"; shift ;;
 		--one) mode=one; shift ;;	# internal: build, install, test PG_CONFIG's version
-		-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
 		*) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
