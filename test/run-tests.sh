@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 		--pg) versions="$versions,${2:-}"; shift 2 ;;
 		--pg=*) versions="$versions,${1#--pg=}"; shift ;;
 		--one) mode=one; shift ;;	# internal: build, install, test PG_CONFIG's version
-		-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
 		*) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
