@@ -394,6 +394,18 @@ my $shard = $coord->safe_psql('postgres',
 like($err, qr/shards of table "pacelc.sku_home" cannot move/, 'citus_move_shard_placement: refused');
 is($coord->safe_psql('postgres', "SELECT groupid FROM pg_catalog.pg_dist_placement WHERE shardid = $shard"),
 	'1', '... the shard stays on its worker');
+my ($lo, $hi) = split /\|/, $coord->safe_psql('postgres',
+	"SELECT shardminvalue, shardmaxvalue FROM pg_catalog.pg_dist_shard WHERE shardid = $shard");
+my $mid = int(($lo + $hi) / 2);
+my ($n1, $n2) = split /\n/, $coord->safe_psql('postgres',
+	'SELECT nodeid FROM pg_catalog.pg_dist_node WHERE groupid > 0 ORDER BY groupid');
+($rc, $out, $err) = $coord->psql('postgres', qq{
+	SELECT pg_catalog.citus_split_shard_by_split_points($shard, ARRAY['$mid'], ARRAY[$n1, $n2],
+														 shard_transfer_mode => 'block_writes')});
+like($err, qr/shards of table "pacelc.sku_home" cannot move/, 'citus_split_shard_by_split_points: refused');
+is($coord->safe_psql('postgres',
+		"SELECT count(*) FROM pg_catalog.pg_dist_shard WHERE logicalrelid = 'pacelc.sku_home'::regclass"),
+	'8', '... no shard was split');
 
 # ---------------------------------------------------------------------
 # The books, on every node and across the cluster
