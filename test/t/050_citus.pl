@@ -14,7 +14,7 @@
 #     commits it;
 #   * read-your-writes on a worker's standby with the token
 #     pacelc.citus_token(sku) returns through the coordinator;
-#   * shard moves of pacelc.sku_home are refused.
+#   * shard moves and splits of pacelc.sku_home are refused.
 # Then verify() is clean on every node (and citus_verify() through the
 # coordinator, which also finds a SKU stocked on the wrong worker), nothing
 # is left prepared, and stocked = held + confirmed + available across the
