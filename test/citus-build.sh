@@ -25,7 +25,7 @@ esac
 
 tarball=${PACELC_CITUS_TARBALL:-}
 if [ -z "$tarball" ]; then
-	for d in "$ROOT/../shared/vendor" "$ROOT/../../shared/vendor"; do
+	for d in "$ROOT/../shared/vendor" "$ROOT/../../shared/vendor" /work/shared/vendor; do
 		t=$(ls "$d"/citus-*.tar.gz 2>/dev/null | sort -V | tail -1 || true)
 		[ -n "$t" ] && { tarball=$t; break; }
 	done
