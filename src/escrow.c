@@ -71,7 +71,6 @@
 #include "escrow.h"
 #include "prepared.h"
 #include "privilege.h"
-#include "queue.h"
 #include "support.h"
 
 #define STOCK_PARTITIONS	16

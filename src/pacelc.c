@@ -39,7 +39,6 @@
 
 #include "escrow.h"
 #include "privilege.h"
-#include "queue.h"
 #include "session_lsn.h"
 #include "support.h"
 #include "worker.h"
@@ -64,7 +63,6 @@ _PG_init(void)
 
 	pacelc_stock_init();
 	pacelc_session_lsn_init();
-	pacelc_queue_init();
 	pacelc_worker_init();
 	pacelc_privilege_init();
 

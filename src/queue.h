@@ -1,16 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * queue.h
- *		The compensation queue's C: enqueue(), queue rights, wake-ups at
- *		commit.
+ *		The compensation queue's C: enqueue(), queue rights, the queue lock.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef PACELC_QUEUE_H
 #define PACELC_QUEUE_H
 
-extern void pacelc_queue_init(void);
-extern void pacelc_queue_wake_worker_by(int64 when);
 extern bool pacelc_queue_allowed(Oid caller, Oid owner, struct varlena *queue,
 								 bool consume);
 extern void pacelc_queue_denied(struct varlena *queue, bool consume);

@@ -43,9 +43,15 @@
 
 #include "escrow.h"
 #include "privilege.h"
-#include "queue.h"
 #include "reservation_rows.h"
 #include "support.h"
+#include "worker.h"
+
+/*
+ * On Citus, each node's reservation ids start at its node group shifted by
+ * this many bits (pacelc.citus_setup()), so ids are unique across nodes.
+ */
+#define PACELC_NODE_ID_SHIFT	48
 
 #define SKU_MAXLEN			PACELC_SKU_MAXLEN
 #define MAX_CART			1000
@@ -323,7 +329,7 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 								  pacelc_caller(), &id, &expires_at))
 	{
 		if (ttl != NULL)
-			pacelc_queue_wake_worker_by(expires_at);
+			pacelc_worker_wake(MyDatabaseId, expires_at);
 		return id;
 	}
 
@@ -364,7 +370,7 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 											SPI_tuptable->tupdesc, 2, &isnull);
 
 		if (!isnull)
-			pacelc_queue_wake_worker_by(DatumGetTimestampTz(expires));
+			pacelc_worker_wake(MyDatabaseId, DatumGetTimestampTz(expires));
 	}
 	SPI_finish();
 	return id;
@@ -624,7 +630,12 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
-				 errmsg("reservation %lld does not exist", (long long) id)));
+				 errmsg("reservation %lld does not exist", (long long) id),
+				 (id >> PACELC_NODE_ID_SHIFT) > 0 ?
+				 errhint("Reservation ids from %lld on carry the Citus node group that made them in their high bits (this one: group %lld); "
+						 "through the coordinator, call the two-argument form with the reservation's SKU.",
+						 (long long) INT64CONST(1) << PACELC_NODE_ID_SHIFT,
+						 (long long) (id >> PACELC_NODE_ID_SHIFT)) : 0));
 	strlcpy(sku, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 			SKU_MAXLEN + 1);
 	strlcpy(state, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
@@ -635,6 +646,29 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 										   SPI_tuptable->tupdesc, 4, &isnull));
 	SPI_finish();
 	check_reservation_owner(id, isnull ? InvalidOid : owner);
+}
+
+/*
+ * confirm(id, sku) and release(id, sku): the SKU routes the call to the
+ * node that owns it (on Citus, see README "Scaling out with Citus"), and
+ * the reservation must be of that SKU: a call that reached another row
+ * of the same id is "does not exist", never that row.
+ */
+static void
+check_reservation_sku(FunctionCallInfo fcinfo, int64 id, const char *sku)
+{
+	char		want[SKU_MAXLEN + 1];
+
+	if (PG_NARGS() < 2)
+		return;
+	pacelc_require_arg(fcinfo, 1, "sku");
+	sku_from_text(PG_GETARG_TEXT_PP(1), want);
+	if (strcmp(want, sku) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("reservation %lld does not exist", (long long) id),
+				 errdetail("This node has no reservation %lld of SKU \"%s\".",
+						   (long long) id, want)));
 }
 
 static void
@@ -685,6 +719,7 @@ confirm_body(PG_FUNCTION_ARGS)
 	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
+	check_reservation_sku(fcinfo, id, sku);
 	if (strcmp(state, "held") == 0 && expired)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
@@ -721,6 +756,7 @@ release_body(PG_FUNCTION_ARGS)
 	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
+	check_reservation_sku(fcinfo, id, sku);
 	if (strcmp(state, "held") != 0)
 		raise_not_active(id, state, false);
 

@@ -43,6 +43,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
@@ -119,6 +120,7 @@ typedef struct PoolSlot
 	bool		idle;			/* sleeping on its latch */
 	TimestampTz next_wakeup;	/* when it plans to wake up (0: unknown) */
 	char		queue[NAMEDATALEN]; /* queue it works on, "" if none */
+	TimestampTz rescan_from;	/* lower the scan floors to this; DT_NOEND: no */
 } PoolSlot;
 
 typedef struct DbState
@@ -135,11 +137,24 @@ typedef struct DbState
 
 #define MAX_DB_STATES 1024
 
+/*
+ * Per backend: the earliest time its open transaction started enqueueing
+ * (0: it has not).  Written under the slot's own spinlock, the clock read
+ * inside it; see "Scan floors" below.
+ */
+typedef struct PendingSlot
+{
+	slock_t		mutex;
+	TimestampTz since;
+} PendingSlot;
+
 typedef struct WorkerShared
 {
 	slock_t		mutex;
 	PGPROC	   *launcher;
 	int			nslots;
+	int			npending;
+	PendingSlot *pending;		/* npending entries, after the slots */
 	DbState		dbs[MAX_DB_STATES];
 	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -148,17 +163,31 @@ static WorkerShared *wshared = NULL;
 static PoolSlot *my_slot = NULL;
 static int	my_index = 0;
 
+/* One per PGPROC: backends, auxiliary processes, prepared transactions. */
+static int
+pending_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+static Size
+pool_slots_size(void)
+{
+	return MAXALIGN(add_size(offsetof(WorkerShared, slots),
+							 mul_size(max_worker_processes, sizeof(PoolSlot))));
+}
+
 Size
 pacelc_worker_shmem_size(void)
 {
-	return add_size(offsetof(WorkerShared, slots),
-					mul_size(max_worker_processes, sizeof(PoolSlot)));
+	return add_size(pool_slots_size(), mul_size(pending_slots(), sizeof(PendingSlot)));
 }
 
 void
 pacelc_worker_shmem_startup(void)
 {
 	bool		found;
+	int			i;
 
 	wshared = ShmemInitStruct("pacelc workers", pacelc_worker_shmem_size(), &found);
 	if (!found)
@@ -166,6 +195,10 @@ pacelc_worker_shmem_startup(void)
 		memset(wshared, 0, pacelc_worker_shmem_size());
 		SpinLockInit(&wshared->mutex);
 		wshared->nslots = max_worker_processes;
+		wshared->npending = pending_slots();
+		wshared->pending = (PendingSlot *) ((char *) wshared + pool_slots_size());
+		for (i = 0; i < wshared->npending; i++)
+			SpinLockInit(&wshared->pending[i].mutex);
 	}
 }
 
@@ -228,8 +261,8 @@ pacelc_want_worker(Oid dbid, bool retry_now)
  * worker planned to wake up anyway.  No worker: asks the launcher.  Must
  * not fail.
  */
-void
-pacelc_wake_database(Oid dbid, int64 by)
+static void
+wake_database(Oid dbid, TimestampTz by)
 {
 	PGPROC	   *proc = NULL;
 	PoolSlot   *pick = NULL;
@@ -260,6 +293,146 @@ pacelc_wake_database(Oid dbid, int64 by)
 		pacelc_want_worker(dbid, false);
 	else if (proc != NULL)
 		SetLatch(&proc->procLatch);
+}
+
+/*
+ * Messages became due again at times from "from" on, which a worker's scan
+ * floor may have passed: every worker of the database lowers its floors
+ * there before its next scan (DT_NOBEGIN: scans from the start).
+ */
+static void
+lower_floors(Oid dbid, TimestampTz from)
+{
+	int			i;
+
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *s = &wshared->slots[i];
+
+		if (s->dbid == dbid && from < s->rescan_from)
+			s->rescan_from = from;
+	}
+	SpinLockRelease(&wshared->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * What a transaction asks of the workers when it commits
+ *
+ * queue.c (enqueue, nack, retry, ...) and stock.c (a hold with a ttl) call
+ * pacelc_worker_wake(); the wake-ups happen at commit, never for a
+ * transaction that aborts.
+ * --------------------------------------------------------------------- */
+
+static Oid	wake_dbid = InvalidOid;
+static TimestampTz wake_by = DT_NOEND;	/* 0: at once; DT_NOEND: nothing */
+static bool rescan_at_commit = false;
+static bool launcher_at_commit = false;
+static bool pending_set = false;
+
+/*
+ * At commit, wake a worker of database dbid (this transaction's): by 0 at
+ * once, else only if by is earlier than the worker planned to wake up.
+ */
+void
+pacelc_worker_wake(Oid dbid, TimestampTz by)
+{
+	wake_dbid = dbid;
+	if (by < wake_by)
+		wake_by = by;
+}
+
+/*
+ * At commit, make the workers scan their queues from the start once: this
+ * transaction made messages due at times a worker may have passed (nack,
+ * retry, a new handler), which enqueue() announces otherwise (below).
+ */
+void
+pacelc_worker_rescan(Oid dbid)
+{
+	pacelc_worker_wake(dbid, 0);
+	rescan_at_commit = true;
+}
+
+/* At commit, ask the launcher for a worker here (CREATE EXTENSION). */
+void
+pacelc_worker_request(void)
+{
+	launcher_at_commit = true;
+}
+
+/*
+ * enqueue() calls this before it inserts: until the transaction ends, no
+ * worker's scan floor (below) passes the time read here, which is at most
+ * the run_at of every message the transaction inserts.  The clock is read
+ * under the slot's lock, so a worker that read the slot before saw either
+ * this time or a time earlier than it.
+ */
+void
+pacelc_worker_note_enqueue(void)
+{
+	PendingSlot *slot;
+
+	if (pending_set || wshared == NULL || MyProc == NULL)
+		return;
+	slot = &wshared->pending[PACELC_MY_PROCNO % wshared->npending];
+	SpinLockAcquire(&slot->mutex);
+	if (slot->since == 0)
+		slot->since = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	pending_set = true;
+}
+
+static void
+clear_pending(void)
+{
+	PendingSlot *slot;
+
+	if (!pending_set)
+		return;
+	slot = &wshared->pending[PACELC_MY_PROCNO % wshared->npending];
+	SpinLockAcquire(&slot->mutex);
+	slot->since = 0;
+	SpinLockRelease(&slot->mutex);
+	pending_set = false;
+}
+
+/*
+ * Commit callbacks run after the transaction became visible to others: a
+ * worker woken here, or one reading the cleared slot, sees its messages.
+ */
+static void
+worker_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wshared != NULL)
+			{
+				clear_pending();
+				if (rescan_at_commit)
+					lower_floors(wake_dbid, DT_NOBEGIN);
+				if (wake_by != DT_NOEND)
+					wake_database(wake_dbid, wake_by);
+				if (launcher_at_commit)
+					pacelc_want_worker(MyDatabaseId, true);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared enqueue: found by the periodic full scan */
+			if (wshared != NULL)
+				clear_pending();
+			break;
+		default:
+			return;
+	}
+	wake_dbid = InvalidOid;
+	wake_by = DT_NOEND;
+	rescan_at_commit = false;
+	launcher_at_commit = false;
 }
 
 /* Wakes one idle sibling: there is more work than this worker takes. */
@@ -312,6 +485,7 @@ claim_pool_slot(Oid dbid, int index)
 		free_slot->index = index;
 		free_slot->pid = MyProcPid;
 		free_slot->proc = MyProc;
+		free_slot->rescan_from = DT_NOEND;
 		my_slot = free_slot;
 	}
 	SpinLockRelease(&wshared->mutex);
@@ -467,6 +641,8 @@ void
 pacelc_worker_init(void)
 {
 	BackgroundWorker bgw;
+
+	RegisterXactCallback(worker_xact_callback, NULL);
 
 	/*
 	 * pg_upgrade runs both clusters in binary-upgrade mode: no worker may
@@ -965,6 +1141,73 @@ leave_if_database_locked(void)
 static void plan_next_round(void);
 static void ensure_helpers(void);
 
+/* A drained message table larger than this is truncated (bytes). */
+#define TRUNCATE_MIN_BYTES (1024 * 1024)
+
+/*
+ * Gives a drained message table its space back.  A long transaction
+ * anywhere holds back the xmin horizon, so VACUUM can remove neither the
+ * dead rows nor their index entries, and the table and its indexes grow
+ * while it stays open (and VACUUM later frees the space but does not give
+ * most of it back).  TRUNCATE needs no horizon: when no message is left
+ * (every one handled and purged) and the table has grown past 1 MB, the
+ * worker truncates it.  Its ACCESS EXCLUSIVE lock is asked for with NOWAIT,
+ * in a subtransaction: an enqueue in flight, a dequeue, a reader or a
+ * pg_dump holding the table makes it give up until the next housekeeping,
+ * so producers never queue behind it; once it has the lock, nobody can add
+ * a row, and the emptiness is judged with a snapshot taken after it.
+ * (Rows a snapshot older than the truncation could still see are deleted
+ * rows: TRUNCATE is not MVCC-safe for those, as the PostgreSQL manual says.)
+ */
+static void
+truncate_if_drained(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		isnull;
+	int64		bytes;
+
+	if (SPI_execute("SELECT pg_catalog.pg_total_relation_size('pacelc.messages'::pg_catalog.regclass)",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return;
+	bytes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || bytes < TRUNCATE_MIN_BYTES)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		SPIPlanPtr	plan;
+
+		exec_sql("LOCK TABLE pacelc.messages IN ACCESS EXCLUSIVE MODE NOWAIT");
+		/* the latest snapshot, whatever the database's isolation level */
+		plan = SPI_prepare("SELECT 1 FROM pacelc.messages LIMIT 1", 0, NULL);
+		if (plan != NULL &&
+			SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 0)
+			exec_sql("TRUNCATE pacelc.messages");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);	/* in use: next time */
+	}
+	PG_END_TRY();
+}
+
 /*
  * Expiry of holds (always), folding of confirmed units and purge of old
  * messages (full: the first worker, every naptime).
@@ -985,6 +1228,7 @@ housekeeping(bool full)
 					 "SELECT pacelc.purge_done(pg_catalog.make_interval(secs => %d))",
 					 done_retention_s);
 			exec_sql(sql);
+			truncate_if_drained();
 		}
 	}
 	plan_next_round();
@@ -1015,7 +1259,16 @@ typedef struct DueMessage
  *	scanning the whole growing table per batch would make the worker fall
  *	further behind the busier it gets;
  *	jit: what enable_seqscan does to cost estimates would otherwise make
- *	PostgreSQL compile every tiny statement.
+ *	PostgreSQL compile every tiny statement;
+ *	plan_cache_mode: a custom plan for given times would have the planner
+ *	look up the actual ends of the due index (get_actual_variable_range) at
+ *	every execution, stepping over the entries a long transaction keeps;
+ *	lock_timeout: the worker's statements wait for no lock but DDL's
+ *	(DROP EXTENSION, ALTER EXTENSION UPDATE, ...); such a command locks the
+ *	extension's tables one after the other, and with a pool each worker's
+ *	deadlock check (10 ms, once per wait) may run before the cycle closes,
+ *	leaving the command's own check to find it and fail.  A worker gives
+ *	up its round instead (quietly) and tries again a second later.
  */
 typedef struct WorkerSetting
 {
@@ -1028,6 +1281,8 @@ static WorkerSetting worker_settings[] = {
 	{"search_path", "pg_catalog, pacelc, pg_temp", NULL},
 	{"enable_seqscan", "off", NULL},
 	{"jit", "off", NULL},
+	{"lock_timeout", "200ms", NULL},
+	{"plan_cache_mode", "force_generic_plan", NULL},
 };
 
 /* Remembers the database's values, then switches to the worker's. */
@@ -1398,14 +1653,116 @@ handle_message(DueMessage *m, const char *queue)
  * Batches and rounds
  * --------------------------------------------------------------------- */
 
-/* Per queue, how long a message takes: it sizes the next lease. */
+/*
+ * Per queue, how long a message takes (it sizes the next lease), and where
+ * this worker's scans of the queue begin.
+ *
+ * Scan floors.  A message's entry in the due index (queue, run_at, id)
+ * stays behind when the message is leased or done, and while any snapshot
+ * is older than that (a long transaction anywhere in the cluster) it can be
+ * neither removed nor marked dead: a scan from the start of the queue
+ * would step over every message handled since that snapshot was taken, and
+ * a queue under load slows down the longer the transaction stays open.
+ * So each worker remembers per queue a floor below which no due message
+ * can be: the scan starts there.  A floor is raised only to times that are
+ *	- at most when this worker's scan began (T0): anything due before and
+ *	  visible was taken by the scan, unless the scan stopped at its limit
+ *	  (then at most the run_at of its last message);
+ *	- at most the earliest time an open transaction started enqueueing
+ *	  (pacelc_worker_note_enqueue(), read before the scan's snapshot): an
+ *	  enqueue's run_at is never before it, so its messages, when they
+ *	  commit, lie above the floor.
+ * Everything else that makes a message due at an earlier time (a worker's
+ * messages put back, a failed attempt, nack(), retry(), a new handler,
+ * an external consumer's lease) lowers every worker's floors at commit
+ * (lower_floors(): to where the messages a batch put back or failed are due,
+ * to the start for what SQL did); and each worker scans from the start
+ * every FULL_SCAN_MS in any case (a prepared transaction's enqueue,
+ * a clock that stepped back).  A floor never loses a message: at worst a
+ * message waits for that full scan.
+ */
 typedef struct QueuePace
 {
 	char		name[NAMEDATALEN];	/* hash key */
 	double		ms_per_message;
+	TimestampTz floor;			/* no due message before it; DT_NOBEGIN */
 } QueuePace;
 
+#define FULL_SCAN_MS 10000
+
 static HTAB *queue_pace = NULL;
+
+static TimestampTz last_full_scan = 0;
+
+/* Applies lower_floors() and, every FULL_SCAN_MS, starts from the start. */
+static void
+check_floors(void)
+{
+	TimestampTz from;
+	TimestampTz now = GetCurrentTimestamp();
+	HASH_SEQ_STATUS seq;
+	QueuePace  *p;
+
+	SpinLockAcquire(&wshared->mutex);
+	from = my_slot->rescan_from;
+	my_slot->rescan_from = DT_NOEND;
+	SpinLockRelease(&wshared->mutex);
+	if (TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+	{
+		from = DT_NOBEGIN;
+		last_full_scan = now;
+	}
+	if (from == DT_NOEND)
+		return;
+	hash_seq_init(&seq, queue_pace);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		if (from < p->floor)
+			p->floor = from;
+}
+
+/* The earliest time an open transaction started enqueueing; DT_NOEND: none. */
+static TimestampTz
+pending_enqueues_since(void)
+{
+	TimestampTz min = DT_NOEND;
+	int			i;
+
+	for (i = 0; i < wshared->npending; i++)
+	{
+		PendingSlot *slot = &wshared->pending[i];
+		TimestampTz since;
+
+		SpinLockAcquire(&slot->mutex);
+		since = slot->since;
+		SpinLockRelease(&slot->mutex);
+		if (since != 0 && since < min)
+			min = since;
+	}
+	return min;
+}
+
+/* The floors of the queues this worker knows, as arrays for a statement. */
+static void
+floor_arrays(Datum *names_out, Datum *floors_out)
+{
+	HASH_SEQ_STATUS seq;
+	QueuePace  *p;
+	long		n = hash_get_num_entries(queue_pace);
+	Datum	   *names = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *floors = palloc(sizeof(Datum) * Max(n, 1));
+	int			i = 0;
+
+	hash_seq_init(&seq, queue_pace);
+	while ((p = hash_seq_search(&seq)) != NULL)
+	{
+		names[i] = CStringGetTextDatum(p->name);
+		floors[i++] = TimestampTzGetDatum(p->floor);
+	}
+	*names_out = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+	*floors_out = PointerGetDatum(construct_array(floors, i, TIMESTAMPTZOID, sizeof(TimestampTz),
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 
 /* Memory that lives for a round (reset after each). */
 static MemoryContext round_cxt = NULL;
@@ -1437,17 +1794,35 @@ plan_next_round(void)
 {
 	bool		isnull;
 	Datum		d;
+	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+	Datum		values[3];
 
+	check_floors();
+	floor_arrays(&values[0], &values[1]);
+	values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																worker_naptime_s * 1000L));
+
+	/*
+	 * Only up to the next naptime (the worker sleeps no longer anyway), and
+	 * as a parameter, so that the index scans stop there: past now lie the
+	 * entries the worker's own leases left, one per message handled in the
+	 * last lease period, dead but kept while a long transaction is open.
+	 */
 	pacelc_keep_plan(&plan_plan,
 					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
 					 "          (SELECT m.run_at FROM pacelc.messages m"
 					 "            WHERE m.queue = q.name AND m.state = 'ready'"
+					 "              AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
+					 "                    (pg_catalog.unnest($1::pg_catalog.text[]),"
+					 "                     pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS f(name, floor)"
+					 "                   WHERE f.name = q.name LIMIT 1), '-infinity')"
+					 "              AND m.run_at <= $3"
 					 "            ORDER BY m.run_at LIMIT 1) m"
 					 "         WHERE q.handler IS NOT NULL),"
 					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 0, NULL);
+					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 3, argtypes);
 	/* not read-only: a fresh snapshot, which sees this round's own work */
-	if (SPI_execute_plan(plan_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(plan_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1465,7 +1840,8 @@ plan_next_round(void)
 static bool
 pick_queue(char *queue)
 {
-	Oid			argtypes[4] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID};
+	Oid			argtypes[7] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	int			tries;
 	List	   *lost = NIL;
 
@@ -1476,7 +1852,7 @@ pick_queue(char *queue)
 		int			n = 0,
 					i;
 		int			size = wshared->nslots + list_length(skipped_queues) + list_length(lost) + 1;
-		Datum		values[4];
+		Datum		values[7];
 		ListCell   *lc;
 		int			limit;
 		bool		isnull;
@@ -1526,6 +1902,8 @@ pick_queue(char *queue)
 		values[1] = PointerGetDatum(construct_array(counts, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 		values[2] = Int32GetDatum(queue_concurrency);
 		values[3] = CStringGetTextDatum(last_queue);
+		floor_arrays(&values[4], &values[5]);
+		values[6] = TimestampTzGetDatum(GetCurrentTimestamp());
 		pacelc_keep_plan(&pick_plan,
 						 "WITH busy AS (SELECT b.name, b.n FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
 						 "                pg_catalog.unnest($2::pg_catalog.int4[])) AS b(name, n)),"
@@ -1535,8 +1913,13 @@ pick_queue(char *queue)
 						 "SELECT q.name, q.lim FROM q"
 						 " WHERE coalesce((SELECT busy.n FROM busy WHERE busy.name = q.name LIMIT 1), 0) < q.lim"
 						 "   AND EXISTS (SELECT FROM pacelc.messages m WHERE m.queue = q.name"
-						 "                 AND m.state = 'ready' AND m.run_at <= pg_catalog.clock_timestamp())"
-						 " ORDER BY q.name <= $4, q.name LIMIT 1", 4, argtypes);
+						 "                 AND m.state = 'ready' AND m.run_at <= $7"
+						 "                 AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
+						 "                       (pg_catalog.unnest($5::pg_catalog.text[]),"
+						 "                        pg_catalog.unnest($6::pg_catalog.timestamptz[])) AS f(name, floor)"
+						 "                      WHERE f.name = q.name LIMIT 1), '-infinity')"
+						 "               OFFSET 0)"	/* a probe per queue, never a semi-join */
+						 " ORDER BY q.name <= $4, q.name LIMIT 1", 7, argtypes);
 		if (SPI_execute_plan(pick_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pacelc worker: could not pick a queue");
 		if (SPI_processed == 0)
@@ -1625,10 +2008,16 @@ static bool
 handle_batch(void)
 {
 	char		queue[NAMEDATALEN];
-	Oid			leaseargtypes[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Oid			leaseargtypes[5] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID};
+	TimestampTz scan_start;
+	TimestampTz requeued_from;
+	int			j;
+	TimestampTz pending_since;
+	TimestampTz new_floor;
 	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
 	Oid			doneargtypes[1] = {INT8ARRAYOID};
-	Datum		values[4];
+	Datum		values[5];
 	DueMessage *msgs;
 	Datum	   *done_ids;
 	int			nlease,
@@ -1648,6 +2037,7 @@ handle_batch(void)
 
 	/* 1. pick and lease, in a transaction of its own */
 	begin_work("pacelc: leasing messages");
+	check_floors();
 	if (!pick_queue(queue))
 	{
 		plan_next_round();
@@ -1656,25 +2046,34 @@ handle_batch(void)
 	}
 	pace = hash_search(queue_pace, queue, HASH_ENTER, &found);
 	if (!found)
+	{
 		pace->ms_per_message = 20.0;
+		pace->floor = DT_NOBEGIN;
+	}
 	nlease = (int) Min((double) worker_batch,
 					   Max(1.0, BATCH_BUDGET_MS / Max(pace->ms_per_message, 0.001)));
 	lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(nlease);
 	values[2] = TimestampTzGetDatum(lease_until);
+	values[3] = TimestampTzGetDatum(pace->floor);
+	/* in this order: T0, then the open enqueues, then the scan's snapshot */
+	scan_start = GetCurrentTimestamp();
+	pending_since = pending_enqueues_since();
+	/* a parameter, not clock_timestamp(): the index scan stops there */
+	values[4] = TimestampTzGetDatum(scan_start);
 	pacelc_keep_plan(&lease_plan,
 					 "WITH c AS (SELECT m.id, m.run_at, m.leased_until IS NOT NULL AS interrupted"
 					 "             FROM pacelc.messages m"
 					 "            WHERE m.queue = $1 AND m.state = 'ready'"
-					 "              AND m.run_at <= pg_catalog.clock_timestamp()"
+					 "              AND m.run_at <= $5 AND m.run_at >= $4"
 					 "            ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
 					 "     u AS (UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
 					 "                  run_at = $3, leased_until = $3"
 					 "             FROM c WHERE m.id = c.id"
 					 "           RETURNING m.id, c.run_at, c.interrupted)"
 					 "SELECT u.id, u.run_at, u.interrupted FROM u ORDER BY u.run_at, u.id",
-					 3, leaseargtypes);
+					 5, leaseargtypes);
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
@@ -1692,6 +2091,12 @@ handle_batch(void)
 	}
 	end_work();
 	strlcpy(last_queue, queue, NAMEDATALEN);
+	/* raise the floor (see QueuePace) unless rows were skipped as locked */
+	new_floor = Min(scan_start, pending_since);
+	if (nleased == nlease)
+		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
+	if (nleased > 0 && new_floor > pace->floor)
+		pace->floor = new_floor;
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
@@ -1717,27 +2122,37 @@ handle_batch(void)
 	pacelc_keep_plan(&lock_plan,
 					 "SELECT m.id, m.attempts, NULL::pg_catalog.oid,"
 					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
-					 "       l.old_run_at, l.interrupted"
+					 "       l.old_run_at, l.interrupted, m.state = 'ready'"
 					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
 					 "                 pg_catalog.unnest($3::pg_catalog.bool[]))"
 					 "       WITH ORDINALITY AS l(id, old_run_at, interrupted, ord)"
 					 "  JOIN pacelc.messages m ON m.id = l.id"
 					 "  JOIN pacelc.queues q ON q.name = m.queue"
-					 " WHERE m.state = 'ready' AND m.leased_until = $4"
+					 /*
+					  * our lease; the state is tested in C (column 9), not
+					  * here, where it would let the planner walk the partial
+					  * due index instead of probing the primary key
+					  */
+					 " WHERE m.leased_until = $4"
 					 " ORDER BY l.ord"
 					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lock its leased messages");
-	n = (int) SPI_processed;
-	msgs = palloc(sizeof(DueMessage) * Max(n, 1));
-	done_ids = palloc(sizeof(Datum) * Max(n, 1));
-	for (i = 0; i < n; i++)
+	msgs = palloc(sizeof(DueMessage) * Max(SPI_processed, 1));
+	done_ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	n = 0;
+	for (j = 0; j < (int) SPI_processed; j++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
+		HeapTuple	tup = SPI_tuptable->vals[j];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+
+		/* no longer 'ready' although still under our lease: not ours */
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)) || isnull)
+			continue;
+		i = n++;
 
 		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
@@ -1774,6 +2189,12 @@ handle_batch(void)
 			done_ids[ndone++] = Int64GetDatum(m->id);
 		nhandled++;
 	}
+	/* retried or put back: due again at times the floors may have passed */
+	requeued_from = DT_NOEND;
+	if (nhandled > ndone)
+		requeued_from = batch_start;	/* failed: due again after it */
+	for (j = i; j < n; j++)
+		requeued_from = Min(requeued_from, msgs[j].old_run_at);	/* put back */
 	/* those it did not get to go back as they were */
 	release_messages(msgs, i, n);
 	if (ndone > 0)
@@ -1799,6 +2220,8 @@ handle_batch(void)
 		pace->ms_per_message = 0.5 * pace->ms_per_message + 0.5 * ms;
 	}
 	end_work();
+	if (requeued_from != DT_NOEND)
+		lower_floors(MyDatabaseId, requeued_from);
 	set_my_queue("");
 	return true;
 }
@@ -2026,7 +2449,8 @@ pacelc_worker_main(Datum arg)
 		{
 			/* log it, clean up, and try again after a pause */
 			MemoryContextSwitchTo(round_context);
-			EmitErrorReport();
+			if (geterrcode() != ERRCODE_LOCK_NOT_AVAILABLE)
+				EmitErrorReport();	/* not a lock_timeout: DDL was at work */
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			set_my_queue("");

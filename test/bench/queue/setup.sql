@@ -19,3 +19,19 @@ SELECT pacelc.create_queue('bench', 'public.sink_handler(jsonb)'::regprocedure);
 RESET ROLE;
 -- the plain SKIP LOCKED baseline
 CREATE TABLE bq (id bigserial PRIMARY KEY, payload jsonb NOT NULL);
+-- enqueue's floor: a plain table with pacelc.messages' columns and its primary key
+CREATE TABLE plain_insert (
+	id			bigserial PRIMARY KEY,
+	queue		text NOT NULL,
+	payload		jsonb NOT NULL,
+	state		text NOT NULL DEFAULT 'ready',
+	attempts	integer NOT NULL DEFAULT 0,
+	run_at		timestamptz NOT NULL DEFAULT now(),
+	leased_until timestamptz,
+	idempotency_key text,
+	enqueued_at timestamptz NOT NULL DEFAULT now(),
+	done_at		timestamptz,
+	last_error	text,
+	last_sqlstate text,
+	last_error_at timestamptz
+);

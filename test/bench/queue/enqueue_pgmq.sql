@@ -1,0 +1,1 @@
+SELECT pgmq.send('bench', jsonb_build_object('i', :client_id::bigint, 't', clock_timestamp()));
