@@ -65,7 +65,8 @@ BEGIN
 	END LOOP;
 	FOREACH t IN ARRAY ARRAY['skus', 'reservation_data', 'idempotency_keys', 'queues',
 							 'messages', 'message_errors', 'queue_grants', 'stock',
-							 'reservations', 'queue_status', 'dead_letters',
+							 'reservations', 'queue_status', 'dead_letters', 'sku_home',
+							 'pg_extension', 'pg_dist_partition', 'pg_dist_placement',
 							 'pg_proc', 'pg_roles', 'pg_authid', 'pg_namespace', 'pg_class']
 	LOOP
 		EXECUTE format('CREATE TEMP TABLE %I (sku pg_catalog.text, name pg_catalog.text, queue pg_catalog.text, id pg_catalog.int8, key pg_catalog.text)', t);
@@ -105,6 +106,15 @@ SELECT regress_err($$SELECT * FROM pacelc.queue_status$$);
 SELECT regress_err($$SELECT * FROM pacelc.dead_letters$$);
 SELECT regress_err($$SELECT * FROM pacelc.replica_status$$);
 SELECT regress_err($$SELECT pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn('0/0')$$);
+SELECT regress_err($$SELECT pacelc.confirm(pacelc.reserve('sec-a', 1), 'sec-a')$$);
+SELECT regress_err($$SELECT pacelc.release(pacelc.reserve('sec-a', 1), 'sec-a')$$);
+SELECT regress_err($$SELECT pacelc.node_token()$$);
+SELECT regress_err($$SELECT pacelc.citus_token('sec-a')$$);
+SELECT regress_err($$SELECT pacelc.reserve_all_at('sec-a', '{sec-a}', '{1}', '1 hour', 'sec-k4', '{}')$$);
+SELECT regress_err($$SELECT pacelc.citus_reserve_all('{sec-a}', '{1}', '1 hour', 'sec-k5', '{}')$$);
+SELECT regress_err($$SELECT * FROM pacelc.citus_tokens()$$);
+SELECT regress_err($$SELECT * FROM pacelc.citus_verify()$$);
+SELECT regress_err($$SELECT * FROM pacelc.citus_setup()$$);
 SELECT regress_err($$SELECT pacelc.drop_queue('sec_q')$$);
 -- a handler in a temporary schema, which another session may reuse later
 CREATE FUNCTION pg_temp.h(p pg_catalog.jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
@@ -123,7 +133,9 @@ SELECT p.proname FROM pg_catalog.pg_proc p
 						 'create_queue', 'alter_queue', 'grant_queue', 'revoke_queue',
 						 'enqueue', 'dequeue', 'ack', 'nack', 'retry', 'purge_done', 'stats',
 						 'commit_lsn', 'replay_lsn', 'wait_for_lsn', 'drop_queue',
-						 'expire_holds', 'fold_confirmed')
+						 'expire_holds', 'fold_confirmed', 'node_token', 'citus_token',
+						 'reserve_all_at', 'citus_reserve_all', 'citus_tokens', 'citus_setup',
+						 'citus_verify')
  ORDER BY 1;
 -- nobody but the attacker ran the attacker's code
 SELECT who, count(*) > 0 AS ran FROM public.regress_pwned GROUP BY who ORDER BY who;

@@ -13,7 +13,8 @@
  *
  *		pacelc.c ----------> every module's init and shared memory parts
  *		stock.c -----------> escrow.c, queue.c, privilege.c, support.c
- *		escrow.c ----------> support.c
+ *		escrow.c ----------> prepared.c, support.c
+ *		prepared.c --------> nothing
  *		session_lsn.c -----> replay_hook.c, queue.c, support.c
  *		queue.c -----------> worker.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c

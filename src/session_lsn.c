@@ -33,6 +33,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "access/parallel.h"
 #include "access/transam.h"
 #include "access/twophase.h"
@@ -178,17 +180,62 @@ static void lsn_replay_record(XLogReaderState *record);
  * Set-up
  * --------------------------------------------------------------------- */
 
+/*
+ * A token is an LSN ("0/16B3748"), or a node token naming the server it
+ * was taken on: "SYSTEM_IDENTIFIER:LSN" (pacelc.node_token()).  A standby
+ * has its primary's system identifier, so a node token tells the standbys
+ * of that server from every other server's (the nodes of a Citus cluster
+ * each have their own).  Returns false when the text is neither.
+ */
+static bool
+parse_token(const char *text, uint64 *sysid, XLogRecPtr *lsn)
+{
+	const char *colon = strchr(text, ':');
+	bool		have_error = false;
+
+	*sysid = 0;
+	if (colon != NULL)
+	{
+		char	   *end;
+
+		if (colon == text || !isdigit((unsigned char) text[0]))
+			return false;
+		errno = 0;
+		*sysid = strtou64(text, &end, 10);
+		if (errno != 0 || end != colon || *sysid == 0)
+			return false;
+		text = colon + 1;
+	}
+	*lsn = pg_lsn_in_internal(text, &have_error);
+	return !have_error;
+}
+
 static bool
 check_read_after(char **newval, void **extra, GucSource source)
 {
-	bool		have_error = false;
+	uint64		sysid;
+	XLogRecPtr	lsn;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
-	(void) pg_lsn_in_internal(*newval, &have_error);
-	if (have_error)
+	if (!parse_token(*newval, &sysid, &lsn))
 	{
-		GUC_check_errdetail("\"%s\" is not an LSN such as 0/16B3748.", *newval);
+		GUC_check_errdetail("\"%s\" is not an LSN such as 0/16B3748, nor a node token such as 7443350953153712345:0/16B3748.",
+							*newval);
+		return false;
+	}
+	if (sysid != 0 && !IsUnderPostmaster)
+	{
+		GUC_check_errdetail("A node token is set per session, not in the configuration file.");
+		return false;
+	}
+	if (sysid != 0 && sysid != GetSystemIdentifier())
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errdetail("The token was taken on the server with system identifier %llu; this server's is %llu.",
+							(unsigned long long) sysid,
+							(unsigned long long) GetSystemIdentifier());
+		GUC_check_errhint("Present a node's token to that node or its standbys (on Citus: the token pacelc.citus_token(sku) returns for the SKU's node).");
 		return false;
 	}
 	return true;
@@ -197,12 +244,13 @@ check_read_after(char **newval, void **extra, GucSource source)
 static void
 assign_read_after(const char *newval, void *extra)
 {
-	bool		have_error = false;
+	uint64		sysid;
+	XLogRecPtr	lsn;
 
-	if (newval == NULL || newval[0] == '\0')
+	if (newval == NULL || newval[0] == '\0' || !parse_token(newval, &sysid, &lsn))
 		read_after_lsn = InvalidXLogRecPtr;
 	else
-		read_after_lsn = pg_lsn_in_internal(newval, &have_error);
+		read_after_lsn = lsn;
 }
 
 void
@@ -1214,6 +1262,47 @@ pacelc_commit_lsn(PG_FUNCTION_ARGS)
 	if (XLogRecPtrIsInvalid(last_commit_end))
 		PG_RETURN_NULL();
 	PG_RETURN_LSN(last_commit_end);
+}
+
+/*
+ * The node token: "SYSTEM_IDENTIFIER:LSN", an LSN of this server that
+ * covers every commit it has completed so far, named by the server.  On a
+ * primary the end of the WAL inserted so far (an end-of-record position,
+ * as replay reports them), so it must be taken after the commit it is to
+ * cover: in a transaction that has written here it is refused (25001).  On
+ * a standby its replay position (for monotonic reads).  On Citus the
+ * coordinator cannot pass a worker's ParameterStatus back to the client;
+ * pacelc.citus_token(sku) calls this on the SKU's node instead.
+ */
+PG_FUNCTION_INFO_V1(pacelc_node_token);
+Datum
+pacelc_node_token(PG_FUNCTION_ARGS)
+{
+	XLogRecPtr	lsn;
+	char		buf[64];
+
+	pacelc_check_loaded();
+	if (RecoveryInProgress())
+		lsn = current_replay();
+	else
+	{
+		if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+			ereport(ERROR,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("cannot take a node token in a transaction that has written on this node"),
+					 errdetail("The token must cover the commit, which has not happened yet."),
+					 errhint("Take the token after COMMIT.")));
+		lsn = GetXLogInsertRecPtr();
+		/* at a page start, the position after the page header: step back */
+		if (XLogSegmentOffset(lsn, wal_segment_size) == SizeOfXLogLongPHD)
+			lsn -= SizeOfXLogLongPHD;
+		else if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+			lsn -= SizeOfXLogShortPHD;
+		lsn = Max(lsn, last_commit_end);
+	}
+	snprintf(buf, sizeof(buf), UINT64_FORMAT ":%X/%X", GetSystemIdentifier(),
+			 LSN_FORMAT_ARGS(lsn));
+	PG_RETURN_TEXT_P(cstring_to_text(buf));
 }
 
 PG_FUNCTION_INFO_V1(pacelc_replay_lsn);

@@ -46,6 +46,12 @@
 #include "queue.h"
 #include "support.h"
 
+/*
+ * On Citus, each node's reservation ids start at its node group shifted by
+ * this many bits (pacelc.citus_setup()), so ids are unique across nodes.
+ */
+#define PACELC_NODE_ID_SHIFT	48
+
 #define SKU_MAXLEN			PACELC_SKU_MAXLEN
 #define MAX_CART			1000
 #define STATE_MAXLEN		16
@@ -606,7 +612,12 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
-				 errmsg("reservation %lld does not exist", (long long) id)));
+				 errmsg("reservation %lld does not exist", (long long) id),
+				 (id >> PACELC_NODE_ID_SHIFT) > 0 ?
+				 errhint("Reservation ids from %lld on carry the Citus node group that made them in their high bits (this one: group %lld); "
+						 "through the coordinator, call the two-argument form with the reservation's SKU.",
+						 (long long) INT64CONST(1) << PACELC_NODE_ID_SHIFT,
+						 (long long) (id >> PACELC_NODE_ID_SHIFT)) : 0));
 	strlcpy(sku, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 			SKU_MAXLEN + 1);
 	strlcpy(state, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
@@ -617,6 +628,29 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 										   SPI_tuptable->tupdesc, 4, &isnull));
 	SPI_finish();
 	check_reservation_owner(id, isnull ? InvalidOid : owner);
+}
+
+/*
+ * confirm(id, sku) and release(id, sku): the SKU routes the call to the
+ * node that owns it (on Citus, see README "Scaling out with Citus"), and
+ * the reservation must be of that SKU: a call that reached another row
+ * of the same id is "does not exist", never that row.
+ */
+static void
+check_reservation_sku(FunctionCallInfo fcinfo, int64 id, const char *sku)
+{
+	char		want[SKU_MAXLEN + 1];
+
+	if (PG_NARGS() < 2)
+		return;
+	pacelc_require_arg(fcinfo, 1, "sku");
+	sku_from_text(PG_GETARG_TEXT_PP(1), want);
+	if (strcmp(want, sku) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
+				 errmsg("reservation %lld does not exist", (long long) id),
+				 errdetail("This node has no reservation %lld of SKU \"%s\".",
+						   (long long) id, want)));
 }
 
 static void
@@ -667,6 +701,7 @@ confirm_body(PG_FUNCTION_ARGS)
 	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
+	check_reservation_sku(fcinfo, id, sku);
 	if (strcmp(state, "held") == 0 && expired)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
@@ -703,6 +738,7 @@ release_body(PG_FUNCTION_ARGS)
 	pacelc_require_arg(fcinfo, 0, "id");
 	id = PG_GETARG_INT64(0);
 	find_reservation(id, sku, state, &expired);
+	check_reservation_sku(fcinfo, id, sku);
 	if (strcmp(state, "held") != 0)
 		raise_not_active(id, state, false);
 

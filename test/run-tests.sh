@@ -16,7 +16,8 @@
 # PostgreSQL 15 is the host's (PG_CONFIG, default Debian's); 17 and 18 run in
 # Debian trixie and sid roots cached under /var/cache/pacelc/roots (built
 # with debootstrap when missing, see test/pg-root.sh), each locked while in
-# use.  Prints "PGnn: N passed, N failed" per version, then "N passed, N
+# use; there it first builds Citus from ../shared/vendor into the root when
+# missing (test/citus-build.sh), for test/t/050_citus.pl.  Prints "PGnn: N passed, N failed" per version, then "N passed, N
 # failed" alone on the last line; exits non-zero on any failure, including a
 # version that could not be set up.
 #
@@ -65,7 +66,8 @@ if [ "$mode" = one ]; then
 	cp -a "$ROOT"/. "$WORK"/
 	chown -R postgres: "$WORK"
 	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PACELC_TESTS="${PACELC_TESTS:-}" \
-		PACELC_TAP="${PACELC_TAP:-}" TMPDIR="$WORK" bash "$WORK/test/run-tests.sh"
+		PACELC_TAP="${PACELC_TAP:-}" PACELC_CITUS_REQUIRED="${PACELC_CITUS_REQUIRED:-}" \
+		TMPDIR="$WORK" bash "$WORK/test/run-tests.sh"
 	rc=$?
 	if [ $rc = 0 ] && [ -z "${PACELC_KEEP_LOGS:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
 	exit $rc
@@ -92,12 +94,24 @@ if [ "$mode" = all ]; then
 				if ! flock -w 3600 9; then echo "pacelc: could not lock $lock"; exit 1; fi
 				r=$(bash "$ROOT/test/pg-root.sh" ensure "$v") || { echo "PostgreSQL $v: no Debian root, setup failed"; exit 1; }
 				echo "=== PostgreSQL $v (Debian root $r)"
+				# Citus for test/t/050_citus.pl (built once per root).  Once
+				# built, the test fails rather than skips if Citus is missing;
+				# without the vendored source or a working build it skips
+				# and says why.
+				citus_required=
+				if [ -z "${PACELC_TESTS:-}" ] || [[ ",${PACELC_TESTS}," == *",tap,"* ]]; then
+					if bash "$ROOT/test/citus-build.sh" "$v"; then
+						citus_required=1
+					else
+						echo "pacelc: Citus could not be built for PostgreSQL $v: test/t/050_citus.pl skips"
+					fi
+				fi
 				src=$(mktemp -d "$r/tmp/pacelc-src.XXXXXX")
 				tar -C "$ROOT" --exclude=./.git --exclude=./tmp_check --exclude=./tmp_run \
 					--exclude=./build.log -cf - . | tar -C "$src" -xf -
 				bash "$ROOT/test/pg-root.sh" run "$v" env PG_CONFIG="/usr/lib/postgresql/$v/bin/pg_config" \
 					PACELC_TESTS="${PACELC_TESTS:-}" PACELC_TAP="${PACELC_TAP:-}" \
-					PACELC_KEEP_LOGS="${PACELC_KEEP_LOGS:-}" \
+					PACELC_KEEP_LOGS="${PACELC_KEEP_LOGS:-}" PACELC_CITUS_REQUIRED="$citus_required" \
 					bash "${src#"$r"}/test/run-tests.sh" --one
 				rc=$?
 				rm -rf "$src"

@@ -9,12 +9,16 @@
 #     then replay resumed and timed until it reaches the end: wall time and
 #     the startup process's CPU time.  ROUNDS rounds, the order rotated;
 #     ratios to "0 waiters" paired within each round.
+#     Then the cost of the redo wrapper itself (src/replay_hook.c): the
+#     same replay with no waiter, standby with pacelc preloaded (every
+#     record goes through the wrapper) and without it (no wrapper), ROUNDS
+#     rounds alternating.  WRAPPER=0 skips it.
 #  2. standby read throughput (pgbench -S, CLIENTS clients, SECS s) with
 #     pacelc preloaded (hooks, seen_lsn reported in every transaction) and
 #     without it, ROUNDS rounds alternating.
 # Usage (root or postgres): bash test/bench/replay_bench.sh
 # Environment: COMMITS=200000, MAXCONN=2000, ROUNDS=5, CLIENTS=4, SECS=10,
-# READS=1 (0 skips part 2)
+# READS=1 (0 skips part 2), WRAPPER=1
 . "$(dirname "$0")/lib.sh"
 bench_start "COMMITS MAXCONN ROUNDS CLIENTS SECS READS" "$@"
 COMMITS=${COMMITS:-200000}
@@ -23,6 +27,7 @@ ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-4}
 SECS=${SECS:-10}
 READS=${READS:-1}
+WRAPPER=${WRAPPER:-1}
 bench_dir replaybench
 P=55720; S=55721
 bench_initdb primary "$P" <<CONF
@@ -63,7 +68,8 @@ replay_run() {
 	for i in $(seq 1 "$w"); do
 		sp -c "SELECT pacelc.wait_for_lsn('$end', '10 min')" >/dev/null &
 	done
-	until [ "$(sp -c "SELECT waiters FROM pacelc.replica_status")" = "$w" ]; do sleep 0.05; done
+	[ "$w" = 0 ] ||
+		until [ "$(sp -c "SELECT waiters FROM pacelc.replica_status")" = "$w" ]; do sleep 0.05; done
 	startup=$(sp -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")
 	cpu0=$(cut -d' ' -f1 "/proc/$startup/schedstat")
 	wall=$(sp -c "SELECT pg_wal_replay_resume()" -c "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN
@@ -103,13 +109,38 @@ for w in 0 1 100; do
 done
 echo "(ratios: medians of the ratios paired within each round)"
 
-# 2. standby reads with and without pacelc's hooks
-[ "$READS" = 0 ] && exit 0
 restart_standby() {
 	sed -i '/^shared_preload_libraries/d' "$DIR/standby/postgresql.conf"
 	echo "shared_preload_libraries = '$1'" >>"$DIR/standby/postgresql.conf"
 	"$BIN/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w restart >/dev/null
 }
+
+# 1b. the redo wrapper's own cost: no waiter, with and without pacelc
+if [ "$WRAPPER" = 1 ]; then
+	declare -A wcpu wwall
+	wratio=
+	for r in $(seq 1 "$ROUNDS"); do
+		for lib in pacelc ''; do
+			restart_standby "$lib"
+			read -r tw[${lib:-none}] tc[${lib:-none}] <<<"$(replay_run 0)"
+			wcpu[${lib:-none}]="${wcpu[${lib:-none}]:-} ${tc[${lib:-none}]}"
+			wwall[${lib:-none}]="${wwall[${lib:-none}]:-} ${tw[${lib:-none}]}"
+		done
+		wratio="$wratio $(awk -v a="${tc[pacelc]}" -v b="${tc[none]}" 'BEGIN {printf "%.3f", a / b}')"
+	done
+	restart_standby pacelc
+	echo
+	echo "the redo wrapper: replay of $COMMITS commits, no waiter, $ROUNDS rounds"
+	printf "| standby | startup CPU ms (median) | wall ms (median) | CPU runs |\n|---|---:|---:|---|\n"
+	printf "| pacelc not loaded (no wrapper) | %s | %s | %s |\n" "$(echo "${wcpu[none]}" | median)" \
+		"$(echo "${wwall[none]}" | median)" "${wcpu[none]# }"
+	printf "| pacelc preloaded (every record through the wrapper) | %s | %s | %s |\n" \
+		"$(echo "${wcpu[pacelc]}" | median)" "$(echo "${wwall[pacelc]}" | median)" "${wcpu[pacelc]# }"
+	echo "CPU ratio, preloaded / not loaded (median of the paired ratios): $(echo "$wratio" | median)"
+fi
+
+# 2. standby reads with and without pacelc's hooks
+[ "$READS" = 0 ] && exit 0
 declare -A tps
 for r in $(seq 1 "$ROUNDS"); do
 	for lib in pacelc ''; do

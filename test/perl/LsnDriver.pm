@@ -6,7 +6,7 @@ package LsnDriver;
 use strict;
 use Cwd ();
 use File::Basename ();
-use warnings;
+use warnings FATAL => 'all';
 use IPC::Run;
 use Time::HiRes qw(usleep);
 

@@ -9,7 +9,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module);
+our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module
+  shop_role_sql shop_grants_sql recording_queue_sql message_outcome);
 
 # A new node with pacelc in shared_preload_libraries and the settings in
 # "conf" (postgresql.conf lines), started unless "no_start".  With
@@ -45,6 +46,46 @@ sub have_python_module
 {
 	my ($module) = @_;
 	return system('/usr/bin/python3', '-c', "import $module") == 0;
+}
+
+# SQL for the queue tests' application: the role regress_pacelc_shop
+# (LOGIN unless login => 0) with the rights on schema pacelc that an
+# application is given (shop_grants_sql alone: in another database).
+sub shop_role_sql
+{
+	my (%opt) = @_;
+	return 'CREATE ROLE regress_pacelc_shop'
+	  . (($opt{login} // 1) ? ' LOGIN' : '') . ";\n"
+	  . shop_grants_sql();
+}
+
+sub shop_grants_sql
+{
+	return "GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;\n"
+	  . "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;\n";
+}
+
+# SQL: a table "seen" and, owned by regress_pacelc_shop, the queue $queue
+# whose handler record_it(jsonb) inserts each payload into it.  Leaves
+# the session as regress_pacelc_shop.
+sub recording_queue_sql
+{
+	my ($queue) = @_;
+	return qq{CREATE TABLE seen (payload jsonb);
+GRANT INSERT ON seen TO regress_pacelc_shop;
+CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS \$\$ INSERT INTO seen VALUES (p) \$\$;
+SET ROLE regress_pacelc_shop;
+SELECT pacelc.create_queue('$queue', 'record_it(jsonb)');
+};
+}
+
+# How many messages of the queue ended done and how many dead.
+sub message_outcome
+{
+	my ($node, $queue) = @_;
+	return split /\|/, $node->safe_psql('postgres', qq{
+		SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead')
+		  FROM pacelc.messages WHERE queue = '$queue'});
 }
 
 # Writes a file and returns its path.

@@ -95,6 +95,10 @@ for my $mode ('simple', 'extended', 'pipeline', 'extended, REPEATABLE READ')
 my $seen = $r->cmd('S', 'pacelc.seen_lsn');
 like($seen, qr{^[0-9A-F]+/[0-9A-F]+$}, "libpq: seen_lsn reported ($seen)");
 $r->cmd('Q', 'RESET pacelc.read_after');
+# done with them: their sessions must not outlive the drivers' timeout
+# while slow installs (npm) run below
+$w->quit;
+$r->quit;
 
 # --- psycopg2 --------------------------------------------------------------
 SKIP:
@@ -249,8 +253,6 @@ ignore_startup_parameters = extra_float_digits
 	$bouncer->kill_kill;
 }
 
-$w->quit;
-$r->quit;
 $standby->stop;
 $primary->stop;
 done_testing();

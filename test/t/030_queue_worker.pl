@@ -18,11 +18,7 @@ pacelc.worker_naptime = 1s
 log_statement = none
 });
 
-my $setup = q{
-	CREATE EXTENSION pacelc;
-	CREATE ROLE regress_pacelc_shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
+my $setup = 'CREATE EXTENSION pacelc;' . shop_role_sql() . q{
 	GRANT SELECT ON ALL TABLES IN SCHEMA pacelc TO regress_pacelc_shop;
 	CREATE TABLE effects (n int, who text, at timestamptz DEFAULT clock_timestamp());
 	GRANT INSERT ON effects TO regress_pacelc_shop;
@@ -47,9 +43,7 @@ $node->safe_psql('postgres', qq{
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'payments' AND state = 'ready'}),
 	'every message handled');
-my ($done, $dead) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead')
-	  FROM pacelc.messages WHERE queue = 'payments'});
+my ($done, $dead) = message_outcome($node, 'payments');
 is($done + $dead, 1000, "done $done + dead $dead = 1000");
 my ($effects, $distinct) = split /\|/, $node->safe_psql('postgres',
 	q{SELECT count(*), count(DISTINCT n) FROM effects});
@@ -89,17 +83,8 @@ ok($p99 < 200, "an enqueue wakes the idle worker at once (p99 $p99 ms)");
 
 # a second database is served too
 $node->safe_psql('postgres', 'CREATE DATABASE shop2');
-$node->safe_psql('shop2', q{
-	CREATE EXTENSION pacelc;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
-	CREATE TABLE seen (payload jsonb);
-	GRANT INSERT ON seen TO regress_pacelc_shop;
-	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen VALUES (p) $$;
-	SET ROLE regress_pacelc_shop;
-	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
-	SELECT pacelc.enqueue('q', '{"db": 2}');
-});
+$node->safe_psql('shop2', 'CREATE EXTENSION pacelc;' . shop_grants_sql()
+	  . recording_queue_sql('q') . q{SELECT pacelc.enqueue('q', '{"db": 2}');});
 ok($node->poll_query_until('shop2', q{SELECT count(*) = 1 FROM seen}), 'second database served');
 
 # expiry of holds: units come back, on_expire payloads reach a handler

@@ -18,11 +18,7 @@ pacelc.worker_naptime = 1s
 pacelc.worker_batch = 50
 log_statement = none
 });
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION pacelc;
-	CREATE ROLE regress_pacelc_shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
+$node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql() . q{
 	CREATE TABLE effects (n int);
 	GRANT INSERT ON effects TO regress_pacelc_shop;
 	CREATE FUNCTION slow(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
@@ -54,9 +50,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.messages WHERE que
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'work' AND state = 'ready'}),
 	'all handled after restart');
-my ($done, $dead) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead')
-	  FROM pacelc.messages WHERE queue = 'work'});
+my ($done, $dead) = message_outcome($node, 'work');
 is($done + $dead, $n, "done $done + dead $dead = $n");
 my ($effects, $distinct) = split /\|/, $node->safe_psql('postgres',
 	q{SELECT count(*), count(DISTINCT n) FROM effects});

@@ -13,17 +13,8 @@ my $primary = pacelc_node('qprimary', allows_streaming => 1, conf => qq{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 });
-$primary->safe_psql('postgres', q{
-	CREATE EXTENSION pacelc;
-	CREATE ROLE regress_pacelc_shop LOGIN;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
-	CREATE TABLE seen (payload jsonb);
-	GRANT INSERT ON seen TO regress_pacelc_shop;
-	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO seen VALUES (p) $$;
-	SET ROLE regress_pacelc_shop;
-	SELECT pacelc.create_queue('q', 'record_it(jsonb)');
-});
+$primary->safe_psql('postgres',
+	'CREATE EXTENSION pacelc;' . shop_role_sql() . recording_queue_sql('q'));
 my $standby = pacelc_standby($primary, 'qstandby', backup => 'b');
 
 # the primary stops serving (as if it had died before handling anything)

@@ -28,11 +28,7 @@ pacelc.workers_per_database = 2
 log_statement = none
 });
 
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION pacelc;
-	CREATE ROLE regress_pacelc_shop;
-	GRANT USAGE ON SCHEMA pacelc TO regress_pacelc_shop;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pacelc TO regress_pacelc_shop;
+$node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login => 0) . q{
 	CREATE TABLE effects (q text, at timestamptz DEFAULT clock_timestamp());
 	GRANT INSERT ON effects TO regress_pacelc_shop;
 	CREATE FUNCTION fast(p jsonb) RETURNS void LANGUAGE sql
