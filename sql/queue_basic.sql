@@ -162,6 +162,30 @@ SELECT payload->'reservation_id' = to_jsonb(:h1) AS id_ok, payload - 'reservatio
   FROM pacelc.messages WHERE queue = 'expired';
 SELECT pacelc.available('exp');
 
+-- enqueue writes its row without an INSERT statement, yet what a superuser
+-- added to the table still applies: a rule, a NOT NULL, a CHECK constraint
+-- replaced under its shipped name
+SELECT pacelc.create_queue('fp');
+CREATE TABLE public.fp_audit (queue text);
+CREATE RULE fp_audit AS ON INSERT TO pacelc.messages DO ALSO INSERT INTO public.fp_audit VALUES (NEW.queue);
+-- (the statement refuses the rule: no message without its audit row)
+SELECT pg_temp.err($$SELECT pacelc.enqueue('fp', '{"a": 1}')$$);
+SELECT count(*) AS audited FROM public.fp_audit;
+DROP RULE fp_audit ON pacelc.messages;
+DROP TABLE public.fp_audit;
+BEGIN;
+DELETE FROM pacelc.messages;
+ALTER TABLE pacelc.messages ALTER COLUMN leased_until SET NOT NULL;
+SELECT pg_temp.err($$SELECT pacelc.enqueue('fp', '{"a": 2}')$$);
+ROLLBACK;
+BEGIN;
+ALTER TABLE pacelc.messages DROP CONSTRAINT message_state_valid,
+	ADD CONSTRAINT message_state_valid CHECK (state <> 'ready') NOT VALID;
+SELECT pg_temp.err($$SELECT pacelc.enqueue('fp', '{"a": 3}')$$);
+ROLLBACK;
+SELECT pacelc.enqueue('fp', '{"a": 4}') > 0 AS enqueued_again;
+SELECT pacelc.drop_queue('fp');
+
 DROP EXTENSION pacelc;
 DROP FUNCTION public.note_refund(jsonb);
 DROP OWNED BY regress_pacelc_queue_app;

@@ -302,6 +302,12 @@ SELECT pg_temp.err($$SELECT pacelc.reserve('hat')$$);
 RESET ROLE;
 SELECT * FROM pacelc.verify();
 
+-- a transaction that drops the extension cannot be prepared
+BEGIN;
+DROP EXTENSION pacelc;
+PREPARE TRANSACTION 'p_drop';
+SELECT pacelc.available('hat') >= 0 AS still_there;
+
 -- DROP and CREATE again in the same session start from scratch
 DROP EXTENSION pacelc;
 CREATE EXTENSION pacelc;

@@ -1352,7 +1352,7 @@ stock_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that drops pacelc stock"),
-						 errdetail("The transaction drops the extension or a database with pacelc stock."),
+						 errdetail("The transaction drops the pacelc extension, whose stock counters are freed when it commits."),
 						 errhint("Commit it directly.")));
 			escrow_pre_prepare();
 			break;

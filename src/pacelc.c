@@ -16,10 +16,11 @@
  *		escrow.c ----------> prepared.c, support.c
  *		prepared.c --------> nothing
  *		session_lsn.c -----> replay_hook.c, queue.c, support.c
- *		queue.c -----------> worker.c, privilege.c, support.c
+ *		queue.c -----------> worker.c, fastpath.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c
  *		privilege.c -------> support.c
  *		replay_hook.c -----> nothing
+ *		fastpath.c --------> nothing
  *		support.c ---------> nothing
  *
  * Shared memory, as pg_stat_statements does it: the request hook asks for

@@ -33,10 +33,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -47,12 +50,16 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -635,6 +642,89 @@ follow_owned(Node *stmt)
 	bootstrap_spi_finish(&saved);
 }
 
+/*
+ * The tables of one of pacelc's schemas (at most "max" of them).
+ */
+static int
+schema_tables(const char *schema, Oid *relids, int max)
+{
+	Oid			nsp = get_namespace_oid(schema, true);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	int			n = 0;
+
+	if (!OidIsValid(nsp))
+		return 0;
+	ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(nsp));
+	rel = table_open(RelationRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (n < max && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_class form = (Form_pg_class) GETSTRUCT(tup);
+
+		if (form->relkind == RELKIND_RELATION ||
+			form->relkind == RELKIND_PARTITIONED_TABLE)
+			relids[n++] = form->oid;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
+ * DROP EXTENSION pacelc locks the extension's tables one at a time, in the
+ * order they were created, while a round of a worker may hold one of them
+ * and ask for another: a deadlock, and PostgreSQL may pick DROP EXTENSION
+ * as its victim.  Take them all first without queueing, as the update
+ * scripts do (a lock asked with NOWAIT is never part of a cycle), polling
+ * until the workers' rounds let go.  After 10 s (or lock_timeout) DROP
+ * goes on and queues for its locks as it would without pacelc.
+ */
+static void
+lock_tables_for_drop(DropStmt *stmt)
+{
+	Oid			relids[64];
+	int			n;
+	TimestampTz deadline;
+	ListCell   *lc;
+	bool		ours = false;
+
+	if (stmt->removeType != OBJECT_EXTENSION)
+		return;
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), "pacelc") == 0)
+			ours = true;
+	}
+	if (!ours || !OidIsValid(get_extension_oid("pacelc", true)))
+		return;
+	n = schema_tables("pacelc", relids, lengthof(relids));
+	n += schema_tables(PRIVATE_SCHEMA, relids + n, lengthof(relids) - n);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   LockTimeout > 0 ? LockTimeout : 10000);
+	for (;;)
+	{
+		int			i;
+
+		for (i = 0; i < n; i++)
+		{
+			if (!ConditionalLockRelationOid(relids[i], AccessExclusiveLock))
+				break;
+		}
+		if (i == n)
+			return;
+		while (--i >= 0)
+			UnlockRelationOid(relids[i], AccessExclusiveLock);
+		if (GetCurrentTimestamp() >= deadline)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}
+
 static void
 privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						 bool readOnlyTree, ProcessUtilityContext context,
@@ -643,6 +733,8 @@ privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	if (IsA(pstmt->utilityStmt, DropRoleStmt) && IsTransactionState())
 		check_drop_role((DropRoleStmt *) pstmt->utilityStmt);
+	if (IsA(pstmt->utilityStmt, DropStmt) && IsTransactionState())
+		lock_tables_for_drop((DropStmt *) pstmt->utilityStmt);
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 							params, queryEnv, dest, qc);

@@ -61,6 +61,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "fastpath.h"
 #include "privilege.h"
 #include "reservation_rows.h"
 
@@ -352,8 +353,14 @@ pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
 		return false;
 
 	rel = table_open(cache.reservations, RowExclusiveLock);
-	/* an invalidation processed by the lock may have changed the layout */
-	if (!cache.valid || !cache.fast || RelationGetRelid(rel) != cache.reservations)
+
+	/*
+	 * An invalidation processed by the lock may have changed the layout;
+	 * rules, row security that applies and a missing INSERT right are left
+	 * to the SQL statement too (fastpath.c).
+	 */
+	if (!cache.valid || !cache.fast || RelationGetRelid(rel) != cache.reservations ||
+		!pacelc_fastpath_table_ok(rel))
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
@@ -501,7 +508,8 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 		return false;
 
 	rel = table_open(cache.keys, RowExclusiveLock);
-	if (!cache.valid || !cache.keys_fast || RelationGetRelid(rel) != cache.keys)
+	if (!cache.valid || !cache.keys_fast || RelationGetRelid(rel) != cache.keys ||
+		!pacelc_fastpath_table_ok(rel))
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
