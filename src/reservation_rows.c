@@ -19,17 +19,18 @@
  *	  skips the lookup query (which still answers whenever a row exists).
  *
  * The fast path is taken only for the table it was written for: the
- * columns of 0.3 and later (matched by name and type), the three CHECK
- * constraints it knows the new row satisfies (qty > 0 is checked by the
- * caller, state is 'held', folded is false), no trigger, no forced row
- * security, no generated column.  Anything else (a database still at 0.2,
- * a column or constraint added by a later version) makes the functions
+ * columns of 0.3 and later (matched by name and type; checked once per
+ * relcache build), no trigger, rule, generated column, deferred unique
+ * check or row security that applies, and the INSERT right
+ * (pacelc_fastpath_table_ok(), at each insert).  Anything else (a database
+ * still at 0.2, a column added by a later version) makes the functions
  * return false, and the caller takes its SPI path, which handles any
- * layout.  The layout is checked once per relcache build of the table.
+ * layout.  The row is checked against the table's NOT NULL and CHECK
+ * constraints as they are now (pacelc_fastpath_check_row()), as the
+ * INSERT would.
  *
  * Both run as the extension's owner (pacelc_run_as_owner), as the SPI
- * statements did: the owner may write its tables, and the tables' row
- * security does not apply to their owner.
+ * statements did.
  *
  *-------------------------------------------------------------------------
  */
@@ -102,13 +103,6 @@ static const ColumnSpec columns[NUM_COLS] = {
 	{"owner", REGROLEOID},
 };
 
-/* The CHECK constraints the fast path knows its new row satisfies. */
-static const char *const known_checks[] = {
-	"reservation_qty_positive",
-	"reservation_state_valid",
-	"reservation_folded_only_confirmed",
-};
-
 /* The same for pacelc.idempotency_keys. */
 enum
 {
@@ -130,11 +124,6 @@ static const ColumnSpec key_columns[NUM_KCOLS] = {
 	{"owner", REGROLEOID},
 };
 
-/* 1 to 255 bytes: pacelc_check_key() has checked it */
-static const char *const known_key_checks[] = {
-	"idempotency_key_length",
-};
-
 /*
  * What this backend knows about the tables; forgotten whenever the
  * relcache entry of one of them (or all of them) is invalidated, so DDL,
@@ -154,6 +143,8 @@ typedef struct RowsCache
 } RowsCache;
 
 static RowsCache cache;
+static PacelcRowChecks reservation_checks;
+static PacelcRowChecks key_checks;
 static uint64 cache_invals = 0;
 static bool callback_registered = false;
 
@@ -196,8 +187,7 @@ indexes_immediate(Relation rel)
 
 /* Is the table's layout the one the fast path writes? */
 static bool
-layout_known(Relation rel, const ColumnSpec *cols, int ncols,
-			 const char *const *checks, int nchecks, int *attno)
+layout_known(Relation rel, const ColumnSpec *cols, int ncols, int *attno)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	TupleConstr *constr = desc->constr;
@@ -229,17 +219,6 @@ layout_known(Relation rel, const ColumnSpec *cols, int ncols,
 	for (j = 0; j < ncols; j++)
 		if (attno[j] < 0)
 			return false;
-	if (constr != NULL)
-	{
-		for (i = 0; i < constr->num_check; i++)
-		{
-			for (j = 0; j < nchecks; j++)
-				if (strcmp(constr->check[i].ccname, checks[j]) == 0)
-					break;
-			if (j == nchecks)
-				return false;
-		}
-	}
 	return true;
 }
 
@@ -306,14 +285,12 @@ rows_cache_load(void)
 		return false;
 	rel = table_open(c.reservations, AccessShareLock);
 	c.fast = pacelc_schema_03() &&
-		layout_known(rel, columns, NUM_COLS, known_checks,
-					 lengthof(known_checks), c.attno);
+		layout_known(rel, columns, NUM_COLS, c.attno);
 	table_close(rel, AccessShareLock);
 	if (c.fast && OidIsValid(c.keys) && OidIsValid(c.keys_index))
 	{
 		rel = table_open(c.keys, AccessShareLock);
-		c.keys_fast = layout_known(rel, key_columns, NUM_KCOLS, known_key_checks,
-								   lengthof(known_key_checks), c.key_attno) &&
+		c.keys_fast = layout_known(rel, key_columns, NUM_KCOLS, c.key_attno) &&
 			key_index_known(rel, c.keys_index, c.key_attno);
 		table_close(rel, AccessShareLock);
 	}
@@ -405,6 +382,8 @@ pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
 		isnull[attno[COL_ON_EXPIRE]] = false;
 	}
 	ExecStoreVirtualTuple(slot);
+	/* the table's NOT NULL and CHECK constraints, as they are now */
+	pacelc_fastpath_check_row(&reservation_checks, rel, slot);
 
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
 
@@ -540,6 +519,7 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 		isnull[attno[KCOL_IDS]] = isnull[attno[KCOL_CREATED_AT]] =
 		isnull[attno[KCOL_OWNER]] = false;
 	ExecStoreVirtualTuple(slot);
+	pacelc_fastpath_check_row(&key_checks, rel, slot);
 
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
