@@ -1317,6 +1317,30 @@ expire_one(int64 id, const char *sku)
 	return true;
 }
 
+/* The holds expire_isolated() expires in one subtransaction. */
+typedef struct ExpireGroup
+{
+	int64	   *ids;
+	char	  **skus;
+	uint64		from;
+	uint64		to;
+	int64		done;			/* how many of them it expired */
+} ExpireGroup;
+
+static void
+expire_group(void *arg)
+{
+	ExpireGroup *g = (ExpireGroup *) arg;
+	uint64		i;
+
+	for (i = g->from; i < g->to; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (expire_one(g->ids[i], g->skus[i]))
+			g->done++;
+	}
+}
+
 /*
  * Expires the holds ids[from .. to-1] in one subtransaction; false if one
  * of them failed, which rolls the group back (with a WARNING naming the
@@ -1325,54 +1349,26 @@ expire_one(int64 id, const char *sku)
 static bool
 expire_isolated(int64 *ids, char **skus, uint64 from, uint64 to, int64 *n)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
-	volatile int64 done = 0;
+	ExpireGroup g = {ids, skus, from, to, 0};
+	ErrorData  *edata = pacelc_run_in_subxact(expire_group, &g);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
+	if (edata == NULL)
 	{
-		uint64		i;
-
-		for (i = from; i < to; i++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			if (expire_one(ids[i], skus[i]))
-				done++;
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
+		*n += g.done;
+		return true;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		if (to - from == 1)
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("could not expire reservation %lld of sku \"%s\": %s",
-							(long long) ids[from], skus[from], edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0,
-					 errhint("It stays held and is retried in the next round.")));
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	if (ok)
-		*n += done;
-	return ok;
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		ReThrowError(edata);
+	if (to - from == 1)
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not expire reservation %lld of sku \"%s\": %s",
+						(long long) ids[from], skus[from], edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 errhint("It stays held and is retried in the next round.")));
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

@@ -15,9 +15,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "support.h"
 
@@ -121,6 +124,50 @@ pacelc_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/*
+ * Runs fn(arg) in an internal subtransaction (as PL/pgSQL runs a block with
+ * an EXCEPTION clause).  Returns NULL when fn returned and the
+ * subtransaction was released; when fn raised an error, the subtransaction
+ * is rolled back, the error state flushed, and a copy of the error is
+ * returned (palloc'd in the caller's memory context: FreeErrorData it, or
+ * ReThrowError it).  Either way the caller's memory context and resource
+ * owner are current again.  The caller decides what an error means (and
+ * rethrows a cancel or a shutdown it must not swallow).
+ *
+ * SPI: a caller connected to SPI may use that connection inside fn (its
+ * subtransaction's work is rolled back with it); a connection fn opens
+ * itself is closed on error by the rollback (AtEOSubXact_SPI), so fn needs
+ * no PG_TRY of its own.
+ */
+ErrorData *
+pacelc_run_in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
 }
 
 /* ---------------------------------------------------------------------

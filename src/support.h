@@ -2,7 +2,8 @@
  *
  * support.h
  *		Leaf helpers every pacelc module uses: the preload guard, argument
- *		checks, the extension's SQLSTATEs, kept SPI plans and version guards.
+ *		checks, the extension's SQLSTATEs, kept SPI plans, the internal
+ *		subtransaction runner and version guards.
  *
  * support.c calls no other pacelc file (see README "Layout").
  *
@@ -59,5 +60,6 @@ extern bool pacelc_queue_name_valid(text *name);
 extern void pacelc_check_queue_name(text *name);
 extern SPIPlanPtr pacelc_keep_plan(SPIPlanPtr *plan, const char *sql,
 								   int nargs, Oid *argtypes);
+extern ErrorData *pacelc_run_in_subxact(void (*fn) (void *arg), void *arg);
 
 #endif							/* PACELC_SUPPORT_H */

@@ -1144,6 +1144,22 @@ static void ensure_helpers(void);
 /* A drained message table larger than this is truncated (bytes). */
 #define TRUNCATE_MIN_BYTES (1024 * 1024)
 
+/* truncate_if_drained()'s subtransaction: lock, look, truncate. */
+static void
+truncate_locked(void *arg)
+{
+	SPIPlanPtr	plan;
+
+	exec_sql("LOCK TABLE pacelc.messages IN ACCESS EXCLUSIVE MODE NOWAIT");
+	/* the latest snapshot, whatever the database's isolation level */
+	plan = SPI_prepare("SELECT 1 FROM pacelc.messages LIMIT 1", 0, NULL);
+	if (plan != NULL &&
+		SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) == SPI_OK_SELECT &&
+		SPI_processed == 0)
+		exec_sql("TRUNCATE pacelc.messages");
+}
+
 /*
  * Gives a drained message table its space back.  A long transaction
  * anywhere holds back the xmin horizon, so VACUUM can remove neither the
@@ -1162,10 +1178,9 @@ static void ensure_helpers(void);
 static void
 truncate_if_drained(void)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	bool		isnull;
 	int64		bytes;
+	ErrorData  *edata;
 
 	if (SPI_execute("SELECT pg_catalog.pg_total_relation_size('pacelc.messages'::pg_catalog.regclass)",
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
@@ -1173,39 +1188,12 @@ truncate_if_drained(void)
 	bytes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || bytes < TRUNCATE_MIN_BYTES)
 		return;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		SPIPlanPtr	plan;
-
-		exec_sql("LOCK TABLE pacelc.messages IN ACCESS EXCLUSIVE MODE NOWAIT");
-		/* the latest snapshot, whatever the database's isolation level */
-		plan = SPI_prepare("SELECT 1 FROM pacelc.messages LIMIT 1", 0, NULL);
-		if (plan != NULL &&
-			SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
-								 true, false, 1) == SPI_OK_SELECT &&
-			SPI_processed == 0)
-			exec_sql("TRUNCATE pacelc.messages");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			ReThrowError(edata);
-		FreeErrorData(edata);	/* in use: next time */
-	}
-	PG_END_TRY();
+	edata = pacelc_run_in_subxact(truncate_locked, NULL);
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);		/* in use: next time */
 }
 
 /*
@@ -1503,6 +1491,27 @@ dead_letter(DueMessage *m, const char *error, const char *sqlstate,
 			 errdetail("%s", why ? why : "unknown error")));
 }
 
+/* record_failure()'s subtransaction: pacelc._fail() with its arguments. */
+typedef struct FailureRecord
+{
+	DueMessage *m;
+	Datum		values[4];
+	char		nulls[4];
+} FailureRecord;
+
+static void
+record_failure_sql(void *arg)
+{
+	FailureRecord *r = (FailureRecord *) arg;
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
+
+	pacelc_keep_plan(&fail_plan,
+					 "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
+					 "  FROM pacelc.messages m WHERE m.id = $1", 4, argtypes);
+	if (SPI_execute_plan(fail_plan, r->values, r->nulls, false, 0) < 0)
+		elog(ERROR, "could not record the failure of message " INT64_FORMAT, r->m->id);
+}
+
 /*
  * Records a failed attempt with pacelc._fail() in a subtransaction of its
  * own: if that fails (whatever the reason), the message is dead-lettered
@@ -1511,46 +1520,21 @@ dead_letter(DueMessage *m, const char *error, const char *sqlstate,
 static void
 record_failure(DueMessage *m, const char *error, const char *sqlstate, int counted)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	FailureRecord r = {m, {0}, {' ', ' ', ' ', ' '}};
+	ErrorData  *edata;
 
-	values[0] = Int64GetDatum(m->id);
-	values[1] = CStringGetTextDatum(error);
-	values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	r.values[0] = Int64GetDatum(m->id);
+	r.values[1] = CStringGetTextDatum(error);
+	r.values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
 	if (sqlstate == NULL)
-		nulls[2] = 'n';
-	values[3] = Int32GetDatum(counted);
+		r.nulls[2] = 'n';
+	r.values[3] = Int32GetDatum(counted);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		pacelc_keep_plan(&fail_plan,
-						 "SELECT pacelc._fail(m, $2, $3, NULL, $4)"
-						 "  FROM pacelc.messages m WHERE m.id = $1", 4, argtypes);
-		if (SPI_execute_plan(fail_plan, values, nulls, false, 0) < 0)
-			elog(ERROR, "could not record the failure of message " INT64_FORMAT, m->id);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		dead_letter(m, error, sqlstate, counted, edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	edata = pacelc_run_in_subxact(record_failure_sql, &r);
+	if (edata == NULL)
+		return;
+	dead_letter(m, error, sqlstate, counted, edata->message);
+	FreeErrorData(edata);
 }
 
 /*
