@@ -15,7 +15,10 @@
  * the table asks); pacelc_fastpath_check_row() enforces the NOT NULL and
  * CHECK constraints the table has now, as ExecConstraints() does, with the
  * expressions compiled once per relcache build of the table instead of
- * once per row.
+ * once per row.  pacelc_fastpath_insert_ok() is table_ok() with what
+ * depends on the relcache entry alone (relkind, rules, triggers, generated
+ * columns) found once per relcache build too, in the same PacelcRowChecks;
+ * pacelc_fastpath_shape_ok() is that part alone, for a direct read.
  *
  * fastpath.c calls no other pacelc file.
  *
@@ -56,14 +59,13 @@ fastpath_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * May rows go into this table directly?  Not when an INSERT statement
- * would do more than insert the row and its index entries: a rule, a
- * trigger, row security applying to the current user, a generated column;
- * nor when the current user (the extension's owner, acting) may not insert
- * into it: then the statement raises what PostgreSQL raises.
+ * Does an INSERT statement into this table do more than insert the row and
+ * its index entries: is it something else than a plain table, or has it a
+ * rule, a trigger or a generated column?  Depends on the relcache entry
+ * only.
  */
-bool
-pacelc_fastpath_table_ok(Relation rel)
+static bool
+table_shape_ok(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -76,10 +78,34 @@ pacelc_fastpath_table_ok(Relation rel)
 	if (desc->constr != NULL && desc->constr->has_generated_virtual)
 		return false;
 #endif
+	return true;
+}
+
+/*
+ * Would the current user's INSERT go without row security and be allowed?
+ * Depends on the user, its role attributes and settings too, so it is
+ * asked at each insert.
+ */
+static bool
+table_user_ok(Relation rel)
+{
 	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		return false;
 	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
 							 ACL_INSERT) == ACLCHECK_OK;
+}
+
+/*
+ * May rows go into this table directly?  Not when an INSERT statement
+ * would do more than insert the row and its index entries: a rule, a
+ * trigger, row security applying to the current user, a generated column;
+ * nor when the current user (the extension's owner, acting) may not insert
+ * into it: then the statement raises what PostgreSQL raises.
+ */
+bool
+pacelc_fastpath_table_ok(Relation rel)
+{
+	return table_shape_ok(rel) && table_user_ok(rel);
 }
 
 /* Compiles the table's CHECK constraints into rc (a new relcache build). */
@@ -132,7 +158,30 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	}
 	rc->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
+	rc->shape_ok = table_shape_ok(rel);
 	rc->relid = RelationGetRelid(rel);
+}
+
+/*
+ * table_shape_ok() for rel, as found at its current relcache build and
+ * kept in rc: the check for a direct read (an index probe) of the table.
+ */
+bool
+pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel)
+{
+	if (rc->relid != RelationGetRelid(rel))
+		row_checks_load(rc, rel);
+	return rc->shape_ok;
+}
+
+/*
+ * pacelc_fastpath_table_ok() with the table's shape kept in rc (the one
+ * later given to pacelc_fastpath_check_row for the same table).
+ */
+bool
+pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel)
+{
+	return pacelc_fastpath_shape_ok(rc, rel) && table_user_ok(rel);
 }
 
 /*

@@ -14,13 +14,16 @@
 #include "utils/relcache.h"
 
 /*
- * The CHECK constraints of one table, compiled once per relcache build.
- * A caller keeps one in a static variable, zeroed.
+ * What the direct way needs to know about one table, found once per
+ * relcache build: its shape and its CHECK constraints, compiled.  A caller
+ * keeps one in a static variable, zeroed.
  */
 typedef struct PacelcRowChecks
 {
 	Oid			relid;			/* InvalidOid: to be (re)compiled */
 	bool		registered;
+	bool		shape_ok;		/* plain table, no rule, trigger, generated
+								 * column */
 	MemoryContext cxt;
 	int			ncheck;
 	ExprState **checks;
@@ -29,6 +32,8 @@ typedef struct PacelcRowChecks
 } PacelcRowChecks;
 
 extern bool pacelc_fastpath_table_ok(Relation rel);
+extern bool pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel);
+extern bool pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel);
 extern void pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 									  TupleTableSlot *slot);
 

@@ -19,10 +19,11 @@
  *	  skips the lookup query (which still answers whenever a row exists).
  *
  * The fast path is taken only for the table it was written for: the
- * columns of 0.3 and later (matched by name and type; checked once per
- * relcache build), no trigger, rule, generated column, deferred unique
- * check or row security that applies, and the INSERT right
- * (pacelc_fastpath_table_ok(), at each insert).  Anything else (a database
+ * columns of 0.3 and later (matched by name and type) and no deferred
+ * unique check (both checked once per relcache build, here), a plain table
+ * with no trigger, rule or generated column (pacelc_fastpath_insert_ok(),
+ * also once per relcache build), no row security that applies and the
+ * INSERT right (asked at each insert).  Anything else (a database
  * still at 0.2, a column added by a later version) makes the functions
  * return false, and the caller takes its SPI path, which handles any
  * layout.  The row is checked against the table's NOT NULL and CHECK
@@ -185,20 +186,18 @@ indexes_immediate(Relation rel)
 	return ok;
 }
 
-/* Is the table's layout the one the fast path writes? */
+/*
+ * Are the table's columns the ones the fast path fills, and its unique
+ * checks immediate?  (What else would make an INSERT do more is for
+ * pacelc_fastpath_insert_ok() and pacelc_fastpath_shape_ok() to say.)
+ */
 static bool
 layout_known(Relation rel, const ColumnSpec *cols, int ncols, int *attno)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TupleConstr *constr = desc->constr;
 	int			i,
 				j;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relforcerowsecurity)
-		return false;
-	if (constr != NULL && constr->has_generated_stored)
-		return false;
 	if (!indexes_immediate(rel))
 		return false;
 	for (j = 0; j < ncols; j++)
@@ -305,6 +304,53 @@ rows_cache_load(void)
 }
 
 /*
+ * Opens pacelc.idempotency_keys (keys) or pacelc.reservation_data for a
+ * direct insert, with RowExclusiveLock; NULL, holding nothing, when the
+ * fast path does not apply.
+ */
+static Relation
+open_for_insert(bool keys)
+{
+	Relation	rel;
+
+	if (!rows_cache_load() || !(keys ? cache.keys_fast : cache.fast))
+		return NULL;
+	rel = table_open(keys ? cache.keys : cache.reservations, RowExclusiveLock);
+
+	/*
+	 * An invalidation processed by the lock may have changed the layout;
+	 * rules, triggers, row security that applies and a missing INSERT
+	 * right are left to the SQL statement too (fastpath.c).
+	 */
+	if (!cache.valid || !(keys ? cache.keys_fast : cache.fast) ||
+		RelationGetRelid(rel) != (keys ? cache.keys : cache.reservations) ||
+		!pacelc_fastpath_insert_ok(keys ? &key_checks : &reservation_checks, rel))
+	{
+		table_close(rel, RowExclusiveLock);
+		return NULL;
+	}
+	return rel;
+}
+
+/* A row for rel with every column null, to be filled with set_col(). */
+static TupleTableSlot *
+empty_row(Relation rel)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, RelationGetDescr(rel)->natts * sizeof(bool));
+	return slot;
+}
+
+static inline void
+set_col(TupleTableSlot *slot, int attno, Datum value)
+{
+	slot->tts_values[attno] = value;
+	slot->tts_isnull[attno] = false;
+}
+
+/*
  * Inserts a held reservation as the INSERT of the SPI path would:
  * id from pacelc.reservation_id_seq, created_at now(), expires_at
  * clock_timestamp() + ttl.  Returns false (having done nothing) when the
@@ -321,66 +367,37 @@ pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	MemoryContext oldcxt;
-	Datum	   *values;
-	bool	   *isnull;
 	List	   *recheck;
-	int		   *attno = cache.attno;
+	int		   *attno;
 
-	if (!rows_cache_load() || !cache.fast)
+	if ((rel = open_for_insert(false)) == NULL)
 		return false;
-
-	rel = table_open(cache.reservations, RowExclusiveLock);
-
-	/*
-	 * An invalidation processed by the lock may have changed the layout;
-	 * rules, row security that applies and a missing INSERT right are left
-	 * to the SQL statement too (fastpath.c).
-	 */
-	if (!cache.valid || !cache.fast || RelationGetRelid(rel) != cache.reservations ||
-		!pacelc_fastpath_table_ok(rel))
-	{
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
+	attno = cache.attno;
 
 	estate = CreateExecutorState();
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 
-	slot = table_slot_create(rel, NULL);
-	ExecClearTuple(slot);
-	values = slot->tts_values;
-	isnull = slot->tts_isnull;
-	memset(isnull, true, RelationGetDescr(rel)->natts * sizeof(bool));
-
+	slot = empty_row(rel);
 	*id = nextval_internal(cache.sequence, true);
-	values[attno[COL_ID]] = Int64GetDatum(*id);
-	values[attno[COL_SKU]] = CStringGetTextDatum(sku);
-	values[attno[COL_QTY]] = Int64GetDatum(qty);
-	values[attno[COL_STATE]] = CStringGetTextDatum("held");
-	values[attno[COL_FOLDED]] = BoolGetDatum(false);
-	values[attno[COL_CREATED_AT]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[attno[COL_OWNER]] = ObjectIdGetDatum(owner);
-	isnull[attno[COL_ID]] = isnull[attno[COL_SKU]] = isnull[attno[COL_QTY]] =
-		isnull[attno[COL_STATE]] = isnull[attno[COL_FOLDED]] =
-		isnull[attno[COL_CREATED_AT]] = isnull[attno[COL_OWNER]] = false;
+	set_col(slot, attno[COL_ID], Int64GetDatum(*id));
+	set_col(slot, attno[COL_SKU], CStringGetTextDatum(sku));
+	set_col(slot, attno[COL_QTY], Int64GetDatum(qty));
+	set_col(slot, attno[COL_STATE], CStringGetTextDatum("held"));
+	set_col(slot, attno[COL_FOLDED], BoolGetDatum(false));
+	set_col(slot, attno[COL_CREATED_AT],
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	set_col(slot, attno[COL_OWNER], ObjectIdGetDatum(owner));
 	if (ttl != NULL)
 	{
 		*expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 															  TimestampTzGetDatum(GetCurrentTimestamp()),
 															  IntervalPGetDatum(ttl)));
-		values[attno[COL_EXPIRES_AT]] = TimestampTzGetDatum(*expires_at);
-		isnull[attno[COL_EXPIRES_AT]] = false;
+		set_col(slot, attno[COL_EXPIRES_AT], TimestampTzGetDatum(*expires_at));
 	}
 	if (key != NULL)
-	{
-		values[attno[COL_IDEMPOTENCY_KEY]] = PointerGetDatum(key);
-		isnull[attno[COL_IDEMPOTENCY_KEY]] = false;
-	}
+		set_col(slot, attno[COL_IDEMPOTENCY_KEY], PointerGetDatum(key));
 	if (on_expire != NULL)
-	{
-		values[attno[COL_ON_EXPIRE]] = PointerGetDatum(on_expire);
-		isnull[attno[COL_ON_EXPIRE]] = false;
-	}
+		set_col(slot, attno[COL_ON_EXPIRE], PointerGetDatum(on_expire));
 	ExecStoreVirtualTuple(slot);
 	/* the table's NOT NULL and CHECK constraints, as they are now */
 	pacelc_fastpath_check_row(&reservation_checks, rel, slot);
@@ -428,8 +445,10 @@ pacelc_key_visible(text *key)
 
 	heap = table_open(cache.keys, AccessShareLock);
 	index = index_open(cache.keys_index, AccessShareLock);
+	/* a plain table: the probe reads its heap and btree directly */
 	if (!cache.valid || !cache.keys_fast ||
-		RelationGetRelid(heap) != cache.keys)
+		RelationGetRelid(heap) != cache.keys ||
+		!pacelc_fastpath_shape_ok(&key_checks, heap))
 	{
 		index_close(index, AccessShareLock);
 		table_close(heap, AccessShareLock);
@@ -477,22 +496,13 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	MemoryContext oldcxt;
-	Datum	   *values;
-	bool	   *isnull;
-	int		   *attno = cache.key_attno;
+	int		   *attno;
 	ItemPointerData conflict_tid;
 	TransactionId xid;
 
-	if (!rows_cache_load() || !cache.keys_fast)
+	if ((rel = open_for_insert(true)) == NULL)
 		return false;
-
-	rel = table_open(cache.keys, RowExclusiveLock);
-	if (!cache.valid || !cache.keys_fast || RelationGetRelid(rel) != cache.keys ||
-		!pacelc_fastpath_table_ok(rel))
-	{
-		table_close(rel, RowExclusiveLock);
-		return false;
-	}
+	attno = cache.key_attno;
 
 	/* the snapshot the INSERT would run with (RR: the transaction's) */
 	CommandCounterIncrement();
@@ -504,20 +514,14 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 	estate->es_output_cid = GetCurrentCommandId(true);
 	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
 
-	slot = table_slot_create(rel, NULL);
-	ExecClearTuple(slot);
-	values = slot->tts_values;
-	isnull = slot->tts_isnull;
-	memset(isnull, true, RelationGetDescr(rel)->natts * sizeof(bool));
-	values[attno[KCOL_KEY]] = PointerGetDatum(key);
-	values[attno[KCOL_SKUS]] = PointerGetDatum(skus);
-	values[attno[KCOL_QTYS]] = PointerGetDatum(qtys);
-	values[attno[KCOL_IDS]] = PointerGetDatum(ids);
-	values[attno[KCOL_CREATED_AT]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	values[attno[KCOL_OWNER]] = ObjectIdGetDatum(owner);
-	isnull[attno[KCOL_KEY]] = isnull[attno[KCOL_SKUS]] = isnull[attno[KCOL_QTYS]] =
-		isnull[attno[KCOL_IDS]] = isnull[attno[KCOL_CREATED_AT]] =
-		isnull[attno[KCOL_OWNER]] = false;
+	slot = empty_row(rel);
+	set_col(slot, attno[KCOL_KEY], PointerGetDatum(key));
+	set_col(slot, attno[KCOL_SKUS], PointerGetDatum(skus));
+	set_col(slot, attno[KCOL_QTYS], PointerGetDatum(qtys));
+	set_col(slot, attno[KCOL_IDS], PointerGetDatum(ids));
+	set_col(slot, attno[KCOL_CREATED_AT],
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+	set_col(slot, attno[KCOL_OWNER], ObjectIdGetDatum(owner));
 	ExecStoreVirtualTuple(slot);
 	pacelc_fastpath_check_row(&key_checks, rel, slot);
 
