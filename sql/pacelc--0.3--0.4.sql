@@ -73,6 +73,31 @@ COMMENT ON FUNCTION pacelc.citus_token(text) IS
 
 
 /*
+ * What every pacelc.citus_* function of the coordinator checks first: Citus
+ * is installed (else 55000, with how to install it) and this is its
+ * coordinator (else 55000 naming the function).  SECURITY INVOKER like its
+ * callers, and granted with them: it only reads.
+ */
+CREATE FUNCTION pacelc._citus_coordinator(fn text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+DECLARE
+	coordinator pg_catalog.bool;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = '55000',
+				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
+				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
+	END IF;
+	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
+	IF NOT coordinator THEN
+		RAISE EXCEPTION 'function "%" must run on the Citus coordinator', fn USING ERRCODE = '55000';
+	END IF;
+END
+$$;
+
+/*
  * citus_setup(): one call on the coordinator, again after adding a node.
  * Distributes pacelc.sku_home by SKU, distributes the stock functions by
  * SKU colocated with it, and gives every worker its own range of
@@ -88,19 +113,8 @@ DECLARE
 	f	pg_catalog.text;
 	r	record;
 	ver	pg_catalog.text;
-	coordinator pg_catalog.bool;
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION 'Citus is not installed in this database'
-			USING ERRCODE = '55000',
-				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
-				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
-	END IF;
-	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
-	IF NOT coordinator THEN
-		RAISE EXCEPTION 'function "pacelc.citus_setup" must run on the Citus coordinator' USING ERRCODE = '55000';
-	END IF;
+	PERFORM pacelc._citus_coordinator('pacelc.citus_setup');
 	IF shard_count IS NOT NULL AND shard_count OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'shard_count must be positive' USING ERRCODE = '22023';
 	END IF;
@@ -201,19 +215,8 @@ DECLARE
 	ids		pg_catalog.int8[];
 	result	pg_catalog.int8[];
 	i		pg_catalog.int4;
-	coordinator pg_catalog.bool;
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION 'Citus is not installed in this database'
-			USING ERRCODE = '55000',
-				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
-				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
-	END IF;
-	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
-	IF NOT coordinator THEN
-		RAISE EXCEPTION 'function "pacelc.citus_reserve_all" must run on the Citus coordinator' USING ERRCODE = '55000';
-	END IF;
+	PERFORM pacelc._citus_coordinator('pacelc.citus_reserve_all');
 	IF skus IS NULL OR qtys IS NULL
 	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(qtys)
 	   OR pg_catalog.cardinality(skus) OPERATOR(pg_catalog.=) 0
@@ -266,20 +269,9 @@ CREATE FUNCTION pacelc.citus_tokens()
 	RETURNS TABLE (node_group integer, node text, token text)
 	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
 DECLARE
-	coordinator pg_catalog.bool;
 	txn		pg_catalog.int8;
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION 'Citus is not installed in this database'
-			USING ERRCODE = '55000',
-				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
-				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
-	END IF;
-	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
-	IF NOT coordinator THEN
-		RAISE EXCEPTION 'function "pacelc.citus_tokens" must run on the Citus coordinator' USING ERRCODE = '55000';
-	END IF;
+	PERFORM pacelc._citus_coordinator('pacelc.citus_tokens');
 	/* Citus numbers a transaction when it first works on other nodes */
 	EXECUTE 'SELECT t.transaction_number FROM pg_catalog.get_current_transaction_id() t' INTO txn;
 	IF txn OPERATOR(pg_catalog.<>) 0 THEN
@@ -309,20 +301,8 @@ COMMENT ON FUNCTION pacelc.citus_tokens() IS
 CREATE FUNCTION pacelc.citus_verify()
 	RETURNS TABLE (node text, problem text, sku text, detail text)
 	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
-DECLARE
-	coordinator pg_catalog.bool;
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-					WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
-		RAISE EXCEPTION 'Citus is not installed in this database'
-			USING ERRCODE = '55000',
-				  DETAIL = 'The pacelc.citus_* functions run pacelc on a Citus cluster.',
-				  HINT = 'Put citus first in shared_preload_libraries (''citus,pacelc'') and run CREATE EXTENSION citus on every node.';
-	END IF;
-	EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO coordinator;
-	IF NOT coordinator THEN
-		RAISE EXCEPTION 'function "pacelc.citus_verify" must run on the Citus coordinator' USING ERRCODE = '55000';
-	END IF;
+	PERFORM pacelc._citus_coordinator('pacelc.citus_verify');
 	RETURN QUERY EXECUTE $q$
 		SELECT w.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) w.nodeport,
 			   CASE WHEN w.success THEN v.problem ELSE 'worker_unreachable' END,
@@ -532,7 +512,7 @@ GRANT EXECUTE ON FUNCTION
 	pacelc.available(text), pacelc.next_expiry(), pacelc.verify(), pacelc.stats(),
 	pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn(pg_lsn, interval),
 	pacelc.node_token(), pacelc.citus_token(text), pacelc.citus_tokens(),
-	pacelc.citus_verify()
+	pacelc.citus_verify(), pacelc._citus_coordinator(text)
 	TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
 	pacelc.set_stock(text, bigint), pacelc.add_stock(text, bigint),
