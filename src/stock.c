@@ -173,6 +173,40 @@ spi_int64(int row, int col, bool *isnull)
 	return null ? 0 : DatumGetInt64(d);
 }
 
+/*
+ * The kept statement for the schema this database has: which (from sql)
+ * from 0.3 on, which_02 (from sql_02) at 0.2.
+ */
+static SPIPlanPtr
+get_schema_plan(int which, const char *sql, int which_02, const char *sql_02,
+				int nargs, Oid *argtypes)
+{
+	if (pacelc_schema_03())
+		return get_plan(which, sql, nargs, argtypes);
+	return get_plan(which_02, sql_02, nargs, argtypes);
+}
+
+/*
+ * Runs the kept statement which (prepared from sql the first time) in an
+ * SPI connection of its own.  Returns whether it returned or changed a
+ * row; with result, the first column of its first row (a bigint, 0 when
+ * null).
+ */
+static bool
+run_kept(int which, const char *sql, int nargs, Oid *argtypes, Datum *values,
+		 bool read_only, int64 *result)
+{
+	bool		found;
+
+	SPI_connect();
+	run_plan(get_plan(which, sql, nargs, argtypes), values, NULL, read_only);
+	found = SPI_processed > 0;
+	if (found && result != NULL)
+		*result = spi_int64(0, 1, NULL);
+	SPI_finish();
+	return found;
+}
+
 /* ---------------------------------------------------------------------
  * Idempotency keys
  * --------------------------------------------------------------------- */
@@ -203,7 +237,8 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, OIDOID};
 	SPIPlanPtr	plan;
-	Datum		values[4];
+	Datum		values[4] = {PointerGetDatum(key), PointerGetDatum(skus),
+							 PointerGetDatum(qtys), ObjectIdGetDatum(pacelc_caller())};
 	Datum		result = (Datum) 0;
 	bool		found = false;
 	bool		isnull;
@@ -213,26 +248,19 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 		return NULL;
 
 	SPI_connect();
-	values[0] = PointerGetDatum(key);
-	values[1] = PointerGetDatum(skus);
-	values[2] = PointerGetDatum(qtys);
-	values[3] = ObjectIdGetDatum(pacelc_caller());
 	/* a key is the caller's own (keys made before 0.3 have no owner) */
-	if (pacelc_schema_03())
-		plan = get_plan(PLAN_KEY_LOOKUP,
-						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
-						" i.qtys::pg_catalog.text,"
-						" (SELECT r.owner FROM pacelc.reservation_data r WHERE r.id = i.ids[1])"
-						"  FROM pacelc.idempotency_keys i"
-						" WHERE i.key = $1 AND (i.owner = $4 OR i.owner IS NULL)"
-						" ORDER BY i.owner NULLS LAST LIMIT 1",
-						4, argtypes);
-	else
-		plan = get_plan(PLAN_KEY_LOOKUP_02,
-						"SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
-						" i.qtys::pg_catalog.text, NULL::pg_catalog.oid"
-						"  FROM pacelc.idempotency_keys i WHERE i.key = $1",
-						4, argtypes);
+	plan = get_schema_plan(PLAN_KEY_LOOKUP,
+						   "SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
+						   " i.qtys::pg_catalog.text,"
+						   " (SELECT r.owner FROM pacelc.reservation_data r WHERE r.id = i.ids[1])"
+						   "  FROM pacelc.idempotency_keys i"
+						   " WHERE i.key = $1 AND (i.owner = $4 OR i.owner IS NULL)"
+						   " ORDER BY i.owner NULLS LAST LIMIT 1",
+						   PLAN_KEY_LOOKUP_02,
+						   "SELECT i.ids, i.skus = $2 AND i.qtys = $3, i.skus::pg_catalog.text,"
+						   " i.qtys::pg_catalog.text, NULL::pg_catalog.oid"
+						   "  FROM pacelc.idempotency_keys i WHERE i.key = $1",
+						   4, argtypes);
 	run_plan(plan, values, NULL, false);
 	if (SPI_processed > 0)
 	{
@@ -264,7 +292,9 @@ static bool
 idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
 {
 	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, OIDOID};
-	Datum		values[5];
+	Datum		values[5] = {PointerGetDatum(key), PointerGetDatum(skus),
+							 PointerGetDatum(qtys), PointerGetDatum(ids),
+							 ObjectIdGetDatum(pacelc_caller())};
 	bool		inserted;
 	SPIPlanPtr	plan;
 
@@ -272,22 +302,14 @@ idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
 		return inserted;
 
 	SPI_connect();
-	values[0] = PointerGetDatum(key);
-	values[1] = PointerGetDatum(skus);
-	values[2] = PointerGetDatum(qtys);
-	values[3] = PointerGetDatum(ids);
-	values[4] = ObjectIdGetDatum(pacelc_caller());
-	if (pacelc_schema_03())
-		plan = get_plan(PLAN_KEY_INSERT,
-						"INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids, owner)"
-						" VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
-						" ON CONFLICT (key, owner) DO NOTHING",
-						5, argtypes);
-	else
-		plan = get_plan(PLAN_KEY_INSERT_02,
-						"INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids)"
-						" VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
-						5, argtypes);
+	plan = get_schema_plan(PLAN_KEY_INSERT,
+						   "INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids, owner)"
+						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
+						   " ON CONFLICT (key, owner) DO NOTHING",
+						   PLAN_KEY_INSERT_02,
+						   "INSERT INTO pacelc.idempotency_keys (key, skus, qtys, ids)"
+						   " VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+						   5, argtypes);
 	run_plan(plan, values, NULL, false);
 	inserted = SPI_processed > 0;
 	SPI_finish();
@@ -298,15 +320,11 @@ static void
 delete_reservations(ArrayType *ids)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		values[1];
+	Datum		values[1] = {PointerGetDatum(ids)};
 
-	SPI_connect();
-	values[0] = PointerGetDatum(ids);
-	run_plan(get_plan(PLAN_DELETE_RESERVATIONS,
-					  "DELETE FROM pacelc.reservation_data WHERE id = ANY ($1)",
-					  1, argtypes),
-			 values, NULL, false);
-	SPI_finish();
+	(void) run_kept(PLAN_DELETE_RESERVATIONS,
+					"DELETE FROM pacelc.reservation_data WHERE id = ANY ($1)",
+					1, argtypes, values, false, NULL);
 }
 
 /* ---------------------------------------------------------------------
@@ -346,21 +364,18 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 		nulls[3] = 'n';
 	if (on_expire == NULL)
 		nulls[4] = 'n';
-	if (pacelc_schema_03())
-		plan = get_plan(PLAN_INSERT_RESERVATION,
-						"INSERT INTO pacelc.reservation_data"
-						" (sku, qty, expires_at, idempotency_key, on_expire, owner)"
-						" VALUES ($1, $2, clock_timestamp() + $3, $4, $5,"
-						"         $6::pg_catalog.regrole)"
-						" RETURNING id, expires_at",
-						6, argtypes);
-	else
-		plan = get_plan(PLAN_INSERT_RESERVATION_02,
-						"INSERT INTO pacelc.reservation_data"
-						" (sku, qty, expires_at, idempotency_key, on_expire)"
-						" VALUES ($1, $2, clock_timestamp() + $3, $4, $5)"
-						" RETURNING id, expires_at",
-						6, argtypes);
+	plan = get_schema_plan(PLAN_INSERT_RESERVATION,
+						   "INSERT INTO pacelc.reservation_data"
+						   " (sku, qty, expires_at, idempotency_key, on_expire, owner)"
+						   " VALUES ($1, $2, clock_timestamp() + $3, $4, $5,"
+						   "         $6::pg_catalog.regrole)"
+						   " RETURNING id, expires_at",
+						   PLAN_INSERT_RESERVATION_02,
+						   "INSERT INTO pacelc.reservation_data"
+						   " (sku, qty, expires_at, idempotency_key, on_expire)"
+						   " VALUES ($1, $2, clock_timestamp() + $3, $4, $5)"
+						   " RETURNING id, expires_at",
+						   6, argtypes);
 	run_plan(plan, values, nulls, false);
 	id = spi_int64(0, 1, NULL);
 	if (ttl != NULL)
@@ -613,20 +628,16 @@ find_reservation(int64 id, char *sku, char *state, bool *expired)
 
 	SPI_connect();
 	values[0] = Int64GetDatum(id);
-	if (pacelc_schema_03())
-		run_plan(get_plan(PLAN_FIND_RESERVATION,
-						  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
-						  "       owner::pg_catalog.oid"
-						  "  FROM pacelc.reservation_data WHERE id = $1",
-						  1, argtypes),
-				 values, NULL, false);
-	else
-		run_plan(get_plan(PLAN_FIND_RESERVATION_02,
-						  "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
-						  "       NULL::pg_catalog.oid"
-						  "  FROM pacelc.reservation_data WHERE id = $1",
-						  1, argtypes),
-				 values, NULL, false);
+	run_plan(get_schema_plan(PLAN_FIND_RESERVATION,
+							 "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
+							 "       owner::pg_catalog.oid"
+							 "  FROM pacelc.reservation_data WHERE id = $1",
+							 PLAN_FIND_RESERVATION_02,
+							 "SELECT sku, state, coalesce(expires_at <= clock_timestamp(), false),"
+							 "       NULL::pg_catalog.oid"
+							 "  FROM pacelc.reservation_data WHERE id = $1",
+							 1, argtypes),
+			 values, NULL, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PACELC_RESERVATION_NOT_ACTIVE),
@@ -695,15 +706,10 @@ static int64
 end_reservation(int plan_no, const char *sql, int64 id)
 {
 	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
+	Datum		values[1] = {Int64GetDatum(id)};
 	int64		qty = -1;
 
-	SPI_connect();
-	values[0] = Int64GetDatum(id);
-	run_plan(get_plan(plan_no, sql, 1, argtypes), values, NULL, false);
-	if (SPI_processed > 0)
-		qty = spi_int64(0, 1, NULL);
-	SPI_finish();
+	(void) run_kept(plan_no, sql, 1, argtypes, values, false, &qty);
 	return qty;
 }
 
@@ -826,17 +832,12 @@ static void
 set_base(const char *sku, int64 base)
 {
 	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
+	Datum		values[2] = {CStringGetTextDatum(sku), Int64GetDatum(base)};
 
-	SPI_connect();
-	values[0] = CStringGetTextDatum(sku);
-	values[1] = Int64GetDatum(base);
-	run_plan(get_plan(PLAN_SET_BASE,
-					  "UPDATE pacelc.skus SET on_hand_base = $2, updated_at = now()"
-					  " WHERE sku = $1",
-					  2, argtypes),
-			 values, NULL, false);
-	SPI_finish();
+	(void) run_kept(PLAN_SET_BASE,
+					"UPDATE pacelc.skus SET on_hand_base = $2, updated_at = now()"
+					" WHERE sku = $1",
+					2, argtypes, values, false, NULL);
 }
 
 /*
@@ -848,21 +849,16 @@ static int64
 fold_sku(const char *sku)
 {
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	int64		folded;
+	Datum		values[1] = {CStringGetTextDatum(sku)};
+	int64		folded = 0;
 
-	SPI_connect();
-	values[0] = CStringGetTextDatum(sku);
-	run_plan(get_plan(PLAN_FOLD_SKU,
-					  "WITH f AS (UPDATE pacelc.reservation_data r SET folded = true"
-					  "            WHERE r.sku = $1::pg_catalog.text"
-					  "              AND r.state = 'confirmed' AND NOT r.folded"
-					  "            RETURNING r.qty)"
-					  " SELECT pg_catalog.sum(f.qty)::pg_catalog.int8 FROM f",
-					  1, argtypes),
-			 values, NULL, false);
-	folded = spi_int64(0, 1, NULL);
-	SPI_finish();
+	(void) run_kept(PLAN_FOLD_SKU,
+					"WITH f AS (UPDATE pacelc.reservation_data r SET folded = true"
+					"            WHERE r.sku = $1::pg_catalog.text"
+					"              AND r.state = 'confirmed' AND NOT r.folded"
+					"            RETURNING r.qty)"
+					" SELECT pg_catalog.sum(f.qty)::pg_catalog.int8 FROM f",
+					1, argtypes, values, false, &folded);
 	return folded;
 }
 
@@ -975,19 +971,13 @@ static int64
 available_from_tables(const char *sku)
 {
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Datum		values[1] = {CStringGetTextDatum(sku)};
 	int64		avail;
 
-	SPI_connect();
-	values[0] = CStringGetTextDatum(sku);
-	run_plan(get_plan(PLAN_STANDBY_AVAILABLE,
-					  "SELECT available FROM pacelc.stock WHERE sku = $1",
-					  1, argtypes),
-			 values, NULL, true);
-	if (SPI_processed == 0)
+	if (!run_kept(PLAN_STANDBY_AVAILABLE,
+				  "SELECT available FROM pacelc.stock WHERE sku = $1",
+				  1, argtypes, values, true, &avail))
 		pacelc_raise_unknown_sku(sku);
-	avail = spi_int64(0, 1, NULL);
-	SPI_finish();
 	return avail;
 }
 
