@@ -827,17 +827,8 @@ pacelc_stock_acquire(const char *sku, bool create, uint64 *generation)
 static void
 escrow_make_room(int k)
 {
-	if (n_escrow + k > max_escrow)
-	{
-		int			newmax = Max(max_escrow * 2, n_escrow + k + 16);
-
-		if (escrow == NULL)
-			escrow = MemoryContextAlloc(TopMemoryContext,
-										newmax * sizeof(EscrowRecord));
-		else
-			escrow = repalloc(escrow, newmax * sizeof(EscrowRecord));
-		max_escrow = newmax;
-	}
+	escrow = pacelc_grow_array(escrow, &max_escrow, n_escrow + k,
+							   sizeof(EscrowRecord));
 }
 
 /*
@@ -1325,12 +1316,8 @@ escrow_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	if (finishing)
 		settle_at_abort = true;
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+						context, params, queryEnv, dest, qc);
 	if (finishing)
 	{
 		settle_at_abort = false;
@@ -1466,17 +1453,8 @@ stock_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	else
 		return;
 
-	if (n_stock_drops >= max_stock_drops)
-	{
-		int			newmax = Max(max_stock_drops * 2, 4);
-
-		if (stock_drops == NULL)
-			stock_drops = MemoryContextAlloc(TopMemoryContext,
-											 newmax * sizeof(StockDrop));
-		else
-			stock_drops = repalloc(stock_drops, newmax * sizeof(StockDrop));
-		max_stock_drops = newmax;
-	}
+	stock_drops = pacelc_grow_array(stock_drops, &max_stock_drops,
+									n_stock_drops + 1, sizeof(StockDrop));
 	stock_drops[n_stock_drops].dbid = dbid;
 	stock_drops[n_stock_drops].relid = relid;
 	stock_drops[n_stock_drops].subid = GetCurrentSubTransactionId();

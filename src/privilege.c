@@ -735,12 +735,8 @@ privilege_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		check_drop_role((DropRoleStmt *) pstmt->utilityStmt);
 	if (IsA(pstmt->utilityStmt, DropStmt) && IsTransactionState())
 		lock_tables_for_drop((DropStmt *) pstmt->utilityStmt);
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+						context, params, queryEnv, dest, qc);
 	/* after PostgreSQL's own checks of the statement passed */
 	if ((IsA(pstmt->utilityStmt, DropOwnedStmt) ||
 		 IsA(pstmt->utilityStmt, ReassignOwnedStmt)) && IsTransactionState())

@@ -1197,12 +1197,8 @@ lsn_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			 ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION && pacelc_preloaded)
 		pacelc_worker_wake(MyDatabaseId, 1);	/* at commit: the worker sees it is gone, leaves */
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+						context, params, queryEnv, dest, qc);
 
 	if (wait_after && pacelc_preloaded)
 		apply_read_after();

@@ -170,6 +170,47 @@ pacelc_run_in_subxact(void (*fn) (void *arg), void *arg)
 	return edata;
 }
 
+/*
+ * Makes room for need elements of elemsize bytes in an array kept for the
+ * life of the backend (in TopMemoryContext; NULL until the first call),
+ * at least doubling it.  Returns the array and sets *max to its capacity;
+ * if it cannot grow, it raises an error and the array is as it was.
+ */
+void *
+pacelc_grow_array(void *array, int *max, int need, Size elemsize)
+{
+	int			newmax;
+
+	if (need <= *max)
+		return array;
+	newmax = Max(*max * 2, need + 16);
+	if (array == NULL)
+		array = MemoryContextAlloc(TopMemoryContext, (Size) newmax * elemsize);
+	else
+		array = repalloc(array, (Size) newmax * elemsize);
+	*max = newmax;
+	return array;
+}
+
+/*
+ * The end of each module's ProcessUtility hook: the hook installed before
+ * it, or PostgreSQL's own processing.
+ */
+void
+pacelc_next_utility(ProcessUtility_hook_type prev, PlannedStmt *pstmt,
+					const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest,
+					QueryCompletion *qc)
+{
+	if (prev)
+		prev(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+			 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 /* ---------------------------------------------------------------------
  * The limits for SQL: table constraints and PL/pgSQL call these
  * --------------------------------------------------------------------- */

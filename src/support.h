@@ -14,6 +14,7 @@
 
 #include "fmgr.h"
 #include "executor/spi.h"
+#include "tcop/utility.h"
 
 /* Application-facing SQLSTATEs, class PC (see README "Errors"). */
 #define ERRCODE_PACELC_INSUFFICIENT_STOCK		MAKE_SQLSTATE('P','C','0','0','1')
@@ -61,5 +62,11 @@ extern void pacelc_check_queue_name(text *name);
 extern SPIPlanPtr pacelc_keep_plan(SPIPlanPtr *plan, const char *sql,
 								   int nargs, Oid *argtypes);
 extern ErrorData *pacelc_run_in_subxact(void (*fn) (void *arg), void *arg);
+extern void *pacelc_grow_array(void *array, int *max, int need, Size elemsize);
+extern void pacelc_next_utility(ProcessUtility_hook_type prev, PlannedStmt *pstmt,
+								const char *queryString, bool readOnlyTree,
+								ProcessUtilityContext context, ParamListInfo params,
+								QueryEnvironment *queryEnv, DestReceiver *dest,
+								QueryCompletion *qc);
 
 #endif							/* PACELC_SUPPORT_H */
