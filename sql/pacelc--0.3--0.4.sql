@@ -76,7 +76,8 @@ COMMENT ON FUNCTION pacelc.citus_token(text) IS
  * What every pacelc.citus_* function of the coordinator checks first: Citus
  * is installed (else 55000, with how to install it) and this is its
  * coordinator (else 55000 naming the function).  SECURITY INVOKER like its
- * callers, and granted with them: it only reads.
+ * callers, and granted to the roles they are granted to (Section Z), as
+ * _replica_status() is for its view: it only reads.
  */
 CREATE FUNCTION pacelc._citus_coordinator(fn text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
@@ -508,11 +509,13 @@ GRANT SELECT ON pacelc.stock, pacelc.reservations, pacelc.queue_status, pacelc.d
 	pacelc.replica_status TO pacelc_app, pacelc_monitor;
 /* the view replica_status calls it as the reader */
 GRANT EXECUTE ON FUNCTION pacelc._replica_status() TO pacelc_app, pacelc_monitor;
+/* the Citus functions call it as their caller (it only reads) */
+GRANT EXECUTE ON FUNCTION pacelc._citus_coordinator(text) TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
 	pacelc.available(text), pacelc.next_expiry(), pacelc.verify(), pacelc.stats(),
 	pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn(pg_lsn, interval),
 	pacelc.node_token(), pacelc.citus_token(text), pacelc.citus_tokens(),
-	pacelc.citus_verify(), pacelc._citus_coordinator(text)
+	pacelc.citus_verify()
 	TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
 	pacelc.set_stock(text, bigint), pacelc.add_stock(text, bigint),

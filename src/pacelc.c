@@ -12,10 +12,12 @@
  * files go one way only (an arrow reads "calls"; no file calls back up):
  *
  *		pacelc.c ----------> every module's init and shared memory parts
- *		stock.c -----------> escrow.c, queue.c, privilege.c, support.c
+ *		stock.c -----------> escrow.c, reservation_rows.c, worker.c,
+ *							 privilege.c, support.c
+ *		reservation_rows.c > fastpath.c, privilege.c
  *		escrow.c ----------> prepared.c, support.c
  *		prepared.c --------> nothing
- *		session_lsn.c -----> replay_hook.c, queue.c, support.c
+ *		session_lsn.c -----> replay_hook.c, worker.c, support.c
  *		queue.c -----------> worker.c, fastpath.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c
  *		privilege.c -------> support.c

@@ -319,8 +319,8 @@ open_for_insert(bool keys)
 
 	/*
 	 * An invalidation processed by the lock may have changed the layout;
-	 * rules, triggers, row security that applies and a missing INSERT
-	 * right are left to the SQL statement too (fastpath.c).
+	 * rules, triggers, row security that applies and a missing INSERT right
+	 * are left to the SQL statement too (fastpath.c).
 	 */
 	if (!cache.valid || !(keys ? cache.keys_fast : cache.fast) ||
 		RelationGetRelid(rel) != (keys ? cache.keys : cache.reservations) ||

@@ -238,7 +238,7 @@ idempotent_answer(text *key, ArrayType *skus, ArrayType *qtys)
 	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, OIDOID};
 	SPIPlanPtr	plan;
 	Datum		values[4] = {PointerGetDatum(key), PointerGetDatum(skus),
-							 PointerGetDatum(qtys), ObjectIdGetDatum(pacelc_caller())};
+	PointerGetDatum(qtys), ObjectIdGetDatum(pacelc_caller())};
 	Datum		result = (Datum) 0;
 	bool		found = false;
 	bool		isnull;
@@ -293,8 +293,8 @@ idempotent_record(text *key, ArrayType *skus, ArrayType *qtys, ArrayType *ids)
 {
 	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, OIDOID};
 	Datum		values[5] = {PointerGetDatum(key), PointerGetDatum(skus),
-							 PointerGetDatum(qtys), PointerGetDatum(ids),
-							 ObjectIdGetDatum(pacelc_caller())};
+		PointerGetDatum(qtys), PointerGetDatum(ids),
+	ObjectIdGetDatum(pacelc_caller())};
 	bool		inserted;
 	SPIPlanPtr	plan;
 
