@@ -12,6 +12,7 @@
 #include "executor/tuptable.h"
 #include "nodes/execnodes.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 /*
  * The CHECK constraints of one table, compiled once per relcache build.
@@ -31,5 +32,7 @@ typedef struct PacelcRowChecks
 extern bool pacelc_fastpath_table_ok(Relation rel);
 extern void pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 									  TupleTableSlot *slot);
+extern bool pacelc_fastpath_lookup(Relation heap, Relation index, text *key,
+								   Snapshot snapshot, TupleTableSlot *slot);
 
 #endif							/* PACELC_FASTPATH_H */
