@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/tableam.h"
 #include "access/tupdesc.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -36,6 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/fmgroids.h"
 
 #include "fastpath.h"
 
@@ -227,4 +230,31 @@ pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 					 errtableconstraint(rel, rc->names[i])));
 	}
 	rc->econtext->ecxt_scantuple = NULL;
+}
+
+/*
+ * Reads the row whose text key (the first column of a unique btree index)
+ * equals key, as one index probe with the given snapshot, into slot (a
+ * slot of heap's).  What a cached plan's "WHERE k = $1" would find, without
+ * the executor: a per-call lookup on a hot path.  False: no such row.
+ */
+bool
+pacelc_fastpath_lookup(Relation heap, Relation index, text *key,
+					   Snapshot snapshot, TupleTableSlot *slot)
+{
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	bool		found;
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(key));
+	skey.sk_collation = index->rd_indcollation[0];
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, snapshot, NULL, 1, 0);
+#else
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+#endif
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	return found;
 }

@@ -12,6 +12,7 @@
 #include "executor/tuptable.h"
 #include "nodes/execnodes.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 /*
  * What the direct way needs to know about one table, found once per
@@ -36,5 +37,7 @@ extern bool pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel);
 extern bool pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel);
 extern void pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 									  TupleTableSlot *slot);
+extern bool pacelc_fastpath_lookup(Relation heap, Relation index, text *key,
+								   Snapshot snapshot, TupleTableSlot *slot);
 
 #endif							/* PACELC_FASTPATH_H */

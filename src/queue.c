@@ -17,11 +17,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "commands/async.h"
@@ -42,6 +44,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -322,13 +325,9 @@ enqueue_execute(text *queue, Datum *values, const char *nulls,
 	return !isnull;
 }
 
-/*
- * The queue's owner and whether it has no handler (a consumer queue), read
- * with the latest snapshot under REPEATABLE READ (as enqueue_execute).
- * False: no such queue.
- */
+/* enqueue_lookup() as a statement, for a table laid out otherwise. */
 static bool
-enqueue_lookup(text *queue, bool *consumer, Oid *owner)
+enqueue_lookup_sql(text *queue, bool *consumer, Oid *owner)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[1] = {TEXTOID};
@@ -354,6 +353,86 @@ enqueue_lookup(text *queue, bool *consumer, Oid *owner)
 	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 2, &isnull));
 	return true;
+}
+
+/*
+ * The queue's owner and whether it has no handler (a consumer queue), read
+ * with a new snapshot (after the queue lock; under REPEATABLE READ the
+ * transaction's own may still show a dropped queue, see enqueue_execute).
+ * One probe of the queues' primary key: this runs for every message, and a
+ * cached plan's executor start and SPI cost more than the insert itself.
+ * False: no such queue.
+ */
+static bool
+enqueue_lookup(text *queue, bool *consumer, Oid *owner)
+{
+	Relation	rel;
+	Relation	index = NULL;
+	Oid			relid;
+	Oid			indexid;
+	TupleDesc	desc;
+	AttrNumber	handler_att = InvalidAttrNumber;
+	AttrNumber	owner_att = InvalidAttrNumber;
+	AttrNumber	name_att = InvalidAttrNumber;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	bool		found;
+	bool		isnull;
+	int			i;
+
+	relid = get_relname_relid("queues", get_namespace_oid("pacelc", false));
+	if (!OidIsValid(relid))
+		return enqueue_lookup_sql(queue, consumer, owner);
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(NameStr(att->attname), "handler") == 0)
+			handler_att = att->attnum;
+		else if (strcmp(NameStr(att->attname), "owner") == 0 &&
+				 (att->atttypid == REGROLEOID || att->atttypid == OIDOID))
+			owner_att = att->attnum;
+		else if (strcmp(NameStr(att->attname), "name") == 0 && att->atttypid == TEXTOID)
+			name_att = att->attnum;
+	}
+#if PG_VERSION_NUM >= 180000
+	indexid = RelationGetPrimaryKeyIndex(rel, false);
+#else
+	indexid = RelationGetPrimaryKeyIndex(rel);
+#endif
+	if (OidIsValid(indexid))
+		index = index_open(indexid, AccessShareLock);
+	if (index == NULL || handler_att == InvalidAttrNumber ||
+		owner_att == InvalidAttrNumber || name_att == InvalidAttrNumber ||
+		index->rd_index->indnkeyatts != 1 || index->rd_rel->relam != BTREE_AM_OID ||
+		index->rd_index->indkey.values[0] != name_att)
+	{
+		/* not the layout this code knows: the statement finds the row */
+		if (index != NULL)
+			index_close(index, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return enqueue_lookup_sql(queue, consumer, owner);
+	}
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(rel, NULL);
+	found = pacelc_fastpath_lookup(rel, index, queue, snapshot, slot);
+	if (found)
+	{
+		(void) slot_getattr(slot, handler_att, &isnull);
+		*consumer = isnull;
+		*owner = DatumGetObjectId(slot_getattr(slot, owner_att, &isnull));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 /*
@@ -479,10 +558,10 @@ enqueue_committed(text *queue, bool consumer, Interval *delay, TimestampTz run_a
 		snprintf(payload, sizeof(payload), INT64_FORMAT, id);
 		Async_Notify(channel, payload);
 	}
-	else if (delay->month == 0 && delay->day == 0 && delay->time == 0)
-		pacelc_worker_wake(MyDatabaseId, 0);
 	else
-		pacelc_worker_wake(MyDatabaseId, run_at);
+		pacelc_worker_wake_queue(MyDatabaseId,
+								 delay->month == 0 && delay->day == 0 && delay->time == 0 ? 0 : run_at,
+								 text_to_cstring(queue));
 }
 
 /*

@@ -435,8 +435,6 @@ pacelc_key_visible(text *key)
 {
 	Relation	heap;
 	Relation	index;
-	IndexScanDesc scan;
-	ScanKeyData skey;
 	TupleTableSlot *slot;
 	bool		found;
 
@@ -459,17 +457,8 @@ pacelc_key_visible(text *key)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(key));
-	skey.sk_collation = index->rd_indcollation[0];
 	slot = table_slot_create(heap, NULL);
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
-#else
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
-#endif
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
+	found = pacelc_fastpath_lookup(heap, index, key, GetActiveSnapshot(), slot);
 	ExecDropSingleTupleTableSlot(slot);
 
 	PopActiveSnapshot();

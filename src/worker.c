@@ -120,6 +120,7 @@ typedef struct PoolSlot
 	bool		idle;			/* sleeping on its latch */
 	TimestampTz next_wakeup;	/* when it plans to wake up (0: unknown) */
 	char		queue[NAMEDATALEN]; /* queue it works on, "" if none */
+	int			queue_limit;	/* and that queue's concurrency limit */
 	TimestampTz rescan_from;	/* lower the scan floors to this; DT_NOEND: no */
 } PoolSlot;
 
@@ -258,14 +259,24 @@ pacelc_want_worker(Oid dbid, bool retry_now)
  * Wakes a worker of the database after a commit that gave it work: an idle
  * one if there is one (so a worker busy with a slow handler does not delay
  * other queues), else the first.  by != 0: only if that is earlier than the
- * worker planned to wake up anyway.  No worker: asks the launcher.  Must
- * not fail.
+ * worker planned to wake up.  No worker: asks the launcher.  Must not fail.
+ *
+ * queue (not NULL: the commit gave work to that queue only): while as many
+ * workers as its concurrency limit work on it, nobody is woken.  An idle
+ * worker could not take the queue and would find that out at the cost of a
+ * round, for every such commit (thousands a second under a steady stream
+ * of enqueues).  Each worker on the queue scans it again after giving it
+ * up (worker_round()), with a snapshot taken after this commit, which was
+ * visible before the queue was seen taken here.
  */
 static void
-wake_database(Oid dbid, TimestampTz by)
+wake_database(Oid dbid, TimestampTz by, const char *queue)
 {
 	PGPROC	   *proc = NULL;
 	PoolSlot   *pick = NULL;
+	bool		any = false;
+	int			working = 0;
+	int			limit = 0;
 	int			i;
 
 	if (wshared == NULL)
@@ -277,11 +288,17 @@ wake_database(Oid dbid, TimestampTz by)
 
 		if (s->dbid != dbid)
 			continue;
-		if (pick == NULL || s->idle)
+		any = true;
+		if (queue != NULL && strcmp(s->queue, queue) == 0)
+		{
+			working++;
+			limit = Max(limit, s->queue_limit);
+		}
+		if (pick == NULL || (s->idle && !pick->idle))
 			pick = s;
-		if (s->idle)
-			break;
 	}
+	if (working > 0 && working >= limit)
+		pick = NULL;			/* those working on it will see the work */
 	if (pick != NULL &&
 		(by == 0 || pick->next_wakeup == 0 || by < pick->next_wakeup))
 	{
@@ -289,7 +306,7 @@ wake_database(Oid dbid, TimestampTz by)
 		pick->idle = false;
 	}
 	SpinLockRelease(&wshared->mutex);
-	if (pick == NULL)
+	if (!any)
 		pacelc_want_worker(dbid, false);
 	else if (proc != NULL)
 		SetLatch(&proc->procLatch);
@@ -326,6 +343,10 @@ lower_floors(Oid dbid, TimestampTz from)
 
 static Oid	wake_dbid = InvalidOid;
 static TimestampTz wake_by = DT_NOEND;	/* 0: at once; DT_NOEND: nothing */
+
+/* The one queue all of this transaction's wake-ups are for, if any. */
+static char wake_queue[NAMEDATALEN] = "";
+static bool wake_one_queue = false;
 static bool rescan_at_commit = false;
 static bool launcher_at_commit = false;
 static bool pending_set = false;
@@ -337,6 +358,27 @@ static bool pending_set = false;
 void
 pacelc_worker_wake(Oid dbid, TimestampTz by)
 {
+	wake_dbid = dbid;
+	if (by < wake_by)
+		wake_by = by;
+	wake_one_queue = false;
+}
+
+/*
+ * The same for work in one queue (enqueue): when all of a transaction's
+ * wake-ups are for one queue, its commit wakes nobody while that queue has
+ * as many workers as it may have (wake_database()).
+ */
+void
+pacelc_worker_wake_queue(Oid dbid, TimestampTz by, const char *queue)
+{
+	if (wake_by == DT_NOEND)
+	{
+		strlcpy(wake_queue, queue, NAMEDATALEN);
+		wake_one_queue = true;
+	}
+	else if (strncmp(wake_queue, queue, NAMEDATALEN - 1) != 0)
+		wake_one_queue = false;
 	wake_dbid = dbid;
 	if (by < wake_by)
 		wake_by = by;
@@ -414,7 +456,8 @@ worker_xact_callback(XactEvent event, void *arg)
 				if (rescan_at_commit)
 					lower_floors(wake_dbid, DT_NOBEGIN);
 				if (wake_by != DT_NOEND)
-					wake_database(wake_dbid, wake_by);
+					wake_database(wake_dbid, wake_by,
+								  wake_one_queue ? wake_queue : NULL);
 				if (launcher_at_commit)
 					pacelc_want_worker(MyDatabaseId, true);
 			}
@@ -431,6 +474,7 @@ worker_xact_callback(XactEvent event, void *arg)
 	}
 	wake_dbid = InvalidOid;
 	wake_by = DT_NOEND;
+	wake_one_queue = false;
 	rescan_at_commit = false;
 	launcher_at_commit = false;
 }
@@ -611,7 +655,10 @@ claim_queue(const char *queue, int limit)
 	}
 	ok = n < limit;
 	if (ok)
+	{
 		strlcpy(my_slot->queue, queue, NAMEDATALEN);
+		my_slot->queue_limit = limit;
+	}
 	SpinLockRelease(&wshared->mutex);
 	return ok;
 }
@@ -1399,11 +1446,27 @@ resolve_handler(const char *signature)
 	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
 }
 
+/*
+ * The handler resolved for this batch: its messages all name the same one
+ * (read by one statement), and parsing the signature is a good part of a
+ * small handler's cost.  Forgotten at the start of every batch.
+ */
+static char *batch_handler_name = NULL;
+static Oid	batch_handler = InvalidOid;
+
 /* The checks the executor would make, and those a stale owner needs. */
 static void
 check_handler(DueMessage *m, const char *queue)
 {
-	m->handler = resolve_handler(m->handler_name);
+	if (batch_handler_name != NULL && OidIsValid(batch_handler) &&
+		strcmp(batch_handler_name, m->handler_name) == 0)
+		m->handler = batch_handler;
+	else
+	{
+		m->handler = resolve_handler(m->handler_name);
+		batch_handler_name = m->handler_name;	/* lives for the batch */
+		batch_handler = m->handler;
+	}
 	if (!OidIsValid(m->handler))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
@@ -2096,6 +2159,7 @@ handle_batch(void)
 
 	/* 2. handle them */
 	begin_work("pacelc: handling messages");
+	batch_handler_name = NULL;
 	batch_start = GetCurrentTimestamp();
 	values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
