@@ -20,7 +20,7 @@
  * columns) found once per relcache build too, in the same PacelcRowChecks;
  * pacelc_fastpath_shape_ok() is that part alone, for a direct read.
  *
- * fastpath.c calls no other pacelc file.
+ * fastpath.c calls only support.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +41,7 @@
 #include "utils/fmgroids.h"
 
 #include "fastpath.h"
+#include "support.h"
 
 #define MAX_CHECK_SETS	8
 
@@ -243,17 +244,9 @@ pacelc_fastpath_lookup(Relation heap, Relation index, text *key,
 					   Snapshot snapshot, TupleTableSlot *slot)
 {
 	IndexScanDesc scan;
-	ScanKeyData skey;
 	bool		found;
 
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(key));
-	skey.sk_collation = index->rd_indcollation[0];
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(heap, index, snapshot, NULL, 1, 0);
-#else
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-#endif
-	index_rescan(scan, &skey, 1, NULL, 0);
+	scan = pacelc_text_index_scan(heap, index, PointerGetDatum(key), snapshot);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	return found;

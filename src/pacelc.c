@@ -16,13 +16,13 @@
  *							 privilege.c, support.c
  *		reservation_rows.c > fastpath.c, privilege.c
  *		escrow.c ----------> prepared.c, support.c
- *		prepared.c --------> nothing
+ *		prepared.c --------> support.c
  *		session_lsn.c -----> replay_hook.c, worker.c, support.c
  *		queue.c -----------> worker.c, fastpath.c, privilege.c, support.c
  *		worker.c ----------> privilege.c, support.c
  *		privilege.c -------> support.c
  *		replay_hook.c -----> nothing
- *		fastpath.c --------> nothing
+ *		fastpath.c --------> support.c
  *		support.c ---------> nothing
  *
  * Shared memory, as pg_stat_statements does it: the request hook asks for

@@ -56,6 +56,7 @@
 #include "utils/snapmgr.h"
 
 #include "prepared.h"
+#include "support.h"
 
 #define SLOT_FREE		0
 #define SLOT_PREPARING	1		/* between PRE_PREPARE and PREPARE */
@@ -482,19 +483,11 @@ scan_versions(Oid heapid, Oid indexid, const char *sku, Snapshot snap,
 {
 	Relation	heap = table_open(heapid, AccessShareLock);
 	Relation	index = index_open(indexid, AccessShareLock);
-	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], F_TEXTEQ,
-						   CStringGetTextDatum(sku));
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(heap, index, SnapshotAny, NULL, 1, 0);
-#else
-	scan = index_beginscan(heap, index, SnapshotAny, 1, 0);
-#endif
-	index_rescan(scan, &key, 1, NULL, 0);
+	scan = pacelc_text_index_scan(heap, index, CStringGetTextDatum(sku),
+								  SnapshotAny);
 	slot = table_slot_create(heap, NULL);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{

@@ -15,11 +15,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 
 #include "support.h"
@@ -190,6 +194,30 @@ pacelc_grow_array(void *array, int *max, int need, Size elemsize)
 		array = repalloc(array, (Size) newmax * elemsize);
 	*max = newmax;
 	return array;
+}
+
+/*
+ * Begins a scan of index, a btree whose first column is text, for the
+ * rows of heap whose key equals key (a text Datum), in the index's
+ * collation; the caller fetches with index_getnext_slot() and ends it with
+ * index_endscan().
+ */
+IndexScanDesc
+pacelc_text_index_scan(Relation heap, Relation index, Datum key,
+					   Snapshot snapshot)
+{
+	ScanKeyData skey;
+	IndexScanDesc scan;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ, key);
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, snapshot, NULL, 1, 0);
+#else
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+#endif
+	index_rescan(scan, &skey, 1, NULL, 0);
+	return scan;
 }
 
 /*

@@ -12,6 +12,7 @@
 #ifndef PACELC_SUPPORT_H
 #define PACELC_SUPPORT_H
 
+#include "access/relscan.h"
 #include "fmgr.h"
 #include "executor/spi.h"
 #include "tcop/utility.h"
@@ -63,6 +64,8 @@ extern SPIPlanPtr pacelc_keep_plan(SPIPlanPtr *plan, const char *sql,
 								   int nargs, Oid *argtypes);
 extern ErrorData *pacelc_run_in_subxact(void (*fn) (void *arg), void *arg);
 extern void *pacelc_grow_array(void *array, int *max, int need, Size elemsize);
+extern IndexScanDesc pacelc_text_index_scan(Relation heap, Relation index,
+											Datum key, Snapshot snapshot);
 extern void pacelc_next_utility(ProcessUtility_hook_type prev, PlannedStmt *pstmt,
 								const char *queryString, bool readOnlyTree,
 								ProcessUtilityContext context, ParamListInfo params,
