@@ -12,7 +12,7 @@
 #ifndef PACELC_SUPPORT_H
 #define PACELC_SUPPORT_H
 
-#include "access/relscan.h"
+#include "access/genam.h"
 #include "fmgr.h"
 #include "executor/spi.h"
 #include "tcop/utility.h"
