@@ -158,7 +158,16 @@ $node->append_conf('postgresql.conf', "pacelc.workers_per_database = 1\nlog_min_
 $node->reload;
 ok($node->poll_query_until('noslot', q{SELECT count(*) = 0 FROM pacelc.messages WHERE state = 'ready'}),
 	'the waiting database is served once a slot is free');
-usleep(4_000_000);
+# the launcher looks at the 12 once each as slots allow, a few at a time
+# with a back-off of up to 1 s; a fixed pause could end before the last of
+# them on a slow machine: wait for 3 s without such a start (at most 90 s)
+for (1 .. 30)
+{
+	my $from = -s $node->logfile;
+	usleep(3_000_000);
+	last unless slurp_file($node->logfile, $from) =~
+	  /starting background worker process "pacelc worker for empty/;
+}
 $log_from = -s $node->logfile;
 usleep(5_000_000);
 $log = slurp_file($node->logfile, $log_from);
