@@ -972,7 +972,7 @@ available_from_tables(const char *sku)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(sku)};
-	int64		avail;
+	int64		avail = 0;
 
 	if (!run_kept(PLAN_STANDBY_AVAILABLE,
 				  "SELECT available FROM pacelc.stock WHERE sku = $1",
