@@ -602,6 +602,12 @@ check_drop_role(DropRoleStmt *stmt)
  * DROP OWNED BY revokes what was granted to the roles, REASSIGN OWNED BY
  * hands what they own to the new role: for pacelc's queues and holds too,
  * so that the roles can then be dropped as PostgreSQL's own objects allow.
+ *
+ * PostgreSQL lets any role with the privileges of the roles run DROP OWNED
+ * (every member of pacelc_app may run DROP OWNED BY pacelc_app), and then
+ * revokes only what the current user could revoke itself.  So does this:
+ * the grants on queues whose owner the current user acts for (any queue
+ * for pacelc_admin and superusers), never another application's grants.
  */
 static void
 follow_owned(Node *stmt)
@@ -609,25 +615,33 @@ follow_owned(Node *stmt)
 	List	   *roles = IsA(stmt, DropOwnedStmt) ? ((DropOwnedStmt *) stmt)->roles
 	: ((ReassignOwnedStmt *) stmt)->roles;
 	Oid			newrole = InvalidOid;
+	Oid			user = GetUserId();
+	bool		admin;
 	SavedUser	saved;
 	ListCell   *lc;
 
 	if (!pacelc_schema_03() || !OidIsValid(get_extension_oid("pacelc", true)))
 		return;
+	admin = pacelc_is_admin(user);
 	if (IsA(stmt, ReassignOwnedStmt))
 		newrole = get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole, false);
 	bootstrap_spi_connect(&saved);
 	foreach(lc, roles)
 	{
-		Oid			argtypes[2] = {OIDOID, OIDOID};
-		Datum		values[2];
+		Oid			argtypes[4] = {OIDOID, OIDOID, OIDOID, BOOLOID};
+		Datum		values[4];
 		const char *sql;
 
 		values[0] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
 		values[1] = ObjectIdGetDatum(newrole);
+		values[2] = ObjectIdGetDatum(user);
+		values[3] = BoolGetDatum(admin);
 		if (IsA(stmt, DropOwnedStmt))
 			sql = "DELETE FROM pacelc.queue_grants g"
-				" WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
+				" WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+				"   AND ($4 OR NOT EXISTS (SELECT FROM pacelc.queues q"
+				"        WHERE q.name OPERATOR(pg_catalog.=) g.queue"
+				"          AND NOT pg_catalog.pg_has_role($3, q.owner::pg_catalog.oid, 'USAGE')))";
 		else
 			sql = "WITH q AS (UPDATE pacelc.queues q SET owner = $2::pg_catalog.regrole"
 				"            WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole),"
@@ -635,7 +649,7 @@ follow_owned(Node *stmt)
 				"            WHERE r.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole)"
 				" UPDATE pacelc.idempotency_keys k SET owner = $2::pg_catalog.regrole"
 				"  WHERE k.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
-		if (SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0) < 0)
+		if (SPI_execute_with_args(sql, 4, argtypes, values, NULL, false, 0) < 0)
 			elog(ERROR, "could not update pacelc objects of role %u",
 				 DatumGetObjectId(values[0]));
 	}
