@@ -44,9 +44,11 @@ SELECT queue, depth, in_flight, done, dead, failed_attempts FROM pacelc.stats() 
 -- a lease that runs out makes the message reappear
 SELECT pacelc.create_queue('short');
 SELECT pacelc.enqueue('short', '{}') AS s1 \gset
-SELECT count(*) FROM pacelc.dequeue('short', 1, '50 ms');
+-- (a lease of 1 s: the second dequeue must come before it runs out, also
+-- on a busy machine)
+SELECT count(*) FROM pacelc.dequeue('short', 1, '1 s');
 SELECT count(*) FROM pacelc.dequeue('short');
-SELECT pg_sleep(0.1);
+SELECT pg_sleep(1.1);
 SELECT id = :s1 AS back, attempts FROM pacelc.dequeue('short');
 -- a consumer that dies on a message max_attempts times dead-letters it
 SELECT pacelc.create_queue('poison', max_attempts => 2);

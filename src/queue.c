@@ -399,7 +399,11 @@ enqueue_lookup(text *queue, bool *consumer, Oid *owner)
 		else if (strcmp(NameStr(att->attname), "name") == 0 && att->atttypid == TEXTOID)
 			name_att = att->attnum;
 	}
+#if PG_VERSION_NUM >= 180000
+	indexid = RelationGetPrimaryKeyIndex(rel, false);
+#else
 	indexid = RelationGetPrimaryKeyIndex(rel);
+#endif
 	if (OidIsValid(indexid))
 		index = index_open(indexid, AccessShareLock);
 	if (index == NULL || handler_att == InvalidAttrNumber ||

@@ -10,7 +10,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module
-  shop_role_sql shop_grants_sql recording_queue_sql message_outcome);
+  shop_role_sql shop_grants_sql recording_queue_sql message_outcome wait_for_quiet);
 
 # A new node with pacelc in shared_preload_libraries and the settings in
 # "conf" (postgresql.conf lines), started unless "no_start".  With
@@ -86,6 +86,29 @@ sub message_outcome
 	return split /\|/, $node->safe_psql('postgres', qq{
 		SELECT count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE state = 'dead')
 		  FROM pacelc.messages WHERE queue = '$queue'});
+}
+
+# Waits until nothing that changes the books behind a test's back is still
+# running, so that a comparison of the tables (one snapshot) with the escrow
+# counters (live) is exact: every backend of the pgbench load has exited (a
+# backend terminated or left by an aborted client gives its units back while
+# it exits, after its client has gone), no hold whose ttl ends within a
+# minute is still held (the worker expires it: it must be done), and no
+# pacelc worker is inside a transaction.  A worker applies what its expiry
+# released when it commits, after the commit is visible to other sessions,
+# and reports itself idle only after that; so "no such hold, no active
+# worker" read by one query means every expiry is in the counters.  Returns
+# like poll_query_until.
+sub wait_for_quiet
+{
+	my ($node, $dbname) = @_;
+	return $node->poll_query_until($dbname // 'postgres', q{
+		SELECT NOT EXISTS (SELECT 1 FROM pacelc.reservation_data
+							WHERE state = 'held' AND expires_at < now() + interval '1 min')
+		   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity
+							WHERE (backend_type = 'pacelc worker' AND datname = current_database()
+								   AND state <> 'idle')
+							   OR application_name = 'pgbench')});
 }
 
 # Writes a file and returns its path.

@@ -60,6 +60,9 @@ sub check_books
 {
 	my ($label) = @_;
 	$node->poll_query_until('postgres', 'SELECT true') or die;
+	# a terminated backend gives its units back while it exits, after
+	# pgbench saw its connection end
+	wait_for_quiet($node) or die 'the load\'s backends did not exit';
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM pacelc.verify()'),
 		'0', "$label: verify() is clean");
 	my $row = $node->safe_psql('postgres', q{

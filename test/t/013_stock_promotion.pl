@@ -48,6 +48,7 @@ SQL
 sub books
 {
 	my ($node, $label) = @_;
+	wait_for_quiet($node) or die 'the load\'s backends did not exit';
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM pacelc.verify()'),
 		'0', "$label: verify() is clean");
 	my ($held, $sold) = split /,/, $node->safe_psql('postgres', q{

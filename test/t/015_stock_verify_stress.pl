@@ -107,11 +107,14 @@ cmp_ok($checked, '>=', 4 * $calls,
 
 # quiet again: the tables and the counters agree exactly.  The load left
 # holds with a one-second ttl behind; the expiry worker commits them while
-# a query reads the view (one snapshot) and the counters (live), so wait
-# until it has expired them all before comparing.
-$node->poll_query_until('postgres',
-	q{SELECT count(*) = 0 FROM pacelc.reservations WHERE state = 'held'})
+# a query reads the view (one snapshot) and the counters (live), and puts
+# the units back into the counter only after its commit is visible: wait
+# until it has expired them all and is idle again (wait_for_quiet).
+wait_for_quiet($node)
   or die "the expiry worker did not expire the load's holds";
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM pacelc.reservations WHERE state = 'held'}),
+	'0', 'every hold of the load expired');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.verify()}), '0',
 	'verify() clean afterwards');
 is($node->safe_psql('postgres', q{

@@ -31,20 +31,43 @@ COMMIT;
 	return $t[-1];
 }
 
+# A busy machine can stall one commit for longer than the bound (370 ms
+# was seen for 80,000 new SKUs on a loaded 2-core machine, 30-200 ms is
+# usual); the scan this test guards against costs seconds every time.  So
+# a commit over the bound is measured again, up to three times in all, and
+# the fastest counts.
 my $small = commit_ms(10000, q{pacelc.set_stock('a' || i, 2)});
-my $large = commit_ms(80000, q{pacelc.set_stock('b' || i, 2)});
+my $large;
+for my $try (1 .. 3)
+{
+	# the SKUs must be new: DROP EXTENSION frees their slots
+	$node->safe_psql('postgres', q{DROP EXTENSION pacelc; CREATE EXTENSION pacelc})
+	  if $try > 1;
+	my $ms = commit_ms(80000, q{pacelc.set_stock('b' || i, 2)});
+	note "commit of 80,000 new SKUs, try $try: $ms ms";
+	$large = $ms if !defined $large || $ms < $large;
+	last if $large < 400;
+}
 note "commit of 10,000 new SKUs: $small ms; of 80,000: $large ms";
 cmp_ok($large, '<', 400, 'committing 80,000 new SKUs takes well under a second');
 
 # releases are increases applied at commit, too
-my $first = $node->safe_psql('postgres', q{
-	SELECT min(id) FROM (SELECT pacelc.reserve('b' || i, 1) AS id
-						   FROM generate_series(1, 80000) i) r});
-my $release = commit_ms(80000, "pacelc.release($first - 1 + i)");
-note "commit of 80,000 releases on distinct SKUs: $release ms";
+my $release;
+my $released = 0;
+for my $try (1 .. 3)
+{
+	my $first = $node->safe_psql('postgres', q{
+		SELECT min(id) FROM (SELECT pacelc.reserve('b' || i, 1) AS id
+							   FROM generate_series(1, 80000) i) r});
+	my $ms = commit_ms(80000, "pacelc.release($first - 1 + i)");
+	$released += 80000;
+	note "commit of 80,000 releases on distinct SKUs, try $try: $ms ms";
+	$release = $ms if !defined $release || $ms < $release;
+	last if $release < 400;
+}
 cmp_ok($release, '<', 400, 'and so does committing 80,000 releases');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.reservations WHERE state = 'released'}),
-	'80000', 'all released');
+	$released, 'all released');
 
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pacelc.stock s WHERE s.available <> pacelc.available(s.sku)}),

@@ -101,6 +101,8 @@ sub finish_prepared
 sub check_books
 {
 	my ($label, %opt) = @_;
+	# a backend of an aborted client gives its units back while it exits
+	wait_for_quiet($node) or die 'the load\'s backends did not exit';
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM pacelc.verify()'),
 		'0', "$label: verify() is clean");
 	my $rows = $node->safe_psql('postgres', qq{

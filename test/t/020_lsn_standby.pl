@@ -167,6 +167,10 @@ $standby->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
 $bg = $standby->background_psql('postgres', on_error_stop => 0);
 $bg->query_until(qr/start/, qq{\\echo start\nSELECT 'done:' || pacelc.wait_for_lsn('FFFF/0', '60s');\n});
 $primary->stop('fast');
+# the WAL receiver notices the end of the stream a moment later
+$standby->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_wal_receiver WHERE status = 'streaming'})
+  or die 'the WAL receiver still streams from a stopped primary';
 ($ret, $out, $err) = $standby->psql('postgres', q{SET pacelc.max_staleness = '60s'; SELECT 1},
 	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 like($err, qr/PC011|cannot prove/, 'without a WAL receiver the standby refuses max_staleness reads');

@@ -100,7 +100,10 @@ sub fresh_or_retry
 	pause_replay();
 	$tok = write_row('w2b');
 	$d->send('Q', "SELECT pacelc.wait_for_lsn('$tok', '20s') IS NOT NULL, (" . count_sql('w2b') . ')');
-	usleep(300_000);
+	# replay resumes only once the statement (and its snapshot) is there:
+	# a fixed pause could be too short on a busy machine
+	$standby->poll_query_until('postgres', 'SELECT waiters = 1 FROM pacelc.replica_status')
+	  or die 'the statement does not wait';
 	resume_replay();
 	$ans = $d->answer;
 	fresh_or_retry($ans, 'item 2: wait_for_lsn in the same statement as the read (RC)');
@@ -155,7 +158,11 @@ sub fresh_or_retry
 	pause_replay();
 	$tok = write_row('c3p');
 	$d->send('Q', "SELECT fetch_after('$tok')");
-	usleep(300_000);
+	# the cursor is open once the function sleeps
+	$standby->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE wait_event = 'PgSleep' AND query LIKE 'SELECT fetch_after(%'})
+	  or die 'the function does not get to its sleep';
 	resume_replay();
 	$ans = $d->answer;
 	like($ans, qr/^ERR 40001 /, "item 3: PL/pgSQL FETCH from a cursor opened before the token: 40001 ($ans)");

@@ -138,10 +138,15 @@ SKIP:
 	my $dir = "$PostgreSQL::Test::Utils::tmp_check/node";
 	mkdir $dir;
 	my ($out, $err) = ('', '');
-	my $ok = (-d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres") || IPC::Run::run(
-		[ 'npm', 'install', '--no-audit', '--no-fund', '--no-save', '--prefix', $dir,
-		  '--cache', "$dir/.npm-cache", 'pg', 'postgres' ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	# a registry that does not answer in time skips these, as one that
+	# fails does (IPC::Run's timeout dies: catch it)
+	my $ok = (-d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres") || eval {
+		IPC::Run::run(
+			[ 'npm', 'install', '--no-audit', '--no-fund', '--no-save', '--prefix', $dir,
+			  '--cache', "$dir/.npm-cache", 'pg', 'postgres' ],
+			'>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	};
+	$err .= $@ if $@;
 	skip "npm install pg postgres failed: $err", 4
 	  unless $ok && -d "$dir/node_modules/pg" && -d "$dir/node_modules/postgres";
 	local $ENV{NODE_PATH} = "$dir/node_modules";

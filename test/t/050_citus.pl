@@ -335,7 +335,39 @@ sub coord_sync_names
 		last if $coord->safe_psql('postgres', 'SHOW synchronous_standby_names') eq $value;
 		usleep(50_000);
 	}
-	usleep(500_000);    # the checkpointer publishes it to committing backends
+	# The checkpointer publishes it to committing backends when it gets to
+	# its reload, which a fixed pause could outlast on a busy machine.
+	# Setting it: wait until a probe's commit waits for the standby (then
+	# cancel that wait; the probe wrote nothing).  Clearing it releases
+	# the waiting commits by itself.
+	return if $value eq '';
+	for (1 .. 100)
+	{
+		local $ENV{PGAPPNAME} = 'pacelc_sync_probe';
+		my ($pout, $perr) = ('', '');
+		my $probe = IPC::Run::start(
+			[
+				'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port,
+				'-d', 'postgres', '-c', 'SELECT pg_catalog.txid_current()'
+			],
+			'>', \$pout, '2>', \$perr);
+		my $waits = 0;
+		for (1 .. 600)
+		{
+			$waits = $coord->safe_psql('postgres', q{
+				SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+				 WHERE application_name = 'pacelc_sync_probe' AND wait_event = 'SyncRep'});
+			last if $waits;
+			$probe->pump_nb;
+			last unless $probe->pumpable;	# committed without waiting
+			usleep(50_000);
+		}
+		# cancelled (or ended): it exits now; still connecting after 30 s: kill it
+		($waits || !$probe->pumpable) ? $probe->finish : $probe->kill_kill;
+		return if $waits;
+		usleep(100_000);
+	}
+	die "synchronous_standby_names = '$value' does not reach committing backends";
 }
 coord_sync_names('pacelc_nobody');
 my ($cout, $cerr) = ('', '');
