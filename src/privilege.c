@@ -40,6 +40,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -705,6 +706,7 @@ lock_tables_for_drop(DropStmt *stmt)
 	TimestampTz deadline;
 	ListCell   *lc;
 	bool		ours = false;
+	Oid			extoid;
 
 	if (stmt->removeType != OBJECT_EXTENSION)
 		return;
@@ -713,8 +715,21 @@ lock_tables_for_drop(DropStmt *stmt)
 		if (strcmp(strVal(lfirst(lc)), "pacelc") == 0)
 			ours = true;
 	}
-	if (!ours || !OidIsValid(get_extension_oid("pacelc", true)))
+	if (!ours || !OidIsValid(extoid = get_extension_oid("pacelc", true)))
 		return;
+
+	/*
+	 * Only for a role that may drop it: another would take (and take again,
+	 * for up to lock_timeout) ACCESS EXCLUSIVE locks on tables it has no
+	 * right to, before PostgreSQL refuses its DROP.
+	 */
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(ExtensionRelationId, extoid, GetUserId()))
+		return;
+#else
+	if (!pg_extension_ownercheck(extoid, GetUserId()))
+		return;
+#endif
 	n = schema_tables("pacelc", relids, lengthof(relids));
 	n += schema_tables(PRIVATE_SCHEMA, relids + n, lengthof(relids) - n);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
