@@ -275,6 +275,9 @@ SELECT pacelc.grant_queue('sec_attacker_q', 'produce', 'pacelc_app');
 SET client_min_messages = error;
 DROP OWNED BY pacelc_app;
 RESET client_min_messages;
+-- DROP ROLE of another application is refused by PostgreSQL, before
+-- pacelc's check could name the victim's queues, grants or holds
+SELECT regress_err('DROP ROLE regress_pacelc_victim');
 RESET ROLE;
 SELECT queue FROM pacelc.queue_grants WHERE grantee = 'pacelc_app'::regrole ORDER BY 1;
 SET ROLE regress_pacelc_victim;

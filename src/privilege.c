@@ -528,6 +528,26 @@ bootstrap_spi_finish(SavedUser *saved)
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
+/*
+ * May the current user drop role, as DROP ROLE judges it?  For another,
+ * PostgreSQL refuses the statement anyway, and pacelc's check must not run
+ * first: its error names the role's queues, grants and holds, which
+ * another application must not learn.
+ */
+static bool
+may_drop_role(Oid role)
+{
+	if (superuser())
+		return true;
+	if (!has_createrole_privilege(GetUserId()))
+		return false;
+#if PG_VERSION_NUM >= 160000
+	return is_admin_of_role(GetUserId(), role);
+#else
+	return !superuser_arg(role);
+#endif
+}
+
 /* Refuses if pacelc objects of this database depend on role. */
 static void
 check_role_unused(Oid role, const char *rolename)
@@ -594,7 +614,7 @@ check_drop_role(DropRoleStmt *stmt)
 		if (spec->roletype != ROLESPEC_CSTRING)
 			continue;			/* DROP ROLE CURRENT_USER etc. fail anyway */
 		role = get_role_oid(spec->rolename, true);
-		if (OidIsValid(role))
+		if (OidIsValid(role) && may_drop_role(role))
 			check_role_unused(role, spec->rolename);
 	}
 }
