@@ -338,7 +338,9 @@ sub coord_sync_names
 	# The checkpointer publishes it to committing backends when it gets to
 	# its reload, which a fixed pause could outlast on a busy machine.
 	# Setting it: wait until a probe's commit waits for the standby (then
-	# cancel that wait; the probe wrote nothing).  Clearing it releases
+	# cancel that wait; the probe's temporary table goes with its session).
+	# The probe must write WAL: a commit that wrote none (txid_current()
+	# alone) never waits for a standby.  Clearing it releases
 	# the waiting commits by itself.
 	return if $value eq '';
 	for (1 .. 100)
@@ -348,7 +350,7 @@ sub coord_sync_names
 		my $probe = IPC::Run::start(
 			[
 				'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port,
-				'-d', 'postgres', '-c', 'SELECT pg_catalog.txid_current()'
+				'-d', 'postgres', '-c', 'CREATE TEMP TABLE pacelc_sync_probe ()'
 			],
 			'>', \$pout, '2>', \$perr);
 		my $waits = 0;
@@ -371,18 +373,24 @@ sub coord_sync_names
 }
 coord_sync_names('pacelc_nobody');
 my ($cout, $cerr) = ('', '');
-my $cart = IPC::Run::start(
-	[
-		'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port, '-U', 'shop',
-		'-d', 'postgres', '-c',
-		"SELECT pacelc.citus_reserve_all('{$c1a,$c2a}', '{$cart_qty,$cart_qty}', idempotency_key => 'cart-kill')"
-	],
-	'>', \$cout, '2>', \$cerr);
+# named: every commit that writes now waits (Citus's maintenance daemon's
+# too), and only the cart's wait says that both workers have prepared
+my $cart;
+{
+	local $ENV{PGAPPNAME} = 'pacelc_cart_kill';
+	$cart = IPC::Run::start(
+		[
+			'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port, '-U', 'shop',
+			'-d', 'postgres', '-c',
+			"SELECT pacelc.citus_reserve_all('{$c1a,$c2a}', '{$cart_qty,$cart_qty}', idempotency_key => 'cart-kill')"
+		],
+		'>', \$cout, '2>', \$cerr);
+}
 my $waiting = 0;
 for (1 .. 300)
 {
 	$waiting = $coord->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pacelc_cart_kill' AND wait_event = 'SyncRep'");
 	last if $waiting;
 	$cart->pump_nb;
 	last unless $cart->pumpable;	# the cart ended already (an error)
