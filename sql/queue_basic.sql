@@ -186,6 +186,15 @@ ALTER TABLE pacelc.messages DROP CONSTRAINT message_state_valid,
 SELECT pg_temp.err($$SELECT pacelc.enqueue('fp', '{"a": 3}')$$);
 ROLLBACK;
 SELECT pacelc.enqueue('fp', '{"a": 4}') > 0 AS enqueued_again;
+-- a column a superuser gave another type: the statement converts the
+-- value (the direct insert would store jsonb's bytes as json text)
+BEGIN;
+ALTER EXTENSION pacelc DROP VIEW pacelc.dead_letters;
+DROP VIEW pacelc.dead_letters;
+ALTER TABLE pacelc.messages ALTER COLUMN payload TYPE json;
+SELECT pacelc.enqueue('fp', '{"b": [1, 2]}') AS fp_json \gset
+SELECT payload::text FROM pacelc.messages WHERE id = :fp_json;
+ROLLBACK;
 SELECT pacelc.drop_queue('fp');
 
 DROP EXTENSION pacelc;

@@ -59,6 +59,33 @@ SELECT pg_temp.drain('rt');
 SELECT state FROM pacelc.messages WHERE id = :m3;
 SELECT who, n FROM public.rt_seen WHERE n = 3;
 
+-- a handler that sets transaction_timeout (PostgreSQL 17), whose expiry
+-- would end the worker's session, only fails its own attempt: the worker
+-- lives on (on older versions, and builds with assertions, where the worker
+-- cannot replace the timeout's handler, it raises what the cancel raises)
+CREATE FUNCTION public.rt_timeout(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	IF pg_catalog.current_setting('server_version_num')::int >= 170000
+	   AND pg_catalog.current_setting('debug_assertions') = 'off' THEN
+		PERFORM pg_catalog.set_config('transaction_timeout', '20ms', true);
+		PERFORM pg_catalog.pg_sleep(2);
+	ELSE
+		RAISE EXCEPTION 'canceling statement due to user request' USING ERRCODE = '57014';
+	END IF;
+END $$;
+ALTER FUNCTION public.rt_timeout(jsonb) OWNER TO regress_pacelc_queue_rt;
+SELECT pid AS worker_pid FROM pg_stat_activity WHERE backend_type = 'pacelc worker'
+ ORDER BY backend_start LIMIT 1 \gset
+SET ROLE regress_pacelc_queue_rt;
+SELECT pacelc.create_queue('rt_timeout', 'public.rt_timeout(jsonb)', max_attempts => 1, backoff => '0');
+SELECT pacelc.enqueue('rt_timeout', '{"n": 4}') AS m4 \gset
+RESET ROLE;
+SELECT pg_temp.drain('rt_timeout');
+SELECT state, last_sqlstate FROM pacelc.messages WHERE id = :m4;
+SELECT count(*) AS worker_alive FROM pg_stat_activity WHERE pid = :worker_pid;
+SELECT pacelc.drop_queue('rt_timeout');
+DROP FUNCTION public.rt_timeout(jsonb);
+
 DROP EXTENSION pacelc;
 DROP TABLE public.rt_seen;
 DROP FUNCTION public.rt_handler(jsonb);

@@ -263,6 +263,27 @@ SELECT regress_err($$SELECT pacelc.alter_queue('sec_victim', backoff => '+290000
 SELECT regress_err($$SELECT pacelc.reserve('sec-1', 1, ttl => '+290000 years -104400000 days')$$);
 RESET ROLE;
 
+-- every member of pacelc_app may run DROP OWNED BY pacelc_app: as for
+-- PostgreSQL's own grants, it revokes only what the member could revoke
+-- itself, never another application's queue grants
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.grant_queue('sec_victim', 'produce', 'pacelc_app');
+RESET ROLE;
+SET ROLE regress_pacelc_attacker;
+SELECT pacelc.create_queue('sec_attacker_q');
+SELECT pacelc.grant_queue('sec_attacker_q', 'produce', 'pacelc_app');
+SET client_min_messages = error;
+DROP OWNED BY pacelc_app;
+RESET client_min_messages;
+-- DROP ROLE of another application is refused by PostgreSQL, before
+-- pacelc's check could name the victim's queues, grants or holds
+SELECT regress_err('DROP ROLE regress_pacelc_victim');
+RESET ROLE;
+SELECT queue FROM pacelc.queue_grants WHERE grantee = 'pacelc_app'::regrole ORDER BY 1;
+SET ROLE regress_pacelc_victim;
+SELECT pacelc.revoke_queue('sec_victim', 'produce', 'pacelc_app');
+RESET ROLE;
+
 -- DROP OWNED revokes queue grants, REASSIGN OWNED hands queues and holds over
 SET ROLE regress_pacelc_victim;
 SELECT pacelc.grant_queue('sec_victim', 'consume', 'regress_pacelc_definer');

@@ -76,6 +76,21 @@ SELECT pg_temp.err($$SELECT pacelc.reserve('rp', 60)$$);
 SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved;
 RESET ROLE;
 ALTER TABLE pacelc.reservation_data DROP CONSTRAINT regress_small;
+-- a CHECK calling a SQL function (inlined when compiled): replacing the
+-- function takes effect at once, as it does for the INSERT statement
+CREATE FUNCTION public.regress_rp_ok(q bigint) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS 'SELECT q < 50';
+ALTER TABLE pacelc.reservation_data ADD CONSTRAINT regress_fn CHECK (public.regress_rp_ok(qty));
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved;
+RESET ROLE;
+CREATE OR REPLACE FUNCTION public.regress_rp_ok(q bigint) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS 'SELECT q < 1';
+SET ROLE regress_pacelc_rp_app;
+SELECT pg_temp.err($$SELECT pacelc.reserve('rp', 1)$$);
+RESET ROLE;
+ALTER TABLE pacelc.reservation_data DROP CONSTRAINT regress_fn;
+DROP FUNCTION public.regress_rp_ok(bigint);
 -- a trigger: the SPI statement fires it
 CREATE FUNCTION pg_temp.note_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE NOTICE 'trigger saw sku %', NEW.sku; RETURN NEW; END $$;

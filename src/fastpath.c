@@ -35,6 +35,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/syscache.h"
 #include "utils/fmgroids.h"
 
 #include "fastpath.h"
@@ -56,6 +57,20 @@ fastpath_relcache_callback(Datum arg, Oid relid)
 		if (!OidIsValid(relid) || check_sets[i]->relid == relid)
 			check_sets[i]->relid = InvalidOid;
 	}
+}
+
+/*
+ * A function changed: a CHECK expression may have inlined its old body
+ * (expression_planner inlines SQL functions), which an INSERT statement
+ * would no longer run.  Every set is compiled again at its next use.
+ */
+static void
+fastpath_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	int			i;
+
+	for (i = 0; i < ncheck_sets; i++)
+		check_sets[i]->relid = InvalidOid;
 }
 
 /*
@@ -96,6 +111,7 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(fastpath_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, fastpath_proc_callback, (Datum) 0);
 		callback_registered = true;
 	}
 	if (!rc->registered)

@@ -40,6 +40,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -527,6 +528,26 @@ bootstrap_spi_finish(SavedUser *saved)
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
+/*
+ * May the current user drop role, as DROP ROLE judges it?  For another,
+ * PostgreSQL refuses the statement anyway, and pacelc's check must not run
+ * first: its error names the role's queues, grants and holds, which
+ * another application must not learn.
+ */
+static bool
+may_drop_role(Oid role)
+{
+	if (superuser())
+		return true;
+	if (!has_createrole_privilege(GetUserId()))
+		return false;
+#if PG_VERSION_NUM >= 160000
+	return is_admin_of_role(GetUserId(), role);
+#else
+	return !superuser_arg(role);
+#endif
+}
+
 /* Refuses if pacelc objects of this database depend on role. */
 static void
 check_role_unused(Oid role, const char *rolename)
@@ -593,7 +614,7 @@ check_drop_role(DropRoleStmt *stmt)
 		if (spec->roletype != ROLESPEC_CSTRING)
 			continue;			/* DROP ROLE CURRENT_USER etc. fail anyway */
 		role = get_role_oid(spec->rolename, true);
-		if (OidIsValid(role))
+		if (OidIsValid(role) && may_drop_role(role))
 			check_role_unused(role, spec->rolename);
 	}
 }
@@ -602,6 +623,12 @@ check_drop_role(DropRoleStmt *stmt)
  * DROP OWNED BY revokes what was granted to the roles, REASSIGN OWNED BY
  * hands what they own to the new role: for pacelc's queues and holds too,
  * so that the roles can then be dropped as PostgreSQL's own objects allow.
+ *
+ * PostgreSQL lets any role with the privileges of the roles run DROP OWNED
+ * (every member of pacelc_app may run DROP OWNED BY pacelc_app), and then
+ * revokes only what the current user could revoke itself.  So does this:
+ * the grants on queues whose owner the current user acts for (any queue
+ * for pacelc_admin and superusers), never another application's grants.
  */
 static void
 follow_owned(Node *stmt)
@@ -609,25 +636,33 @@ follow_owned(Node *stmt)
 	List	   *roles = IsA(stmt, DropOwnedStmt) ? ((DropOwnedStmt *) stmt)->roles
 	: ((ReassignOwnedStmt *) stmt)->roles;
 	Oid			newrole = InvalidOid;
+	Oid			user = GetUserId();
+	bool		admin;
 	SavedUser	saved;
 	ListCell   *lc;
 
 	if (!pacelc_schema_03() || !OidIsValid(get_extension_oid("pacelc", true)))
 		return;
+	admin = pacelc_is_admin(user);
 	if (IsA(stmt, ReassignOwnedStmt))
 		newrole = get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole, false);
 	bootstrap_spi_connect(&saved);
 	foreach(lc, roles)
 	{
-		Oid			argtypes[2] = {OIDOID, OIDOID};
-		Datum		values[2];
+		Oid			argtypes[4] = {OIDOID, OIDOID, OIDOID, BOOLOID};
+		Datum		values[4];
 		const char *sql;
 
 		values[0] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
 		values[1] = ObjectIdGetDatum(newrole);
+		values[2] = ObjectIdGetDatum(user);
+		values[3] = BoolGetDatum(admin);
 		if (IsA(stmt, DropOwnedStmt))
 			sql = "DELETE FROM pacelc.queue_grants g"
-				" WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
+				" WHERE g.grantee OPERATOR(pg_catalog.=) $1::pg_catalog.regrole"
+				"   AND ($4 OR NOT EXISTS (SELECT FROM pacelc.queues q"
+				"        WHERE q.name OPERATOR(pg_catalog.=) g.queue"
+				"          AND NOT pg_catalog.pg_has_role($3, q.owner::pg_catalog.oid, 'USAGE')))";
 		else
 			sql = "WITH q AS (UPDATE pacelc.queues q SET owner = $2::pg_catalog.regrole"
 				"            WHERE q.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole),"
@@ -635,7 +670,7 @@ follow_owned(Node *stmt)
 				"            WHERE r.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole)"
 				" UPDATE pacelc.idempotency_keys k SET owner = $2::pg_catalog.regrole"
 				"  WHERE k.owner OPERATOR(pg_catalog.=) $1::pg_catalog.regrole";
-		if (SPI_execute_with_args(sql, 2, argtypes, values, NULL, false, 0) < 0)
+		if (SPI_execute_with_args(sql, 4, argtypes, values, NULL, false, 0) < 0)
 			elog(ERROR, "could not update pacelc objects of role %u",
 				 DatumGetObjectId(values[0]));
 	}
@@ -691,6 +726,7 @@ lock_tables_for_drop(DropStmt *stmt)
 	TimestampTz deadline;
 	ListCell   *lc;
 	bool		ours = false;
+	Oid			extoid;
 
 	if (stmt->removeType != OBJECT_EXTENSION)
 		return;
@@ -699,8 +735,21 @@ lock_tables_for_drop(DropStmt *stmt)
 		if (strcmp(strVal(lfirst(lc)), "pacelc") == 0)
 			ours = true;
 	}
-	if (!ours || !OidIsValid(get_extension_oid("pacelc", true)))
+	if (!ours || !OidIsValid(extoid = get_extension_oid("pacelc", true)))
 		return;
+
+	/*
+	 * Only for a role that may drop it: another would take (and take again,
+	 * for up to lock_timeout) ACCESS EXCLUSIVE locks on tables it has no
+	 * right to, before PostgreSQL refuses its DROP.
+	 */
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(ExtensionRelationId, extoid, GetUserId()))
+		return;
+#else
+	if (!pg_extension_ownercheck(extoid, GetUserId()))
+		return;
+#endif
 	n = schema_tables("pacelc", relids, lengthof(relids));
 	n += schema_tables(PRIVATE_SCHEMA, relids + n, lengthof(relids) - n);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),

@@ -435,6 +435,30 @@ enqueue_lookup(text *queue, bool *consumer, Oid *owner)
 	return found;
 }
 
+/* The type of each column of pacelc.messages that the direct insert knows. */
+static Oid
+message_column_type(const char *name)
+{
+	static const struct
+	{
+		const char *name;
+		Oid			type;
+	}			types[] = {
+		{"id", INT8OID}, {"queue", TEXTOID}, {"payload", JSONBOID},
+		{"state", TEXTOID}, {"attempts", INT4OID}, {"run_at", TIMESTAMPTZOID},
+		{"leased_until", TIMESTAMPTZOID}, {"idempotency_key", TEXTOID},
+		{"enqueued_at", TIMESTAMPTZOID}, {"done_at", TIMESTAMPTZOID},
+		{"last_error", TEXTOID}, {"last_sqlstate", TEXTOID},
+		{"last_error_at", TIMESTAMPTZOID},
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(types); i++)
+		if (strcmp(types[i].name, name) == 0)
+			return types[i].type;
+	return InvalidOid;
+}
+
 /*
  * Inserts a message without an idempotency key straight into the heap and
  * its indexes, as COPY does: no plan, no executor start, no CHECK
@@ -457,6 +481,7 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 	bool	   *nulls;
 	int64		id;
 	int			i;
+	int			nset = 0;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
@@ -485,6 +510,15 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		nulls[i] = true;
 		if (att->attisdropped)
 			continue;
+		if (att->atttypid != message_column_type(name))
+		{
+			/*
+			 * a column of a newer version (SQL knows its default), or one a
+			 * superuser gave another type (SQL converts the value)
+			 */
+			table_close(rel, RowExclusiveLock);
+			return 0;
+		}
 		if (strcmp(name, "queue") == 0)
 			values[i] = PointerGetDatum(queue);
 		else if (strcmp(name, "payload") == 0)
@@ -498,21 +532,23 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		else if (strcmp(name, "enqueued_at") == 0)
 			values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		else if (strcmp(name, "id") == 0)
-			continue;			/* below, once the table is known to be ours */
-		else if (strcmp(name, "leased_until") != 0 &&
-				 strcmp(name, "idempotency_key") != 0 &&
-				 strcmp(name, "done_at") != 0 &&
-				 strcmp(name, "last_error") != 0 &&
-				 strcmp(name, "last_sqlstate") != 0 &&
-				 strcmp(name, "last_error_at") != 0)
 		{
-			table_close(rel, RowExclusiveLock);
-			return 0;			/* a column of a newer version: SQL knows its default */
+			nset++;
+			continue;			/* below, once the table is known to be ours */
 		}
 		if (strcmp(name, "queue") == 0 || strcmp(name, "payload") == 0 ||
 			strcmp(name, "state") == 0 || strcmp(name, "attempts") == 0 ||
 			strcmp(name, "run_at") == 0 || strcmp(name, "enqueued_at") == 0)
+		{
 			nulls[i] = false;
+			nset++;
+		}
+	}
+	if (nset != 7)
+	{
+		/* a column it sets is gone: the statement says so */
+		table_close(rel, RowExclusiveLock);
+		return 0;
 	}
 	id = nextval_internal(seqid, false);
 	for (i = 0; i < desc->natts; i++)

@@ -1330,6 +1330,10 @@ static WorkerSetting worker_settings[] = {
 	{"jit", "off", NULL},
 	{"lock_timeout", "200ms", NULL},
 	{"plan_cache_mode", "force_generic_plan", NULL},
+#if PG_VERSION_NUM >= 170000
+	/* the worker's own transactions (a handler gets the database's value) */
+	{"transaction_timeout", "0", NULL},
+#endif
 };
 
 /* Remembers the database's values, then switches to the worker's. */
@@ -1397,6 +1401,30 @@ give_up_handler(void)
 	gave_up = true;
 	kill(MyProcPid, SIGTERM);
 }
+
+#if PG_VERSION_NUM >= 170000 && !defined(USE_ASSERT_CHECKING)
+/*
+ * transaction_timeout (PostgreSQL 17) ends the session when it expires
+ * (FATAL, which no handler can catch), and any handler may SET it: one
+ * application's handler could end the worker at will, again and again,
+ * and the launcher's backoff after each exit would stall every queue of
+ * the database and the expiry of holds.  In a worker its expiry cancels
+ * the running statement instead, as statement_timeout does: the handler's
+ * attempt fails like any other.  (The timeout module has no way to replace
+ * a handler but to register it again, which assertion-enabled builds
+ * refuse; there the setting keeps PostgreSQL's behaviour.)
+ */
+static void
+transaction_timeout_handler(void)
+{
+	if (TransactionTimeout > 0)
+	{
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+}
+#endif
 
 static void
 log_give_up(int code, Datum arg)
@@ -2475,6 +2503,9 @@ pacelc_worker_main(Datum arg)
 		proc_exit(0);
 
 	give_up_timeout = RegisterTimeout(USER_TIMEOUT, give_up_handler);
+#if PG_VERSION_NUM >= 170000 && !defined(USE_ASSERT_CHECKING)
+	RegisterTimeout(TRANSACTION_TIMEOUT, transaction_timeout_handler);
+#endif
 
 	/*
 	 * If DDL such as DROP EXTENSION deadlocks with a round, let the worker be

@@ -339,8 +339,9 @@ sub coord_sync_names
 	# its reload, which a fixed pause could outlast on a busy machine.
 	# Setting it: wait until a probe's commit waits for the standby (then
 	# cancel that wait; the probe's temporary table goes with its session).
-	# The probe must write WAL: a commit that wrote none does not wait.
-	# Clearing it releases the waiting commits by itself.
+	# The probe must write WAL: a commit that wrote none (txid_current()
+	# alone) never waits for a standby.  Clearing it releases
+	# the waiting commits by itself.
 	return if $value eq '';
 	for (1 .. 100)
 	{
@@ -349,7 +350,7 @@ sub coord_sync_names
 		my $probe = IPC::Run::start(
 			[
 				'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port,
-				'-d', 'postgres', '-c', 'CREATE TEMPORARY TABLE pacelc_sync_probe (x int)'
+				'-d', 'postgres', '-c', 'CREATE TEMP TABLE pacelc_sync_probe ()'
 			],
 			'>', \$pout, '2>', \$perr);
 		my $waits = 0;
