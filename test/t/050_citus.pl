@@ -373,25 +373,24 @@ sub coord_sync_names
 }
 coord_sync_names('pacelc_nobody');
 my ($cout, $cerr) = ('', '');
-# named: any commit that writes WAL now waits, Citus's maintenance daemon's
-# too (it recovers worker 2's transactions after its restart), and must not
-# be taken for the cart's
-my $cart = do
+# named: every commit that writes now waits (Citus's maintenance daemon's
+# too), and only the cart's wait says that both workers have prepared
+my $cart;
 {
-	local $ENV{PGAPPNAME} = 'pacelc_cart';
-	IPC::Run::start(
+	local $ENV{PGAPPNAME} = 'pacelc_cart_kill';
+	$cart = IPC::Run::start(
 		[
 			'psql', '-X', '-At', '-h', $coord->host, '-p', $coord->port, '-U', 'shop',
 			'-d', 'postgres', '-c',
 			"SELECT pacelc.citus_reserve_all('{$c1a,$c2a}', '{$cart_qty,$cart_qty}', idempotency_key => 'cart-kill')"
 		],
 		'>', \$cout, '2>', \$cerr);
-};
+}
 my $waiting = 0;
 for (1 .. 300)
 {
 	$waiting = $coord->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'pacelc_cart'");
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pacelc_cart_kill' AND wait_event = 'SyncRep'");
 	last if $waiting;
 	$cart->pump_nb;
 	last unless $cart->pumpable;	# the cart ended already (an error)
