@@ -94,3 +94,19 @@ bench_pg_start() {
 	export PGHOST=$DIR PGPORT=$2 PGUSER=postgres PGDATABASE=postgres
 	PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
 }
+
+HZ=$(getconf CLK_TCK)
+
+# CPU time (clock ticks) the server of data directory $1 has used so far:
+# the postmaster's own and its reaped children's (the backends of finished
+# runs), plus its live children's (backends, background workers).  Less
+# sensitive than a rate to what else runs on the machine.
+bench_server_ticks() {
+	local pm t p
+	pm=$(head -1 "$1/postmaster.pid")
+	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")
+	for p in $(pgrep -P "$pm"); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}

@@ -24,7 +24,10 @@
 # DURATION s), processing rate (messages/s from the first enqueue until the
 # last message was handled), and enqueue -> handler-start latency p50/p99
 # (the handler's clock_timestamp() minus the enqueuer's) under that load
-# and when idle (one client enqueuing one message every 20 ms).
+# and when idle (one client enqueuing one message every 20 ms), and the
+# server's CPU time per message (every process of it: the producers' and
+# consumers' backends, pacelc's workers), steadier than a rate when other
+# work shares the machine.
 #
 # Before that, enqueue alone (no consumer running, pacelc's workers kept
 # away with pacelc.databases): pacelc.enqueue() vs a plain INSERT of a row
@@ -196,16 +199,20 @@ pacelc_drained() {
 RESULTS=$DIR/results
 : >"$RESULTS"
 run_design() {
-	local d=$1 out t0 t1 n enq_rate proc_rate load_lat idle_lat
+	local d=$1 out t0 t1 n enq_rate proc_rate load_lat idle_lat c0 cpu
 	"${PSQL[@]}" -c "TRUNCATE sink" -c "VACUUM ANALYZE" -c "CHECKPOINT"
 	start_consumers "$d"
 	out=$DIR/out.$d
+	c0=$(bench_server_ticks "$DIR/data")
 	t0=$(date +%s.%N)
 	produce "$SCRIPTS/enqueue_$d.sql" "$DURATION" >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
 	n=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$out")
 	enq_rate=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$out")
 	wait_handled "$d" "$n"
 	t1=$(date +%s.%N)
+	# server CPU (producers' and consumers' backends, workers) per message
+	cpu=$(awk -v d="$(( $(bench_server_ticks "$DIR/data") - c0 ))" -v hz="$HZ" -v n="$n" \
+		'BEGIN { printf "%.1f", (n > 0) ? (d / hz * 1e6 / n) : 0 }')
 	proc_rate=$(echo "$n / ($t1 - $t0)" | bc -l)
 	load_lat=$(latency "$d")
 
@@ -216,9 +223,9 @@ run_design() {
 	wait_handled "$d" "$IDLE_MESSAGES"
 	idle_lat=$(latency "$d")
 	stop_consumers
-	echo "$d $n $enq_rate $proc_rate $load_lat $idle_lat" >>"$RESULTS"
-	printf "  %-11s %8d msgs  enqueue %8.0f/s  processed %8.0f/s  load p50/p99 %s/%s ms  idle p50/p99 %s/%s ms\n" \
-		"$d" "$n" "$enq_rate" "$proc_rate" $load_lat $idle_lat
+	echo "$d $n $enq_rate $proc_rate $load_lat $idle_lat $cpu" >>"$RESULTS"
+	printf "  %-11s %8d msgs  enqueue %8.0f/s  processed %8.0f/s  load p50/p99 %s/%s ms  idle p50/p99 %s/%s ms  server CPU %s us/msg\n" \
+		"$d" "$n" "$enq_rate" "$proc_rate" $load_lat $idle_lat "$cpu"
 }
 
 # The bloat test for design $1 (see the header); appends to $LONGRESULTS.
@@ -306,10 +313,14 @@ pacelc_workers off
 # between neighbouring windows than over two long ones
 enq_pacelc=0
 enq_insert=0
+declare -A enq_ticks=([pacelc]=0 [insert]=0) enq_n=([pacelc]=0 [insert]=0)
 for r in 1 2 3; do
 	for d in pacelc insert; do
+		c0=$(bench_server_ticks "$DIR/data")
 		produce "$SCRIPTS/enqueue_$d.sql" "$(( (DURATION + 2) / 3 ))" >"$DIR/enq.$d" 2>&1 ||
 			{ cat "$DIR/enq.$d" >&2; exit 1; }
+		enq_ticks[$d]=$(( enq_ticks[$d] + $(bench_server_ticks "$DIR/data") - c0 ))
+		enq_n[$d]=$(( enq_n[$d] + $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$DIR/enq.$d") ))
 		tps=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$DIR/enq.$d")
 		if [ $d = pacelc ]; then
 			enq_pacelc=$(echo "$enq_pacelc + $tps / 3" | bc -l)
@@ -318,7 +329,11 @@ for r in 1 2 3; do
 		fi
 	done
 done
-printf "  enqueue alone: pacelc.enqueue %.0f/s, plain INSERT %.0f/s\n" "$enq_pacelc" "$enq_insert"
+# server CPU per transaction (us)
+enq_cpu_pacelc=$(echo "${enq_ticks[pacelc]} / $HZ * 1000000 / ${enq_n[pacelc]}" | bc -l)
+enq_cpu_insert=$(echo "${enq_ticks[insert]} / $HZ * 1000000 / ${enq_n[insert]}" | bc -l)
+printf "  enqueue alone: pacelc.enqueue %.0f/s (server CPU %.0f us each), plain INSERT %.0f/s (%.0f us)\n" \
+	"$enq_pacelc" "$enq_cpu_pacelc" "$enq_insert" "$enq_cpu_insert"
 pacelc_workers on
 pacelc_drained
 "${PSQL[@]}" -c "TRUNCATE plain_insert" -c "TRUNCATE sink" -c "CHECKPOINT"
@@ -330,7 +345,7 @@ for d in $DESIGNS; do
 			run_design pgq
 		else
 			echo "  pgq: skipped (extension pgq is not installed in $("$PG_CONFIG" --sharedir); Debian package postgresql-15-pgq3)"
-			echo "pgq skipped - - - - - -" >>"$RESULTS"
+			echo "pgq skipped - - - - - - -" >>"$RESULTS"
 		fi
 	else
 		run_design "$d"
@@ -353,24 +368,28 @@ if has_design pacelc; then
 fi
 
 echo
-echo "| design | messages | enqueued/s | processed/s | p50 / p99 under load (ms) | p50 / p99 idle (ms) |"
-echo "|---|---:|---:|---:|---:|---:|"
-while read -r d n e p l50 l99 i50 i99; do
+echo "| design | messages | enqueued/s | processed/s | p50 / p99 under load (ms) | p50 / p99 idle (ms) | server CPU per message (us) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+while read -r d n e p l50 l99 i50 i99 c; do
 	if [ "$n" = skipped ]; then
-		echo "| $d | skipped (postgresql-15-pgq3 not installed) | | | | |"
+		echo "| $d | skipped (postgresql-15-pgq3 not installed) | | | | | |"
 		continue
 	fi
-	printf "| %s | %d | %.0f | %.0f | %s / %s | %s / %s |\n" "$d" "$n" "$e" "$p" "$l50" "$l99" "$i50" "$i99"
+	printf "| %s | %d | %.0f | %.0f | %s / %s | %s / %s | %s |\n" "$d" "$n" "$e" "$p" "$l50" "$l99" "$i50" "$i99" "$c"
 done <"$RESULTS"
 echo
-printf "enqueue alone vs plain INSERT of the same width: %.2f (%.0f/s vs %.0f/s)\n" \
-	"$(echo "$enq_pacelc / $enq_insert" | bc -l)" "$enq_pacelc" "$enq_insert"
-# ratios measured in this same run
-awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4 }
+printf "enqueue alone vs plain INSERT of the same width: %.2f (%.0f/s vs %.0f/s); server CPU per call, INSERT / enqueue: %.2f\n" \
+	"$(echo "$enq_pacelc / $enq_insert" | bc -l)" "$enq_pacelc" "$enq_insert" \
+	"$(echo "$enq_cpu_insert / $enq_cpu_pacelc" | bc -l)"
+# ratios measured in this same run; CPU per message is the steadier one on
+# a shared machine (a rate also measures what else ran meanwhile)
+awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9 }
 	END {
-		if ("pacelc" in p && "skiplocked" in p) printf "pacelc processed/s vs skiplocked: %.2f\n", p["pacelc"] / p["skiplocked"];
-		if ("pacelc" in p && "pgmq" in p) printf "pacelc processed/s vs pgmq: %.2f\n", p["pacelc"] / p["pgmq"];
-		if ("pacelc" in p && "pgq" in p) printf "pacelc processed/s vs pgq: %.2f\n", p["pacelc"] / p["pgq"];
+		split("skiplocked pgmq pgq", o, " ");
+		for (i = 1; i <= 3; i++)
+			if ("pacelc" in p && o[i] in p)
+				printf "pacelc vs %s: processed/s %.2f, server CPU per message %s / pacelc: %.2f\n",
+					o[i], p["pacelc"] / p[o[i]], o[i], c[o[i]] / c["pacelc"];
 	}' "$RESULTS"
 if [ $LONGTX = 1 ]; then
 	echo

@@ -74,21 +74,7 @@ autovacuum_naptime = 10s
 log_min_messages = warning
 CONF
 bench_pg_start data "$PORT"
-PM_PID=$(head -1 "$DIR/data/postmaster.pid")
-HZ=$(getconf CLK_TCK)
-
-# CPU time (clock ticks) the server has used so far: the postmaster's own
-# and its reaped children's (the backends of finished runs), plus its live
-# children's (background processes).  Less sensitive than tps to what else
-# runs on the machine.
-server_ticks() {
-	local t p
-	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$PM_PID/stat")
-	for p in $(pgrep -P "$PM_PID"); do
-		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
+server_ticks() { bench_server_ticks "$DIR/data"; }
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc hot-SKU benchmark: $("$BIN/postgres" --version), $NCPU CPUs, ${DURATION}s per run, clients: $CLIENTS, rounds: $ROUNDS"
