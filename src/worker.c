@@ -1628,6 +1628,59 @@ record_failure(DueMessage *m, const char *error, const char *sqlstate, int count
 	FreeErrorData(edata);
 }
 
+/* One handler call, as pacelc_run_in_subxact() runs it. */
+typedef struct HandlerCall
+{
+	DueMessage *m;
+	const char *queue;
+	Oid			save_userid;
+	int			save_sec;
+	TimestampTz start;
+	TimestampTz limit;
+} HandlerCall;
+
+/*
+ * In the handler's subtransaction: the checks, then the call as the
+ * queue's owner under the handler timeout.  The settings the handler
+ * changes (even with is_local false) die with its GUC nest level; on an
+ * error the subtransaction's abort restores them and the user id.
+ */
+static void
+run_handler(void *arg)
+{
+	HandlerCall *h = (HandlerCall *) arg;
+	int			save_nestlevel = NewGUCNestLevel();
+
+	check_handler(h->m, h->queue);
+	worker_settings_for_handler();
+	SetUserIdAndSecContext(h->m->owner, h->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	pacelc_set_handler_role(h->m->owner);
+	/* cancelled at the limit and again and again; then given up on */
+	enable_timeout_every(STATEMENT_TIMEOUT, h->limit, cancel_repeat_ms());
+	enable_timeout_at(give_up_timeout,
+					  TimestampTzPlusMilliseconds(h->limit, give_up_grace_ms()));
+	call_handler(h->m);
+	stop_handler_timeouts();
+	if (GetCurrentTimestamp() >= h->limit)
+	{
+		long		secs;
+		int			usecs;
+
+		QueryCancelPending = false;
+		TimestampDifference(h->start, GetCurrentTimestamp(), &secs, &usecs);
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("handler of queue \"%s\" ran past \"pacelc.handler_timeout\" (%d ms)",
+						h->queue, handler_timeout_ms),
+				 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
+						   secs * 1000 + usecs / 1000)));
+	}
+	pacelc_set_handler_role(InvalidOid);
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(h->save_userid, h->save_sec);
+}
+
 /*
  * Runs one handler in a subtransaction, as the queue's owner, under the
  * handler timeout.  Returns true when it succeeded; the caller marks the
@@ -1639,74 +1692,29 @@ record_failure(DueMessage *m, const char *error, const char *sqlstate, int count
 static bool
 handle_message(DueMessage *m, const char *queue)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-	bool		ok = true;
-	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz limit = TimestampTzPlusMilliseconds(start, handler_timeout_ms);
+	HandlerCall h;
+	ErrorData  *edata;
 
+	h.m = m;
+	h.queue = queue;
+	h.start = GetCurrentTimestamp();
+	h.limit = TimestampTzPlusMilliseconds(h.start, handler_timeout_ms);
 	strlcpy(running_queue, queue, NAMEDATALEN);
 	running_message = m->id;
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	/* settings the handler changes (even with is_local false) die with it */
-	save_nestlevel = NewGUCNestLevel();
-	PG_TRY();
+	GetUserIdAndSecContext(&h.save_userid, &h.save_sec);
+	edata = pacelc_run_in_subxact(run_handler, &h);
+	if (edata != NULL)
 	{
-		check_handler(m, queue);
-		worker_settings_for_handler();
-		SetUserIdAndSecContext(m->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		pacelc_set_handler_role(m->owner);
-		/* cancelled at the limit and again and again; then given up on */
-		enable_timeout_every(STATEMENT_TIMEOUT, limit, cancel_repeat_ms());
-		enable_timeout_at(give_up_timeout,
-						  TimestampTzPlusMilliseconds(limit, give_up_grace_ms()));
-		call_handler(m);
 		stop_handler_timeouts();
-		if (GetCurrentTimestamp() >= limit)
-		{
-			long		secs;
-			int			usecs;
-
-			QueryCancelPending = false;
-			TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("handler of queue \"%s\" ran past \"pacelc.handler_timeout\" (%d ms)",
-							queue, handler_timeout_ms),
-					 errdetail("It returned after %ld ms; its effects are rolled back and the attempt counts as failed.",
-							   secs * 1000 + usecs / 1000)));
-		}
-		pacelc_set_handler_role(InvalidOid);
-		AtEOXact_GUC(false, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		stop_handler_timeouts();
-		if (GetCurrentTimestamp() >= limit)
+		if (GetCurrentTimestamp() >= h.limit)
 			QueryCancelPending = false; /* a repeated cancel still in flight */
 		pacelc_set_handler_role(InvalidOid);
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		/* the subtransaction's abort restored the user id */
-		reset_session_state();
+	}
+	reset_session_state();
+	if (edata != NULL)
+	{
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-			GetCurrentTimestamp() >= limit)
+			GetCurrentTimestamp() >= h.limit)
 			record_failure(m, psprintf("handler of queue \"%s\" ran past \"pacelc.handler_timeout\" (%d ms): %s",
 									   queue, handler_timeout_ms,
 									   edata->message ? edata->message : "cancelled"),
@@ -1715,13 +1723,9 @@ handle_message(DueMessage *m, const char *queue)
 			record_failure(m, edata->message ? edata->message : "unknown error",
 						   unpack_sql_state(edata->sqlerrcode), m->attempts);
 		FreeErrorData(edata);
-		ok = false;
 	}
-	PG_END_TRY();
-	if (ok)
-		reset_session_state();
 	running_message = 0;
-	return ok;
+	return edata == NULL;
 }
 
 /* ---------------------------------------------------------------------
