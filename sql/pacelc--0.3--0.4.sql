@@ -504,36 +504,19 @@ $$;
 
 SELECT pacelc_private.pin_functions();
 
-GRANT USAGE ON SCHEMA pacelc TO pacelc_app, pacelc_monitor;
-GRANT SELECT ON pacelc.stock, pacelc.reservations, pacelc.queue_status, pacelc.dead_letters,
-	pacelc.replica_status TO pacelc_app, pacelc_monitor;
-/* the view replica_status calls it as the reader */
-GRANT EXECUTE ON FUNCTION pacelc._replica_status() TO pacelc_app, pacelc_monitor;
+/*
+ * The rights on what this version adds.  What 0.3 granted stays granted
+ * (pin_functions() revokes from PUBLIC only, and no function or view of
+ * 0.3 is dropped here).
+ */
 /* the Citus functions call it as their caller (it only reads) */
 GRANT EXECUTE ON FUNCTION pacelc._citus_coordinator(text) TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
-	pacelc.available(text), pacelc.next_expiry(), pacelc.verify(), pacelc.stats(),
-	pacelc.commit_lsn(), pacelc.replay_lsn(), pacelc.wait_for_lsn(pg_lsn, interval),
 	pacelc.node_token(), pacelc.citus_token(text), pacelc.citus_tokens(),
 	pacelc.citus_verify()
 	TO pacelc_app, pacelc_monitor;
 GRANT EXECUTE ON FUNCTION
-	pacelc.set_stock(text, bigint), pacelc.add_stock(text, bigint),
-	pacelc.reserve(text, bigint, interval, text, jsonb),
-	pacelc.try_reserve(text, bigint, interval, text, jsonb),
-	pacelc.reserve_all(text[], bigint[], interval, text, jsonb),
-	pacelc.confirm(bigint), pacelc.release(bigint),
-	pacelc.create_queue(text, regprocedure, integer, interval, integer),
-	pacelc.alter_queue(text, regprocedure, integer, interval, boolean, regrole, integer),
-	pacelc.drop_queue(text), pacelc.grant_queue(text, text, regrole),
-	pacelc.revoke_queue(text, text, regrole),
-	pacelc.enqueue(text, jsonb, interval, text),
-	pacelc.dequeue(text, integer, interval), pacelc.ack(bigint),
-	pacelc.nack(bigint, text, interval), pacelc.retry(bigint),
-	pacelc.purge_done(interval),
 	pacelc.confirm(bigint, text), pacelc.release(bigint, text),
 	pacelc.reserve_all_at(text, text[], bigint[], interval, text, jsonb),
 	pacelc.citus_reserve_all(text[], bigint[], interval, text, jsonb)
 	TO pacelc_app;
-GRANT EXECUTE ON FUNCTION pacelc.expire_holds(integer), pacelc.fold_confirmed(integer)
-	TO pacelc_admin;
