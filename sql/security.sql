@@ -122,6 +122,38 @@ SELECT regexp_replace(regress_err($$SELECT pacelc.create_queue('sec_tmp', 'pg_te
 					  'pg_temp_\d+', 'pg_temp_N');
 SELECT regress_err($$SELECT pacelc.expire_holds(10)$$);
 SELECT regress_err($$SELECT pacelc.fold_confirmed(10)$$);
+-- the C entry points pin their search path in C (no SET clause): a schema
+-- of the attacker's put before pg_catalog, with operators and functions of
+-- the names their statements use, must not reach them either
+CREATE FUNCTION regress_sec.eq(a pg_catalog.text, b pg_catalog.text) RETURNS boolean
+	LANGUAGE plpgsql AS $$ BEGIN PERFORM regress_sec.evil(a); RETURN a OPERATOR(pg_catalog.=) b; END $$;
+CREATE FUNCTION regress_sec.eq(a pg_catalog.int8, b pg_catalog.int8) RETURNS boolean
+	LANGUAGE plpgsql AS $$ BEGIN PERFORM regress_sec.evil(a); RETURN a OPERATOR(pg_catalog.=) b; END $$;
+CREATE OPERATOR regress_sec.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = regress_sec.eq);
+CREATE OPERATOR regress_sec.= (LEFTARG = pg_catalog.int8, RIGHTARG = pg_catalog.int8, FUNCTION = regress_sec.eq);
+CREATE FUNCTION regress_sec.now() RETURNS pg_catalog.timestamptz
+	LANGUAGE plpgsql AS $$ BEGIN PERFORM regress_sec.evil(1); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION regress_sec.coalesce(a pg_catalog.int8, b pg_catalog.int8) RETURNS pg_catalog.int8
+	LANGUAGE plpgsql AS $$ BEGIN PERFORM regress_sec.evil(a); RETURN b; END $$;
+SET search_path = regress_sec, pg_catalog, public;
+SELECT regress_err($$SELECT pacelc.set_stock('sec-o', 10)$$);
+SELECT regress_err($$SELECT pacelc.add_stock('sec-o', 1)$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-o', 1, ttl => '1 hour', idempotency_key => 'sec-o1', on_expire => '{}')$$);
+SELECT regress_err($$SELECT pacelc.reserve('sec-o', 1, idempotency_key => 'sec-o1')$$);
+SELECT regress_err($$SELECT pacelc.try_reserve('sec-o', 1, '1 hour', 'sec-o2', '{}')$$);
+SELECT regress_err($$SELECT pacelc.reserve_all('{sec-o,sec-1}', '{1,1}', '1 hour', 'sec-o3', '{}')$$);
+SELECT regress_err($$SELECT pacelc.confirm(pacelc.reserve('sec-o', 1))$$);
+SELECT regress_err($$SELECT pacelc.release(pacelc.reserve('sec-o', 1))$$);
+SELECT regress_err($$SELECT pacelc.confirm(pacelc.reserve('sec-o', 1), 'sec-o')$$);
+SELECT regress_err($$SELECT pacelc.release(pacelc.reserve('sec-o', 1), 'sec-o')$$);
+SELECT regress_err($$SELECT pacelc.available('sec-o')$$);
+SELECT regress_err($$SELECT pacelc.create_queue('sec_o')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_o', '{"a": 1}', '0', 'sec-o4')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_o', '{"a": 1}', '0', 'sec-o4')$$);
+SELECT regress_err($$SELECT pacelc.enqueue('sec_o', '{"a": 2}', '1 hour')$$);
+SELECT regress_err($$SELECT pacelc.expire_holds(10)$$);
+SELECT regress_err($$SELECT pacelc.drop_queue('sec_o')$$);
+RESET search_path;
 \c - :regress_su
 \set VERBOSITY terse
 -- which functions of the schema did the attack above not call?  (a new
@@ -298,9 +330,9 @@ DROP ROLE regress_pacelc_victim;
 
 -- clean up: nothing of the test stays behind
 SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name ILIKE 'sec%' ORDER BY name;
-DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a');
+DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a', 'sec-o');
 DELETE FROM pacelc.idempotency_keys WHERE key LIKE 'sec-%' OR key LIKE 'victim-%';
-DELETE FROM pacelc.skus WHERE sku IN ('sec-1', 'sec-a');
+DELETE FROM pacelc.skus WHERE sku IN ('sec-1', 'sec-a', 'sec-o');
 DROP SCHEMA regress_sec CASCADE;
 DROP SCHEMA regress_closed CASCADE;
 DROP COLLATION public.regress_ci;

@@ -58,6 +58,24 @@ SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
    AND NOT coalesce(p.proconfig::text[] @> '{"search_path=pg_catalog, pacelc, pg_temp"}', false)
  ORDER BY 1;
+-- 0.4 -> 0.5
+ALTER EXTENSION pacelc UPDATE TO '0.5';
+SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
+SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
+SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
+SELECT * FROM pacelc.verify();
+-- every function pins a search_path that ends in pg_temp, except the C
+-- entry points that act as the owner: they pin it in C
+SELECT p.oid::regprocedure, p.proconfig FROM pg_proc p
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
+   AND NOT coalesce(p.proconfig::text[] @> '{"search_path=pg_catalog, pacelc, pg_temp"}', false)
+ ORDER BY 1;
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
+   AND p.proconfig IS NULL
+   AND NOT (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+			AND p.prosrc = ANY (pacelc_private.owner_entry_symbols()))
+ ORDER BY 1;
 -- nothing is executable by PUBLIC, and pacelc_private is closed
 SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
@@ -69,7 +87,7 @@ DROP FUNCTION public.up_handler(jsonb);
 DROP OWNED BY regress_pacelc_up_owner;
 DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
--- a fresh install is 0.4 (0.1 followed by the update scripts)
+-- a fresh install is 0.5 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 DROP EXTENSION pacelc;

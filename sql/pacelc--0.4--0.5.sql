@@ -1,0 +1,58 @@
+/* pacelc 0.4 -> 0.5 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "ALTER EXTENSION pacelc UPDATE TO '0.5'" to load this file. \quit
+
+/* ======================================================================
+ * Section C: the hot paths pin their search_path in C (issue 15)
+ * ====================================================================== */
+
+/*
+ * The C entry points that act as the extension's owner pin the search
+ * path themselves (pacelc_run_as_owner(), src/privilege.c): on PostgreSQL
+ * 15 a SET clause on the function cost every reserve and enqueue a GUC
+ * save and restore and the session's search path recomputed.  So they
+ * lose their SET clause; every other function keeps it.
+ * pacelc_private.owner_entry_symbols() names them, for pin_functions()
+ * and the tests.
+ */
+CREATE FUNCTION pacelc_private.owner_entry_symbols() RETURNS text[]
+	LANGUAGE sql IMMUTABLE
+	RETURN ARRAY['pacelc_enqueue', 'pacelc_set_stock', 'pacelc_add_stock',
+				 'pacelc_reserve', 'pacelc_try_reserve', 'pacelc_reserve_all',
+				 'pacelc_confirm', 'pacelc_release', 'pacelc_available',
+				 'pacelc_expire_holds'];
+
+CREATE OR REPLACE FUNCTION pacelc_private.pin_functions() RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	f	pg_catalog.regprocedure;
+	own	boolean;
+BEGIN
+	FOR f, own IN
+		SELECT p.oid,
+			   l.lanname OPERATOR(pg_catalog.=) 'c'
+			   AND p.prosrc OPERATOR(pg_catalog.=) ANY (pacelc_private.owner_entry_symbols())
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+		 WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY
+			   (ARRAY['pacelc'::pg_catalog.regnamespace, 'pacelc_private'::pg_catalog.regnamespace])
+	LOOP
+		IF own THEN
+			EXECUTE pg_catalog.format('ALTER FUNCTION %s RESET search_path', f);
+		ELSE
+			EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pacelc, pg_temp', f);
+		END IF;
+	END LOOP;
+	REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc FROM PUBLIC;
+	REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pacelc_private FROM PUBLIC;
+END
+$$;
+
+/* ======================================================================
+ * Section Z: every function pins its search_path (the C entry points
+ * above in C); nothing is executable by PUBLIC.
+ * ====================================================================== */
+
+SELECT pacelc_private.pin_functions();
