@@ -50,6 +50,24 @@ BEGIN
 END
 $$;
 
+/*
+ * The message table's indexes (issue 15).  purge_done(), which the worker
+ * runs every pacelc.worker_naptime (5 s) with pacelc.done_retention
+ * (1 day), had no index to find the handled messages by and read the
+ * whole table, a day of messages, each time: a partial index on done_at of
+ * the handled ones.  And the unique index on idempotency keys gets an
+ * entry only for messages that have a key (NULL keys never conflicted):
+ * most messages have none, and every message's row was written three
+ * times (enqueue, lease, done), each time with an entry in that index.
+ * ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL,
+ * what enqueue has always said, infers the partial index.
+ */
+CREATE INDEX messages_done_idx ON pacelc.messages (done_at) WHERE state = 'done';
+CREATE UNIQUE INDEX message_idempotency_05 ON pacelc.messages (queue, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+DROP INDEX pacelc.message_idempotency;
+ALTER INDEX pacelc.message_idempotency_05 RENAME TO message_idempotency;
+
 /* ======================================================================
  * Section Z: every function pins its search_path (the C entry points
  * above in C); nothing is executable by PUBLIC.

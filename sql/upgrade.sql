@@ -64,6 +64,15 @@ SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 SELECT sku, on_hand, held, available FROM pacelc.stock WHERE sku = 'up-1';
 SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
 SELECT * FROM pacelc.verify();
+-- the message table's indexes: handled messages found by done_at, and
+-- idempotency keys indexed only where there is one
+SELECT indexrelid::regclass::text AS index, pg_get_indexdef(indexrelid) FROM pg_index
+ WHERE indrelid = 'pacelc.messages'::regclass ORDER BY 1;
+-- (the worker's statements run with enable_seqscan off)
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) DELETE FROM pacelc.messages m
+ WHERE m.state = 'done' AND m.done_at < now() - interval '1 day';
+RESET enable_seqscan;
 -- every function pins a search_path that ends in pg_temp, except the C
 -- entry points that act as the owner: they pin it in C
 SELECT p.oid::regprocedure, p.proconfig FROM pg_proc p
