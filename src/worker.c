@@ -2052,7 +2052,7 @@ release_messages(DueMessage *msgs, int from, int to)
 					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
 					 "                 pg_catalog.unnest($3::pg_catalog.bool[])) AS r(id, run_at, interrupted)"
-					 " WHERE m.id = r.id", 3, argtypes);
+					 " WHERE m.id = r.id AND m.id = ANY ($1)", 3, argtypes);
 	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pacelc worker: could not put messages back");
 }
@@ -2215,6 +2215,14 @@ handle_batch(void)
 					  * due index instead of probing the primary key
 					  */
 					 " WHERE m.leased_until = $4"
+					 /*
+					  * said once more of m alone: the probe of the primary key
+					  * for the batch's ids is then the only way to m, whatever
+					  * the statistics say (a queue truncated when drained
+					  * looks empty, and the plan, kept for the worker's life,
+					  * then read all of m's index per batch and joined)
+					  */
+					 "   AND m.id = ANY ($1)"
 					 " ORDER BY l.ord"
 					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
