@@ -1360,6 +1360,7 @@ worker_settings_for_handler(void)
  */
 static SPIPlanPtr pick_plan = NULL;
 static SPIPlanPtr lease_plan = NULL;
+static SPIPlanPtr lease_mark_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr done_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
@@ -2018,6 +2019,52 @@ pick_queue(char *queue)
 	return false;
 }
 
+/* A leased message's id and its place in the lease's order. */
+typedef struct LeaseOrder
+{
+	int64		id;
+	int			pos;
+} LeaseOrder;
+
+static int
+lease_order_cmp(const void *a, const void *b)
+{
+	int64		x = ((const LeaseOrder *) a)->id;
+	int64		y = ((const LeaseOrder *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/* The lease's ids sorted, for lease_order_find(). */
+static LeaseOrder *
+lease_order_make(Datum *ids, int n)
+{
+	LeaseOrder *order = palloc(sizeof(LeaseOrder) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		order[i].id = DatumGetInt64(ids[i]);
+		order[i].pos = i;
+	}
+	qsort(order, n, sizeof(LeaseOrder), lease_order_cmp);
+	return order;
+}
+
+/* Where message id came in the lease (the lock statement returns no others). */
+static int
+lease_order_find(LeaseOrder *order, int n, int64 id)
+{
+	LeaseOrder	key;
+	LeaseOrder *found;
+
+	key.id = id;
+	found = bsearch(&key, order, n, sizeof(LeaseOrder), lease_order_cmp);
+	if (found == NULL)
+		elog(ERROR, "pacelc worker: message " INT64_FORMAT " was not leased", id);
+	return found->pos;
+}
+
 /* Puts leased messages back as they were: their attempt never started. */
 static void
 release_messages(DueMessage *msgs, int from, int to)
@@ -2052,7 +2099,8 @@ release_messages(DueMessage *msgs, int from, int to)
 					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
 					 "                 pg_catalog.unnest($3::pg_catalog.bool[])) AS r(id, run_at, interrupted)"
-					 " WHERE m.id = r.id AND m.id = ANY ($1)", 3, argtypes);
+					 " WHERE m.id = r.id AND m.id = ANY ($1)",	/* see lease_plan */
+					 3, argtypes);
 	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pacelc worker: could not put messages back");
 }
@@ -2087,14 +2135,16 @@ static bool
 handle_batch(void)
 {
 	char		queue[NAMEDATALEN];
-	Oid			leaseargtypes[5] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID};
+	Oid			leaseargtypes[4] = {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			leasemarkargtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 	TimestampTz scan_start;
 	TimestampTz requeued_from;
 	int			j;
 	TimestampTz pending_since;
 	TimestampTz new_floor;
-	Oid			lockargtypes[4] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TIMESTAMPTZOID};
+	Oid			lockargtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+	bool	   *present;
+	LeaseOrder *order;
 	Oid			doneargtypes[1] = {INT8ARRAYOID};
 	Datum		values[5];
 	DueMessage *msgs;
@@ -2134,25 +2184,28 @@ handle_batch(void)
 	lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
 	values[0] = CStringGetTextDatum(queue);
 	values[1] = Int32GetDatum(nlease);
-	values[2] = TimestampTzGetDatum(lease_until);
-	values[3] = TimestampTzGetDatum(pace->floor);
+	values[2] = TimestampTzGetDatum(pace->floor);
 	/* in this order: T0, then the open enqueues, then the scan's snapshot */
 	scan_start = GetCurrentTimestamp();
 	pending_since = pending_enqueues_since();
 	/* a parameter, not clock_timestamp(): the index scan stops there */
-	values[4] = TimestampTzGetDatum(scan_start);
+	values[3] = TimestampTzGetDatum(scan_start);
+
+	/*
+	 * Two statements, each with one way to pacelc.messages whatever the
+	 * statistics say: the due index, then the primary key for the ids it
+	 * gave.  (One statement joining the two ways let the planner, with the
+	 * statistics of a queue truncated when drained, read the whole primary
+	 * key per batch, or probe it for every id once per id; and the plan is
+	 * kept for the worker's life.)
+	 */
 	pacelc_keep_plan(&lease_plan,
-					 "WITH c AS (SELECT m.id, m.run_at, m.leased_until IS NOT NULL AS interrupted"
-					 "             FROM pacelc.messages m"
-					 "            WHERE m.queue = $1 AND m.state = 'ready'"
-					 "              AND m.run_at <= $5 AND m.run_at >= $4"
-					 "            ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
-					 "     u AS (UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
-					 "                  run_at = $3, leased_until = $3"
-					 "             FROM c WHERE m.id = c.id"
-					 "           RETURNING m.id, c.run_at, c.interrupted)"
-					 "SELECT u.id, u.run_at, u.interrupted FROM u ORDER BY u.run_at, u.id",
-					 5, leaseargtypes);
+					 "SELECT m.id, m.run_at, m.leased_until IS NOT NULL"
+					 "  FROM pacelc.messages m"
+					 " WHERE m.queue = $1 AND m.state = 'ready'"
+					 "   AND m.run_at <= $4 AND m.run_at >= $3"
+					 " ORDER BY m.run_at, m.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+					 4, leaseargtypes);
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
@@ -2167,6 +2220,20 @@ handle_batch(void)
 		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		runs[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
 		intr[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (nleased > 0)
+	{
+		values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = TimestampTzGetDatum(lease_until);
+		pacelc_keep_plan(&lease_mark_plan,
+						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+						 "       run_at = $2, leased_until = $2"
+						 " WHERE m.id = ANY ($1)", 2, leasemarkargtypes);
+		/* (the lock statement takes only the rows under this lease) */
+		if (SPI_execute_plan(lease_mark_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pacelc worker: could not lease messages");
 	}
 	end_work();
 	strlcpy(last_queue, queue, NAMEDATALEN);
@@ -2195,64 +2262,59 @@ handle_batch(void)
 	batch_start = GetCurrentTimestamp();
 	values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(runs, nleased, TIMESTAMPTZOID, sizeof(TimestampTz),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[2] = PointerGetDatum(construct_array(intr, nleased, BOOLOID, 1, true, TYPALIGN_CHAR));
-	values[3] = TimestampTzGetDatum(lease_until);
+	values[1] = TimestampTzGetDatum(lease_until);
 	pacelc_keep_plan(&lock_plan,
-					 "SELECT m.id, m.attempts, NULL::pg_catalog.oid,"
-					 "       q.handler::pg_catalog.text, q.owner::pg_catalog.oid, m.payload,"
-					 "       l.old_run_at, l.interrupted, m.state = 'ready'"
-					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-					 "                 pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
-					 "                 pg_catalog.unnest($3::pg_catalog.bool[]))"
-					 "       WITH ORDINALITY AS l(id, old_run_at, interrupted, ord)"
-					 "  JOIN pacelc.messages m ON m.id = l.id"
-					 "  JOIN pacelc.queues q ON q.name = m.queue"
+					 "SELECT m.id, m.attempts, q.handler::pg_catalog.text,"
+					 "       q.owner::pg_catalog.oid, m.payload, m.state = 'ready'"
+					 "  FROM pacelc.messages m,"
+					 /* a probe per message, never the queues first (OFFSET 0) */
+					 "       LATERAL (SELECT q.handler, q.owner FROM pacelc.queues q"
+					 "                 WHERE q.name = m.queue OFFSET 0) q"
 					 /*
-					  * our lease; the state is tested in C (column 9), not
-					  * here, where it would let the planner walk the partial
-					  * due index instead of probing the primary key
+					  * the batch's ids (the primary key's probe, see
+					  * lease_plan) under our lease; the state is tested in C
+					  * (column 6), not here, where it would let the planner
+					  * walk the partial due index instead
 					  */
-					 " WHERE m.leased_until = $4"
-					 /*
-					  * said once more of m alone: the probe of the primary key
-					  * for the batch's ids is then the only way to m, whatever
-					  * the statistics say (a queue truncated when drained
-					  * looks empty, and the plan, kept for the worker's life,
-					  * then read all of m's index per batch and joined)
-					  */
-					 "   AND m.id = ANY ($1)"
-					 " ORDER BY l.ord"
-					 "   FOR UPDATE OF m SKIP LOCKED", 4, lockargtypes);
+					 " WHERE m.id = ANY ($1) AND m.leased_until = $2"
+					 "   FOR UPDATE OF m SKIP LOCKED", 2, lockargtypes);
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lock its leased messages");
-	msgs = palloc(sizeof(DueMessage) * Max(SPI_processed, 1));
-	done_ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
-	n = 0;
+	/* in the lease's order: slot k for the k-th message leased */
+	msgs = palloc(sizeof(DueMessage) * nleased);
+	present = palloc0(sizeof(bool) * nleased);
+	done_ids = palloc(sizeof(Datum) * nleased);
+	order = lease_order_make(ids, nleased);
 	for (j = 0; j < (int) SPI_processed; j++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[j];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+		int64		id;
 
 		/* no longer 'ready' although still under our lease: not ours */
-		if (!DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)) || isnull)
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)) || isnull)
 			continue;
-		i = n++;
-
-		msgs[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		i = lease_order_find(order, nleased, id);
+		present[i] = true;
+		msgs[i].id = id;
 		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		msgs[i].handler = InvalidOid;	/* resolved at the call */
-		d = SPI_getbinval(tup, desc, 4, &isnull);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
 		msgs[i].handler_name = isnull ? NULL : TextDatumGetCString(d);
-		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		msgs[i].payload =
-			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 6, &isnull)));
-		msgs[i].old_run_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
-		msgs[i].interrupted = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
+		msgs[i].old_run_at = DatumGetTimestampTz(runs[i]);
+		msgs[i].interrupted = DatumGetBool(intr[i]);
 	}
+	/* those it got, in the lease's order */
+	n = 0;
+	for (i = 0; i < nleased; i++)
+		if (present[i])
+			msgs[n++] = msgs[i];
 	SPI_freetuptable(SPI_tuptable);
 	for (i = 0; i < n; i++)
 	{

@@ -46,6 +46,17 @@ sub handled
 		"SELECT count(*) >= $n FROM effects");
 }
 
+# the worker plans its statements (and keeps the plans) with statistics
+# saying the table is empty, as after a drained queue's truncation
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('q', '{"n": 0}')});
+ok(handled(1), 'a first message handled');
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pacelc.messages'),
+	'and purged');
+$node->safe_psql('postgres', 'ANALYZE pacelc.messages');
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('q', '{"n": 0}')});
+ok(handled(2), 'a second message handled');
+$node->safe_psql('postgres', 'TRUNCATE effects');
+
 # the long transaction: REPEATABLE READ, its snapshot taken
 my $long = $node->background_psql('postgres');
 $long->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
@@ -65,6 +76,12 @@ my $read = $node->safe_psql('postgres', q{
 # n^2 / batch in all (~10^5 here); from the floor, a few per message
 note $node->safe_psql('postgres', q{SELECT string_agg(indexrelid::regclass || ' ' || idx_scan || ' ' || idx_tup_read, ', ') FROM pg_stat_all_indexes WHERE relid = 'pacelc.messages'::regclass});
 ok($read < 30_000, "the worker's scans skip the dead entries ($read index entries read for 3,000 messages)");
+# and its statements on leased messages probe the primary key for the
+# batch's ids: a plan reading the whole index per batch (what the kept
+# generic plan did with the statistics of an empty queue) reads ~10^5
+my $pk = $node->safe_psql('postgres', q{
+	SELECT idx_tup_read FROM pg_stat_all_indexes WHERE indexrelid = 'pacelc.messages_pkey'::regclass});
+ok($pk < 40_000, "the batches probe the primary key for their own messages ($pk entries read for 3,000 messages)");
 
 # drained and purged: truncated, although the long transaction is open
 my $size = $node->safe_psql('postgres', q{SELECT pg_total_relation_size('pacelc.messages')});
