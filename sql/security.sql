@@ -328,6 +328,80 @@ SELECT name, owner FROM pacelc.queues WHERE name = 'sec_victim';
 REVOKE USAGE ON SCHEMA regress_sec FROM regress_pacelc_victim;
 DROP ROLE regress_pacelc_victim;
 
+-- 9. The C entry points pin their search path in C (0.5): a DBA's
+-- trigger on pacelc's tables still runs with the search path its function
+-- pins, not with pacelc's (an override search path, PostgreSQL 15's
+-- cheaper way, would hide it), also when it calls pacelc and catches its
+-- error; the caller's search path is intact after every call, failed ones
+-- included.
+CREATE SCHEMA regress_audit;
+CREATE TABLE regress_audit.log (tbl text, path text, err text);
+CREATE FUNCTION regress_audit.note(t text, e text) RETURNS void LANGUAGE plpgsql
+	AS $$ BEGIN INSERT INTO log VALUES (t, pg_catalog.current_schemas(false)::text, e); END $$;
+CREATE FUNCTION regress_audit.trg() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = regress_audit AS $$
+DECLARE
+	e text;
+BEGIN
+	BEGIN
+		PERFORM pacelc.reserve('sec-none', 1);
+	EXCEPTION WHEN OTHERS THEN
+		e := SQLERRM;
+	END;
+	PERFORM note(TG_TABLE_NAME, e);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER regress_audit AFTER INSERT ON pacelc.reservation_data
+	FOR EACH ROW WHEN (NEW.sku = 'sec-1') EXECUTE FUNCTION regress_audit.trg();
+CREATE TRIGGER regress_audit AFTER INSERT ON pacelc.messages
+	FOR EACH ROW WHEN (NEW.queue = 'sec_attacker_q') EXECUTE FUNCTION regress_audit.trg();
+-- one that changes the search path for the rest of the transaction (SET
+-- LOCAL): that ends when the entry point returns, as with a SET clause
+CREATE FUNCTION regress_audit.trg_set() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('search_path', 'regress_audit', true);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER regress_audit_set AFTER INSERT ON pacelc.reservation_data
+	FOR EACH ROW WHEN (NEW.sku = 'sec-1') EXECUTE FUNCTION regress_audit.trg_set();
+SET ROLE regress_pacelc_attacker;
+SET search_path = regress_sec, pg_catalog, public;
+CREATE FUNCTION regress_sec.calls() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	e text;
+BEGIN
+	PERFORM pacelc.confirm(pacelc.reserve('sec-1', 1)), pacelc.enqueue('sec_attacker_q', '{}');
+	BEGIN
+		PERFORM pacelc.reserve('sec-none', 1);
+	EXCEPTION WHEN OTHERS THEN
+		e := SQLERRM;
+	END;
+	RETURN e || ', then ' || pg_catalog.current_schemas(false)::text;
+END $$;
+SELECT calls();
+SELECT pacelc.reserve('sec-1', 1) > 0 AS reserved, current_schemas(false);
+-- a failed call rolled back to a savepoint, and calls from a SECURITY
+-- DEFINER function with a path of its own
+BEGIN;
+SELECT pacelc.reserve('sec-1', 1) > 0 AS reserved, current_schemas(false);
+SELECT current_schemas(false);
+SAVEPOINT s;
+SELECT pacelc.release(pacelc.reserve('sec-none', 1));
+ROLLBACK TO s;
+SELECT pacelc.available('sec-1') >= 0 AS available, current_schemas(false);
+COMMIT;
+CREATE FUNCTION regress_sec.sd() RETURNS text SECURITY DEFINER
+	SET search_path = regress_sec, pg_temp LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pacelc.confirm(pacelc.reserve('sec-1', 1));
+	RETURN pg_catalog.regexp_replace(pg_catalog.current_schemas(false)::text, 'pg_temp_\d+', 'pg_temp_N');
+END $$;
+SELECT sd(), current_schemas(false);
+RESET search_path;
+RESET ROLE;
+SELECT tbl, path, err, count(*) FROM regress_audit.log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+DROP SCHEMA regress_audit CASCADE;
+
 -- clean up: nothing of the test stays behind
 SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name ILIKE 'sec%' ORDER BY name;
 DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a', 'sec-o');

@@ -112,48 +112,31 @@ cached_owner(FunctionCallInfo fcinfo)
 }
 
 /*
- * Pins the search path of the owner's code: pg_catalog, then pacelc, and
- * no caller's temporary object ahead of them.  The C entry points do it
- * here instead of through a SET clause on the function (which the
- * PL/pgSQL ones keep): on PostgreSQL 15 and 16 a SET clause costs a GUC
- * save and restore whose end walks every setting of the server, plus a
- * recomputation of the session's search path at the next statement, about
- * a twentieth of an enqueue's CPU and more of a reserve's.  There an
- * override costs a list copy; it leaves out the temporary schema
- * altogether, and (sub)transaction abort pops it.  Later versions restore
- * only the settings that changed and cache search paths, so the setting is
- * set the ordinary way.  Returns what owner_path_pop() needs.
+ * Pins the search path of the owner's code to pg_catalog, pacelc, pg_temp,
+ * as a SET clause on the function would, with the same effects (a SET
+ * LOCAL made inside ends with the call, a function with a SET clause of
+ * its own gets its own path) and at a little less cost: fmgr's SET clause
+ * handling parses the clause and wraps the call in an extra layer on every
+ * call.  Returns the GUC nest level for owner_path_pop().  (PostgreSQL
+ * 15's override search paths, which would save the GUC save and restore,
+ * hide the setting from everything called inside, a DBA's trigger with
+ * its own search path included, and are gone in 17.)
  */
 static int
 owner_path_push(void)
 {
-#if PG_VERSION_NUM < 160000
-	OverrideSearchPath path;
-
-	path.schemas = list_make1_oid(get_namespace_oid("pacelc", false));
-	path.addCatalog = true;
-	path.addTemp = false;
-	PushOverrideSearchPath(&path);
-	list_free(path.schemas);
-	return 0;
-#else
 	int			nestlevel = NewGUCNestLevel();
 
 	(void) set_config_option("search_path", "pg_catalog, pacelc, pg_temp",
 							 superuser() ? PGC_SUSET : PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
-#endif
 }
 
 static void
 owner_path_pop(int nestlevel)
 {
-#if PG_VERSION_NUM < 160000
-	PopOverrideSearchPath();
-#else
 	AtEOXact_GUC(true, nestlevel);
-#endif
 }
 
 /*

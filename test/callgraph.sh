@@ -2,7 +2,9 @@
 # Prints which C file of pacelc calls which (from the built objects, with
 # nm) and fails if the calls go round in a circle, or if the library
 # exports a symbol that is not pacelc_-prefixed (besides what PostgreSQL
-# looks up: _PG_init, Pg_magic_func, pg_finfo_*).  Run after "make".
+# looks up: _PG_init, Pg_magic_func, pg_finfo_*), or if a C function that
+# the update scripts leave without a SET search_path does not pin it in C
+# (PACELC_OWNER_ENTRY).  Run after "make".
 #   bash test/callgraph.sh [DIR]      # DIR: the built tree (default: this one)
 set -euo pipefail
 DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -30,4 +32,13 @@ if [ -n "$bad" ]; then
 	echo "callgraph: exported symbols without the pacelc_ prefix:" $bad >&2
 	exit 1
 fi
-echo "callgraph: no circle, every exported symbol prefixed"
+# the C functions that pin_functions() leaves without a SET clause must pin
+# their search path in C: each must be a PACELC_OWNER_ENTRY
+for sym in $(grep -h -A5 'FUNCTION pacelc_private.owner_entry_symbols' sql/pacelc--*.sql |
+	grep -o "'pacelc_[a-z_]*'" | tr -d "'" | sort -u); do
+	if ! grep -q "^PACELC_OWNER_ENTRY($sym," src/*.c; then
+		echo "callgraph: $sym loses its SET search_path (owner_entry_symbols()) but is no PACELC_OWNER_ENTRY" >&2
+		exit 1
+	fi
+done
+echo "callgraph: no circle, every exported symbol prefixed, every owner entry pins its path"
