@@ -23,6 +23,17 @@ CREATE FUNCTION pacelc_private.owner_entry_symbols() RETURNS text[]
 				 'pacelc_confirm', 'pacelc_release', 'pacelc_available',
 				 'pacelc_expire_holds'];
 
+/*
+ * And the C functions of the CHECK constraints, which compare a length:
+ * they resolve no name and run no SQL, so a SET clause only cost every row
+ * written a GUC save and restore (a reserve with an idempotency key: one
+ * per call).
+ */
+CREATE FUNCTION pacelc_private.pure_c_symbols() RETURNS text[]
+	LANGUAGE sql IMMUTABLE
+	RETURN ARRAY['pacelc_private_valid_sku', 'pacelc_private_valid_key',
+				 'pacelc_private_valid_queue_name'];
+
 CREATE OR REPLACE FUNCTION pacelc_private.pin_functions() RETURNS void
 	LANGUAGE plpgsql
 	AS $$
@@ -33,7 +44,9 @@ BEGIN
 	FOR f, own IN
 		SELECT p.oid,
 			   l.lanname OPERATOR(pg_catalog.=) 'c'
-			   AND p.prosrc OPERATOR(pg_catalog.=) ANY (pacelc_private.owner_entry_symbols())
+			   AND p.prosrc OPERATOR(pg_catalog.=) ANY
+				   (pacelc_private.owner_entry_symbols() OPERATOR(pg_catalog.||)
+					pacelc_private.pure_c_symbols())
 		  FROM pg_catalog.pg_proc p
 		  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
 		 WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY

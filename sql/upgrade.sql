@@ -74,7 +74,8 @@ EXPLAIN (COSTS OFF) DELETE FROM pacelc.messages m
  WHERE m.state = 'done' AND m.done_at < now() - interval '1 day';
 RESET enable_seqscan;
 -- every function pins a search_path that ends in pg_temp, except the C
--- entry points that act as the owner: they pin it in C
+-- entry points that act as the owner (they pin it in C) and the C
+-- functions of the CHECK constraints (they resolve no name)
 SELECT p.oid::regprocedure, p.proconfig FROM pg_proc p
  WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
    AND NOT coalesce(p.proconfig::text[] @> '{"search_path=pg_catalog, pacelc, pg_temp"}', false)
@@ -83,7 +84,7 @@ SELECT p.oid::regprocedure FROM pg_proc p
  WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
    AND p.proconfig IS NULL
    AND NOT (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
-			AND p.prosrc = ANY (pacelc_private.owner_entry_symbols()))
+			AND p.prosrc = ANY (pacelc_private.owner_entry_symbols() || pacelc_private.pure_c_symbols()))
  ORDER BY 1;
 -- nothing is executable by PUBLIC, and pacelc_private is closed
 SELECT p.oid::regprocedure FROM pg_proc p
