@@ -13,7 +13,7 @@ PGFILEDESC = "pacelc - escrow reservations, LSN tokens, compensation queue"
 
 # The test suites: add a new test's name here (one list per kind).
 # pg_regress: sql/NAME.sql, expected/NAME.out
-REGRESS = citus_basic queue_basic queue_worker security stock_basic stock_longlived stock_reserve_path upgrade
+REGRESS = citus_basic queue_basic queue_purge_plan queue_worker security stock_basic stock_longlived stock_reserve_path upgrade
 # isolation: test/specs/NAME.spec, test/expected/NAME.out
 ISOLATION = queue_drop_lock stock_cart_order stock_confirm_release stock_fold_order \
 	stock_idempotent stock_load_deadlock \

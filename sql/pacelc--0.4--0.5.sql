@@ -81,6 +81,38 @@ CREATE UNIQUE INDEX message_idempotency_05 ON pacelc.messages (queue, idempotenc
 DROP INDEX pacelc.message_idempotency;
 ALTER INDEX pacelc.message_idempotency_05 RENAME TO message_idempotency;
 
+/*
+ * purge_done() deletes the purged messages' errors through their ids (the
+ * primary key's probe for each, from an array): as a join, its generic
+ * plan kept by the worker (enable_seqscan off) since message_errors was
+ * empty walked the whole error table per purge, every dead letter's
+ * errors every pacelc.worker_naptime (issue 15).
+ */
+CREATE OR REPLACE FUNCTION pacelc_private.purge_done(caller pg_catalog.oid, older_than pg_catalog.interval)
+	RETURNS pg_catalog.int8
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	n		pg_catalog.int8;
+	admin	pg_catalog.bool := pacelc_private.is_admin(caller);
+BEGIN
+	IF older_than IS NULL THEN
+		RAISE EXCEPTION 'older_than must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	WITH d AS (DELETE FROM pacelc.messages m
+				WHERE m.state OPERATOR(pg_catalog.=) 'done'
+				  AND m.done_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
+				  AND (admin OR m.queue OPERATOR(pg_catalog.=) ANY (
+						SELECT q.name FROM pacelc.queues q
+						 WHERE pg_catalog.pg_has_role(caller, q.owner::pg_catalog.oid, 'USAGE')))
+			   RETURNING m.id),
+		 e AS (DELETE FROM pacelc.message_errors x
+				WHERE x.message_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.id FROM d)))
+	SELECT pg_catalog.count(*) INTO n FROM d;
+	RETURN n;
+END
+$$;
+
 /* ======================================================================
  * Section Z: every function pins its search_path (the C entry points
  * above in C); nothing is executable by PUBLIC.
