@@ -75,6 +75,15 @@ $$;
  * ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL,
  * what enqueue has always said, infers the partial index.
  */
+/*
+ * The strongest lock first (DROP INDEX's): upgrading the index build's
+ * SHARE lock midway made a deadlock with any transaction that had the
+ * table already and then wrote to it, as a worker's batch does (it locks
+ * its messages, runs their handlers, then marks them done: rolled back,
+ * its attempts counted) and a client that reads, then enqueues.  Waiting
+ * here for them, the update lets them go ahead and finish.
+ */
+LOCK TABLE pacelc.messages IN ACCESS EXCLUSIVE MODE;
 CREATE INDEX messages_done_idx ON pacelc.messages (done_at) WHERE state = 'done';
 CREATE UNIQUE INDEX message_idempotency_05 ON pacelc.messages (queue, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
