@@ -402,6 +402,48 @@ RESET ROLE;
 SELECT tbl, path, err, count(*) FROM regress_audit.log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 DROP SCHEMA regress_audit CASCADE;
 
+-- 10. enqueue() pins the owner's search path only before it runs code
+-- that may resolve a name: its direct insert goes without while the
+-- message table's CHECK constraints and index expressions call built-in
+-- immutable functions alone.  A DBA's function there (which resolves its
+-- names when it runs) makes it pin the path: the caller's schema, first
+-- in its search path, is never searched.
+CREATE FUNCTION public.regress_probe(p jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE
+	AS $$ SELECT true $$;
+CREATE FUNCTION public.regress_msg_ok(p jsonb) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
+	AS $$ BEGIN RETURN regress_probe(p); END $$;
+GRANT EXECUTE ON FUNCTION public.regress_msg_ok(jsonb) TO PUBLIC;
+SET ROLE regress_pacelc_attacker;
+CREATE FUNCTION regress_sec.regress_probe(p pg_catalog.jsonb) RETURNS boolean LANGUAGE plpgsql
+	AS $$ BEGIN RETURN regress_sec.evil(p); END $$;
+SET search_path = regress_sec, public, pg_catalog;
+SELECT regress_err($$SELECT pacelc.enqueue('sec_attacker_q', '{"n": 10}') > 0$$);
+RESET search_path;
+RESET ROLE;
+ALTER TABLE pacelc.messages ADD CONSTRAINT regress_msg_ok CHECK (public.regress_msg_ok(payload));
+SET ROLE regress_pacelc_attacker;
+SET search_path = regress_sec, public, pg_catalog;
+SELECT regress_err($$SELECT pacelc.enqueue('sec_attacker_q', '{"n": 11}')$$);
+RESET search_path;
+RESET ROLE;
+ALTER TABLE pacelc.messages DROP CONSTRAINT regress_msg_ok;
+CREATE INDEX regress_msg_idx ON pacelc.messages (public.regress_msg_ok(payload));
+SET ROLE regress_pacelc_attacker;
+SET search_path = regress_sec, public, pg_catalog;
+SELECT regress_err($$SELECT pacelc.enqueue('sec_attacker_q', '{"n": 12}')$$);
+RESET search_path;
+RESET ROLE;
+DROP INDEX pacelc.regress_msg_idx;
+-- without them, the direct insert again
+SET ROLE regress_pacelc_attacker;
+SET search_path = regress_sec, public, pg_catalog;
+SELECT regress_err($$SELECT pacelc.enqueue('sec_attacker_q', '{"n": 13}') > 0$$);
+RESET search_path;
+RESET ROLE;
+SELECT who, count(*) > 0 AS ran FROM public.regress_pwned GROUP BY who ORDER BY who;
+SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'regress_pacelc_attacker';
+DROP FUNCTION public.regress_msg_ok(jsonb), public.regress_probe(jsonb);
+
 -- clean up: nothing of the test stays behind
 SELECT pacelc.drop_queue(name) FROM pacelc.queues WHERE name ILIKE 'sec%' ORDER BY name;
 DELETE FROM pacelc.reservation_data WHERE sku IN ('sec-1', 'sec-a', 'sec-o');

@@ -29,17 +29,22 @@
 #include "access/genam.h"
 #include "access/tableam.h"
 #include "access/tupdesc.h"
+#include "access/transam.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_proc.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 
 #include "fastpath.h"
 #include "support.h"
@@ -127,6 +132,69 @@ pacelc_fastpath_table_ok(Relation rel)
 	return table_shape_ok(rel) && table_user_ok(rel);
 }
 
+/* A function a pure expression may call: built in and immutable. */
+static bool
+impure_function(Oid funcid, void *context)
+{
+	return funcid >= FirstNormalObjectId ||
+		func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
+}
+
+static bool
+impure_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, impure_function, context))
+		return true;
+	return expression_tree_walker(node, impure_walker, context);
+}
+
+/*
+ * Do the table's CHECK constraints and its indexes' expressions and
+ * predicates (the code an insert runs besides pacelc's) call built-in
+ * immutable functions only?  Those resolve no name and run no SQL, so an
+ * insert needs no pinned search path for them; a function of a DBA's (an
+ * SQL function's body is parsed when it is inlined or run, with the search
+ * path in force) makes the caller pin it (pacelc_pin_owner_path()).
+ * Reads the stored trees: nothing is planned or inlined here.
+ */
+static bool
+table_pure(Relation rel)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		pure = true;
+	int			i;
+
+	if (constr != NULL)
+		for (i = 0; i < constr->num_check && pure; i++)
+			pure = !impure_walker(stringToNode(constr->check[i].ccbin), NULL);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup;
+		Datum		d;
+		bool		isnull;
+
+		if (!pure)
+			break;
+		tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indexprs, &isnull);
+		if (!isnull)
+			pure = !impure_walker(stringToNode(TextDatumGetCString(d)), NULL);
+		d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
+		if (!isnull && pure)
+			pure = !impure_walker(stringToNode(TextDatumGetCString(d)), NULL);
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return pure;
+}
+
 /* Compiles the table's CHECK constraints into rc (a new relcache build). */
 static void
 row_checks_load(PacelcRowChecks *rc, Relation rel)
@@ -154,6 +222,10 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	else
 		MemoryContextReset(rc->cxt);
 
+	/* before the planner inlines a DBA's SQL function, parsing its body */
+	rc->pure = table_pure(rel);
+	if (!rc->pure)
+		pacelc_pin_owner_path();
 	old = MemoryContextSwitchTo(rc->cxt);
 	rc->ncheck = 0;
 	rc->checks = NULL;
@@ -201,7 +273,12 @@ pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel)
 bool
 pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel)
 {
-	return pacelc_fastpath_shape_ok(rc, rel) && table_user_ok(rel);
+	if (!pacelc_fastpath_shape_ok(rc, rel))
+		return false;
+	/* the insert will run a DBA's code: under the owner's search path */
+	if (!rc->pure)
+		pacelc_pin_owner_path();
+	return table_user_ok(rel);
 }
 
 /*
@@ -217,6 +294,8 @@ pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 
 	if (rc->relid != RelationGetRelid(rel))
 		row_checks_load(rc, rel);
+	if (!rc->pure)
+		pacelc_pin_owner_path();
 	if (desc->constr != NULL && desc->constr->has_not_null)
 	{
 		for (i = 0; i < desc->natts; i++)

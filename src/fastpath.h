@@ -25,6 +25,9 @@ typedef struct PacelcRowChecks
 	bool		registered;
 	bool		shape_ok;		/* plain table, no rule, trigger, generated
 								 * column */
+	bool		pure;			/* its CHECK constraints and index
+								 * expressions call built-in immutable
+								 * functions only */
 	MemoryContext cxt;
 	int			ncheck;
 	ExprState **checks;

@@ -21,7 +21,7 @@
  *
  * Either way the code runs with search_path = pg_catalog, pacelc, pg_temp
  * (the PL/pgSQL functions through a SET clause, the C entry points through
- * owner_path_push()), so no name in their bodies can resolve to a caller's
+ * pacelc_pin_owner_path()), so no name in their bodies can resolve to a caller's
  * temporary object or to a caller's schema.
  * A failing call needs no cleanup here: (sub)transaction abort restores the
  * user ID and security context, as it does for SECURITY DEFINER functions.
@@ -60,7 +60,6 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -112,63 +111,40 @@ cached_owner(FunctionCallInfo fcinfo)
 }
 
 /*
- * Pins the search path of the owner's code to pg_catalog, pacelc, pg_temp,
- * as a SET clause on the function would, with the same effects (a SET
- * LOCAL made inside ends with the call, a function with a SET clause of
- * its own gets its own path) and at a little less cost: fmgr's SET clause
- * handling parses the clause and wraps the call in an extra layer on every
- * call.  Returns the GUC nest level for owner_path_pop().  (PostgreSQL
- * 15's override search paths, which would save the GUC save and restore,
- * hide the setting from everything called inside, a DBA's trigger with
- * its own search path included, and are gone in 17.)
- */
-static int
-owner_path_push(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pacelc, pg_temp",
-							 superuser() ? PGC_SUSET : PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
-}
-
-static void
-owner_path_pop(int nestlevel)
-{
-	AtEOXact_GUC(true, nestlevel);
-}
-
-/*
  * Runs body as the owner of the called function, with pacelc_caller()
- * telling it who called, and with the owner's search path.  On error,
- * (sub)transaction abort restores the user ID, the security context and
- * the search path, as it does for SECURITY DEFINER functions.
+ * telling it who called, and with the owner's search path pinned
+ * (support.c): from the start, or (pin false) from when body first asks
+ * for it.  On error, (sub)transaction abort restores the user ID, the
+ * security context and the search path, as it does for SECURITY DEFINER
+ * functions.
  */
 Datum
-pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body)
+pacelc_run_as_owner(FunctionCallInfo fcinfo, PGFunction body, bool pin)
 {
 	Oid			save_caller = current_caller;
 	Oid			save_userid;
 	int			save_sec_context;
-	int			nestlevel;
+	int			save_path;
 	Datum		result;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	current_caller = save_userid;
 	SetUserIdAndSecContext(cached_owner(fcinfo),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	nestlevel = owner_path_push();
+	save_path = pacelc_owner_path_enter(pin);
 	PG_TRY();
 	{
 		result = body(fcinfo);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		current_caller = save_caller;
+		pacelc_owner_path_leave(save_path, true);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	owner_path_pop(nestlevel);
+	current_caller = save_caller;
+	pacelc_owner_path_leave(save_path, false);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return result;
 }

@@ -172,6 +172,7 @@ pacelc_queue_allowed(Oid caller, Oid owner, text *queue, bool consume)
 	values[0] = PointerGetDatum(queue);
 	values[1] = ObjectIdGetDatum(caller);
 	values[2] = BoolGetDatum(consume);
+	pacelc_pin_owner_path();	/* SQL follows (a no-op where pinned) */
 	SPI_connect();
 	if (SPI_execute_plan(pacelc_keep_plan(&grant_plan,
 										  "SELECT 1 FROM pacelc.queue_grants g"
@@ -272,6 +273,7 @@ enqueue_existing(text *queue, Datum key)
 	bool		isnull = true;
 	int64		id = 0;
 
+	pacelc_pin_owner_path();
 	values[0] = PointerGetDatum(queue);
 	values[1] = key;
 	if (SPI_execute_plan(pacelc_keep_plan(&enqueue_key_plan, enqueue_key_sql, 2, argtypes),
@@ -300,6 +302,7 @@ enqueue_execute(text *queue, Datum *values, const char *nulls,
 	SPIPlanPtr	plan;
 	int			rc;
 
+	pacelc_pin_owner_path();
 	if (nulls[3] == 'n')
 		plan = pacelc_keep_plan(&enqueue_nokey_plan, enqueue_nokey_sql, 6, argtypes);
 	else
@@ -335,6 +338,7 @@ enqueue_lookup_sql(text *queue, bool *consumer, Oid *owner)
 	bool		isnull;
 	int			rc;
 
+	pacelc_pin_owner_path();
 	values[0] = PointerGetDatum(queue);
 	pacelc_keep_plan(&plan,
 					 "SELECT q.handler IS NULL, q.owner::pg_catalog.oid FROM pacelc.queues q"
@@ -494,7 +498,8 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		return 0;
 	rel = table_open(relid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
-	if (!pacelc_fastpath_table_ok(rel))
+	/* (pins the owner's search path if the insert runs a DBA's code) */
+	if (!pacelc_fastpath_insert_ok(&message_checks, rel))
 	{
 		/* a rule, a trigger, row security...: the statement does it */
 		table_close(rel, RowExclusiveLock);
@@ -684,4 +689,4 @@ enqueue_body(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(id);
 }
 
-PACELC_OWNER_ENTRY(pacelc_enqueue, enqueue_body)
+PACELC_OWNER_ENTRY_LAZY(pacelc_enqueue, enqueue_body)

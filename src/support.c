@@ -20,8 +20,10 @@
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
@@ -242,6 +244,57 @@ pacelc_next_utility(ProcessUtility_hook_type prev, PlannedStmt *pstmt,
 /* ---------------------------------------------------------------------
  * The limits for SQL: table constraints and PL/pgSQL call these
  * --------------------------------------------------------------------- */
+
+/*
+ * The search path of the owner's code: pg_catalog, pacelc, pg_temp, set as
+ * a SET clause on the function would set it (a GUC nest level of its own:
+ * a SET LOCAL made inside ends with the call, a function with a SET clause
+ * of its own still gets its path).  The C entry points that act as the
+ * owner pin it themselves (privilege.c), most at their start; enqueue()
+ * only before it runs anything that resolves a name or may run code
+ * other than pacelc's (SQL, a DBA's CHECK or index function: see
+ * fastpath.c), since on PostgreSQL 15 the save and restore, and the
+ * caller's search path recomputed at its next statement, cost a twentieth
+ * of a message.  owner_path_level: the GUC nest level of the pin of the
+ * innermost entry point running, 0 while it has none.
+ */
+static int	owner_path_level = 0;
+
+void
+pacelc_pin_owner_path(void)
+{
+	if (owner_path_level != 0)
+		return;
+	owner_path_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pacelc, pg_temp",
+							 superuser() ? PGC_SUSET : PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* At an entry point's start: returns the caller's state for _leave(). */
+int
+pacelc_owner_path_enter(bool pin)
+{
+	int			saved = owner_path_level;
+
+	owner_path_level = 0;
+	if (pin)
+		pacelc_pin_owner_path();
+	return saved;
+}
+
+/*
+ * At its end: ends its pin, if it pinned.  After an error the
+ * (sub)transaction abort that catches it restores the setting: only the
+ * state is set back then.
+ */
+void
+pacelc_owner_path_leave(int saved, bool failed)
+{
+	if (owner_path_level != 0 && !failed)
+		AtEOXact_GUC(true, owner_path_level);
+	owner_path_level = saved;
+}
 
 PG_FUNCTION_INFO_V1(pacelc_private_valid_sku);
 

@@ -55,6 +55,9 @@
 extern bool pacelc_preloaded;
 
 extern void pacelc_check_loaded(void);
+extern void pacelc_pin_owner_path(void);
+extern int	pacelc_owner_path_enter(bool pin);
+extern void pacelc_owner_path_leave(int saved, bool failed);
 extern void pacelc_require_arg(FunctionCallInfo fcinfo, int argno,
 							   const char *name);
 extern void pacelc_check_key(text *key);

@@ -36,7 +36,7 @@ fi
 # their search path in C: each must be a PACELC_OWNER_ENTRY
 for sym in $(grep -h -A5 'FUNCTION pacelc_private.owner_entry_symbols' sql/pacelc--*.sql |
 	grep -o "'pacelc_[a-z_]*'" | tr -d "'" | sort -u); do
-	if ! grep -q "^PACELC_OWNER_ENTRY($sym," src/*.c; then
+	if ! grep -Eq "^PACELC_OWNER_ENTRY(_LAZY)?\($sym," src/*.c; then
 		echo "callgraph: $sym loses its SET search_path (owner_entry_symbols()) but is no PACELC_OWNER_ENTRY" >&2
 		exit 1
 	fi

@@ -305,7 +305,9 @@ produce "$SCRIPTS/enqueue_skiplocked.sql" "$(( DURATION < 5 ? DURATION : 5 ))" >
 produce "$SCRIPTS/enqueue_pacelc.sql" "$(( DURATION < 5 ? DURATION : 5 ))" >/dev/null 2>&1
 "${PSQL[@]}" -c "TRUNCATE bq" -c "CHECKPOINT"
 pacelc_drained
-"${PSQL[@]}" -c "DELETE FROM pacelc.messages" -c "TRUNCATE sink" -c "CHECKPOINT"
+# both tables start empty: TRUNCATE, as pacelc's worker does to a drained
+# table (a DELETE left the warm-up's rows dead in pacelc.messages only)
+"${PSQL[@]}" -c "TRUNCATE pacelc.messages" -c "TRUNCATE sink" -c "CHECKPOINT"
 
 # enqueue alone: pacelc.enqueue() vs the plain INSERT, no consumer running
 pacelc_workers off
