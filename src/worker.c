@@ -2019,6 +2019,14 @@ pick_queue(char *queue)
 	return false;
 }
 
+/* An int8[] of ids, a statement's parameter. */
+static Datum
+id_array(Datum *ids, int n)
+{
+	return PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /* A leased message's id and its place in the lease's order. */
 typedef struct LeaseOrder
 {
@@ -2088,8 +2096,7 @@ release_messages(DueMessage *msgs, int from, int to)
 		runs[i] = TimestampTzGetDatum(msgs[from + i].old_run_at);
 		intr[i] = BoolGetDatum(msgs[from + i].interrupted);
 	}
-	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[0] = id_array(ids, n);
 	values[1] = PointerGetDatum(construct_array(runs, n, TIMESTAMPTZOID, sizeof(TimestampTz),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[2] = PointerGetDatum(construct_array(intr, n, BOOLOID, 1, true, TYPALIGN_CHAR));
@@ -2224,8 +2231,7 @@ handle_batch(void)
 	SPI_freetuptable(SPI_tuptable);
 	if (nleased > 0)
 	{
-		values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
-													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[0] = id_array(ids, nleased);
 		values[1] = TimestampTzGetDatum(lease_until);
 		pacelc_keep_plan(&lease_mark_plan,
 						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
@@ -2260,8 +2266,7 @@ handle_batch(void)
 	begin_work("pacelc: handling messages");
 	batch_handler_name = NULL;
 	batch_start = GetCurrentTimestamp();
-	values[0] = PointerGetDatum(construct_array(ids, nleased, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[0] = id_array(ids, nleased);
 	values[1] = TimestampTzGetDatum(lease_until);
 	pacelc_keep_plan(&lock_plan,
 					 "SELECT m.id, m.attempts, q.handler::pg_catalog.text,"
@@ -2349,9 +2354,7 @@ handle_batch(void)
 	release_messages(msgs, i, n);
 	if (ndone > 0)
 	{
-		values[0] = PointerGetDatum(construct_array(done_ids, ndone, INT8OID,
-													sizeof(int64), FLOAT8PASSBYVAL,
-													TYPALIGN_DOUBLE));
+		values[0] = id_array(done_ids, ndone);
 		pacelc_keep_plan(&done_plan,
 						 "UPDATE pacelc.messages SET state = 'done',"
 						 "       done_at = pg_catalog.clock_timestamp(), leased_until = NULL"
