@@ -21,8 +21,8 @@
  *
  * Either way the code runs with search_path = pg_catalog, pacelc, pg_temp
  * (the PL/pgSQL functions through a SET clause, the C entry points through
- * pacelc_pin_owner_path()), so no name in their bodies can resolve to a caller's
- * temporary object or to a caller's schema.
+ * pacelc_pin_owner_path()), so no name in their bodies can resolve to a
+ * caller's temporary object or to a caller's schema.
  * A failing call needs no cleanup here: (sub)transaction abort restores the
  * user ID and security context, as it does for SECURITY DEFINER functions.
  *

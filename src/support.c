@@ -256,15 +256,17 @@ pacelc_next_utility(ProcessUtility_hook_type prev, PlannedStmt *pstmt,
  * fastpath.c), since on PostgreSQL 15 the save and restore, and the
  * caller's search path recomputed at its next statement, cost a twentieth
  * of a message.  owner_path_level: the GUC nest level of the pin of the
- * innermost entry point running, 0 while it has none.
+ * innermost entry point running, 0 while it has none, -1 while none runs
+ * (pacelc's other code then runs in a function with a SET clause, or in
+ * the worker with its own settings: nothing to pin).
  */
-static int	owner_path_level = 0;
+static int	owner_path_level = -1;
 
 void
 pacelc_pin_owner_path(void)
 {
 	if (owner_path_level != 0)
-		return;
+		return;					/* pinned already, or not in an entry point */
 	owner_path_level = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pacelc, pg_temp",
 							 superuser() ? PGC_SUSET : PGC_USERSET,
@@ -291,7 +293,7 @@ pacelc_owner_path_enter(bool pin)
 void
 pacelc_owner_path_leave(int saved, bool failed)
 {
-	if (owner_path_level != 0 && !failed)
+	if (owner_path_level > 0 && !failed)
 		AtEOXact_GUC(true, owner_path_level);
 	owner_path_level = saved;
 }
