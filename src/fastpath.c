@@ -10,15 +10,15 @@
  * without an INSERT statement: no plan, no executor start.  Those tables
  * are the extension's, but a superuser may still change them: add a rule,
  * a trigger, a NOT NULL, or replace a CHECK constraint by one of the same
- * name.  pacelc_fastpath_table_ok() says when the direct way may not be
+ * name.  pacelc_fastpath_insert_ok() says when the direct way may not be
  * taken at all (the caller then runs its SQL statement, which does what
- * the table asks); pacelc_fastpath_check_row() enforces the NOT NULL and
- * CHECK constraints the table has now, as ExecConstraints() does, with the
- * expressions compiled once per relcache build of the table instead of
- * once per row.  pacelc_fastpath_insert_ok() is table_ok() with what
- * depends on the relcache entry alone (relkind, rules, triggers, generated
- * columns) found once per relcache build too, in the same PacelcRowChecks;
- * pacelc_fastpath_shape_ok() is that part alone, for a direct read.
+ * the table asks), with what depends on the relcache entry alone
+ * (relkind, rules, triggers, generated columns) found once per relcache
+ * build, in a PacelcRowChecks; pacelc_fastpath_check_row() enforces the
+ * NOT NULL and CHECK constraints the table has now, as ExecConstraints()
+ * does, with the expressions compiled once per relcache build of the table
+ * instead of once per row.  pacelc_fastpath_shape_ok() is the relcache
+ * part alone, for a direct read.
  *
  * fastpath.c calls only support.c.
  *
@@ -117,19 +117,6 @@ table_user_ok(Relation rel)
 		return false;
 	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
 							 ACL_INSERT) == ACLCHECK_OK;
-}
-
-/*
- * May rows go into this table directly?  Not when an INSERT statement
- * would do more than insert the row and its index entries: a rule, a
- * trigger, row security applying to the current user, a generated column;
- * nor when the current user (the extension's owner, acting) may not insert
- * into it: then the statement raises what PostgreSQL raises.
- */
-bool
-pacelc_fastpath_table_ok(Relation rel)
-{
-	return table_shape_ok(rel) && table_user_ok(rel);
 }
 
 /* A function a pure expression may call: built in and immutable. */
@@ -267,8 +254,13 @@ pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel)
 }
 
 /*
- * pacelc_fastpath_table_ok() with the table's shape kept in rc (the one
- * later given to pacelc_fastpath_check_row for the same table).
+ * May rows go into this table directly?  Not when an INSERT statement
+ * would do more than insert the row and its index entries: a rule, a
+ * trigger, row security applying to the current user, a generated column;
+ * nor when the current user (the extension's owner, acting) may not insert
+ * into it: then the statement raises what PostgreSQL raises.  The table's
+ * shape is kept in rc (the one later given to pacelc_fastpath_check_row
+ * for the same table).
  */
 bool
 pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel)

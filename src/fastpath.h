@@ -35,7 +35,6 @@ typedef struct PacelcRowChecks
 	ExprContext *econtext;
 } PacelcRowChecks;
 
-extern bool pacelc_fastpath_table_ok(Relation rel);
 extern bool pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel);
 extern bool pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel);
 extern void pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
