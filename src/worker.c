@@ -95,6 +95,7 @@ PGDLLEXPORT void pacelc_launcher_main(Datum arg);
 PGDLLEXPORT void pacelc_worker_main(Datum arg);
 
 static int	worker_batch = 100;
+static int	worker_linger_ms = 0;
 static int	handler_timeout_ms = 30000;
 static int	worker_naptime_s = 5;
 static int	launcher_naptime_s = 30;
@@ -712,6 +713,12 @@ pacelc_worker_init(void)
 							"A batch also ends after 200 ms, when holds are due to expire, and on reload or shutdown.",
 							&worker_batch, 100, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.worker_linger",
+							"How long a worker waits for more messages after a batch that emptied its queue.",
+							"Only after a batch of two or more messages (under load), holding the queue: larger "
+							"batches cost less per message, each message waits up to this much longer. 0 turns it off.",
+							&worker_linger_ms, 0, 0, 100,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.handler_timeout",
 							"Time limit for one handler call.",
 							"A handler still running then is cancelled, again and again; one that still does not return "
@@ -1877,6 +1884,7 @@ static bool planned = false;
 static bool inflight_scan = true;	/* count other workers' unfinished attempts */
 static bool inflight_open = false;
 static uint32 orphans_seen = 0;
+static bool linger = false;		/* the last batch emptied its queue under load */
 
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
@@ -2577,7 +2585,10 @@ handle_batch(void)
 		pacelc_inflight_clear();	/* committed: every attempt is counted */
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);
-	set_my_queue("");
+	/* keeps the queue while it lingers: enqueues then wake no other worker */
+	linger = worker_linger_ms > 0 && nleased >= 2 && nleased < nlease && i == n;
+	if (!linger)
+		set_my_queue("");
 	return true;
 }
 
@@ -2662,6 +2673,13 @@ worker_round(TimestampTz *last_full)
 		planned = false;
 		if (!handle_batch())
 			break;
+		if (linger)
+		{
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, worker_linger_ms,
+							 PG_WAIT_EXTENSION);
+			set_my_queue("");
+			linger = false;
+		}
 		CHECK_FOR_INTERRUPTS();
 		reload_config_if_pending();
 		leave_if_database_locked();
