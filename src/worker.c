@@ -2149,7 +2149,10 @@ batch_should_stop(TimestampTz batch_start)
 static void
 inflight_exit(int code, Datum arg)
 {
-	bool		left = pacelc_inflight_pending();
+	bool		left;
+
+	pacelc_inflight_settle();	/* only the handlers that started count */
+	left = pacelc_inflight_pending();
 
 	pacelc_inflight_close();
 	if (left && wshared != NULL)
@@ -2158,6 +2161,18 @@ inflight_exit(int code, Datum arg)
 		wshared->orphans++;
 		SpinLockRelease(&wshared->mutex);
 	}
+}
+
+/* Has a worker left a batch since this one last looked? */
+static bool
+orphans_changed(void)
+{
+	bool		changed;
+
+	SpinLockAcquire(&wshared->mutex);
+	changed = wshared->orphans != orphans_seen;
+	SpinLockRelease(&wshared->mutex);
+	return changed;
 }
 
 /* The OID of pacelc.messages, which inflight.c files name. */
@@ -2169,6 +2184,32 @@ messages_relid(void)
 	return OidIsValid(nsp) ? get_relname_relid("messages", nsp) : InvalidOid;
 }
 
+/* recover_attempts()'s statement, in a subtransaction of its own. */
+typedef struct RecoverArgs
+{
+	Datum		values[3];
+	uint64		counted;
+} RecoverArgs;
+
+static void
+recover_update(void *arg)
+{
+	RecoverArgs *r = (RecoverArgs *) arg;
+	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+
+	pacelc_keep_plan(&recover_plan,
+					 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+					 "       run_at = $3, leased_until = $3"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
+					 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
+					 "   AND m.attempts = j.attempts AND m.state = 'ready'"
+					 "   AND m.leased_until IS NULL", 3, argtypes);
+	if (SPI_execute_plan(recover_plan, r->values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pacelc worker: could not count unfinished attempts");
+	r->counted = SPI_processed;
+}
+
 /*
  * Counts the attempts of batches that never finished (inflight.c): this
  * worker's own, and with inflight_scan those of the database's workers
@@ -2176,24 +2217,34 @@ messages_relid(void)
  * and no lease gets the lease that attempt would have committed, already
  * ended, so that its next lease records the attempt as failed ("did not
  * finish"), exactly as for a lease that ran out.
+ *
+ * The statement waits (lock_timeout) for the row locks of a worker that
+ * is exiting, which end with its transaction.  A lock that outlasts that
+ * is a client's (an ack() or nack() of the message in a transaction left
+ * open): the files are kept, to be counted before a later batch, and the
+ * worker goes on (with its own file still listing a batch it leases its
+ * batches the old way meanwhile) rather than fail its round every time and
+ * let one client stall the database's queues.
  */
 static void
 recover_attempts(void)
 {
-	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
-	Datum		values[3];
+	RecoverArgs r;
 	PacelcInflightEntry *entries;
 	Datum	   *ids,
 			   *atts;
 	int			n,
 				i;
 	TimestampTz now;
+	bool		counted = true;
 
 	begin_work("pacelc: counting unfinished attempts");
 	n = pacelc_inflight_collect(MyDatabaseId, messages_relid(), inflight_scan, &entries);
 	now = GetCurrentTimestamp();
 	if (n > 0)
 	{
+		ErrorData  *edata;
+
 		ids = palloc(sizeof(Datum) * n);
 		atts = palloc(sizeof(Datum) * n);
 		for (i = 0; i < n; i++)
@@ -2201,28 +2252,29 @@ recover_attempts(void)
 			ids[i] = Int64GetDatum(entries[i].id);
 			atts[i] = Int32GetDatum(entries[i].attempts);
 		}
-		values[0] = id_array(ids, n);
-		values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
-													TYPALIGN_INT));
-		values[2] = TimestampTzGetDatum(now);
-		pacelc_keep_plan(&recover_plan,
-						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
-						 "       run_at = $3, leased_until = $3"
-						 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-						 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
-						 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
-						 "   AND m.attempts = j.attempts AND m.state = 'ready'"
-						 "   AND m.leased_until IS NULL", 3, argtypes);
-		if (SPI_execute_plan(recover_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "pacelc worker: could not count unfinished attempts");
-		if (SPI_processed > 0)
+		r.values[0] = id_array(ids, n);
+		r.values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
+													  TYPALIGN_INT));
+		r.values[2] = TimestampTzGetDatum(now);
+		r.counted = 0;
+		edata = pacelc_run_in_subxact(recover_update, &r);
+		if (edata != NULL)
+		{
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			counted = false;
+		}
+		else if (r.counted > 0)
 			ereport(LOG,
 					(errmsg("pacelc worker counted " UINT64_FORMAT " unfinished handler attempts",
-							(uint64) SPI_processed),
+							r.counted),
 					 errdetail("A worker stopped or the server crashed while their handlers ran.")));
 	}
 	end_work();
-	pacelc_inflight_release(true);
+	pacelc_inflight_release(counted);
+	if (!counted)
+		return;					/* inflight_scan stays: again next batch */
 	inflight_scan = false;
 	if (n > 0)
 		lower_floors(MyDatabaseId, now);	/* due now, maybe below a floor */
@@ -2378,6 +2430,21 @@ handle_batch(void)
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
+
+	/*
+	 * A worker that left in the middle of a batch tells the others before
+	 * its transaction ends and lets go of its messages (inflight_exit()):
+	 * if it did since this batch looked, the rows just locked may be its,
+	 * with that attempt not counted yet.  Leave them: the next batch counts
+	 * its file first.
+	 */
+	if (nleased > 0 && orphans_changed())
+	{
+		SPI_freetuptable(SPI_tuptable);
+		end_work();
+		set_my_queue("");
+		return true;
+	}
 	/* in the round's memory: they outlive this transaction */
 	ids = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
 	runs = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
@@ -2538,6 +2605,8 @@ handle_batch(void)
 			nhandled++;
 			continue;
 		}
+		if (!leased)
+			pacelc_inflight_reached(i + 1); /* an attempt from here on */
 		if (handle_message(m, queue))
 			done_ids[ndone++] = Int64GetDatum(m->id);
 		nhandled++;
@@ -2812,6 +2881,7 @@ pacelc_worker_main(Datum arg)
 				EmitErrorReport();	/* not a lock_timeout: DDL was at work */
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			pacelc_inflight_settle();
 			pacelc_inflight_release(false);
 			set_my_queue("");
 			check_extension = true;
