@@ -54,6 +54,13 @@
 
 #define INFLIGHT_MAGIC	0x50434632	/* "PCF2" */
 
+/* Longest wait for the lock of its own file (see pacelc_inflight_open). */
+#define INFLIGHT_LOCK_WAIT_MS	30000
+
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
 typedef struct InflightHeader
 {
 	uint32		magic;
@@ -94,9 +101,11 @@ void
 pacelc_inflight_open(Oid dbid, int index)
 {
 	struct stat st;
+	int			waited_ms = 0;
 
 	inflight_path(own_path, dbid, index);
-	own_fd = BasicOpenFile(own_path, O_RDWR | O_CREAT | PG_BINARY);
+	/* not inherited by a program a handler starts, which would keep the lock */
+	own_fd = BasicOpenFile(own_path, O_RDWR | O_CREAT | O_CLOEXEC | PG_BINARY);
 	if (own_fd < 0)
 	{
 		ereport(WARNING,
@@ -105,19 +114,42 @@ pacelc_inflight_open(Oid dbid, int index)
 				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
 		return;
 	}
+
+	/*
+	 * Another worker counting what it lists holds the lock for one short
+	 * transaction; anything longer (a process that should not have the
+	 * file) must not keep this worker from its work.
+	 */
 	while (flock(own_fd, LOCK_EX | LOCK_NB) != 0)
 	{
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			ereport(ERROR,
+		if (errno == EWOULDBLOCK && waited_ms >= INFLIGHT_LOCK_WAIT_MS)
+			errno = EAGAIN;		/* "resource temporarily unavailable" */
+		else if (errno == EWOULDBLOCK || errno == EINTR)
+			errno = 0;
+		if (errno != 0)
+		{
+			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not lock file \"%s\": %m", own_path)));
+					 errmsg("could not lock file \"%s\": %m", own_path),
+					 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+			close(own_fd);
+			own_fd = -1;
+			return;
+		}
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
+		waited_ms += 10;
 	}
 	if (fstat(own_fd, &st) != 0)
-		ereport(ERROR,
+	{
+		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not stat file \"%s\": %m", own_path)));
+				 errmsg("could not stat file \"%s\": %m", own_path),
+				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+		close(own_fd);
+		own_fd = -1;
+		return;
+	}
 	own_pending = st.st_size > 0;
 }
 
@@ -343,7 +375,7 @@ pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
 			if (strcmp(path, own_path) == 0 ||
 				strcmp(path + strlen(PG_STAT_TMP_DIR) + 1, de->d_name) != 0)
 				continue;
-			fd = BasicOpenFile(path, O_RDWR | PG_BINARY);
+			fd = BasicOpenFile(path, O_RDWR | O_CLOEXEC | PG_BINARY);
 			if (fd < 0)
 				continue;
 			/* its owner runs (and counts its own), or it is empty */
