@@ -1312,7 +1312,16 @@ typedef struct DueMessage
  *	extension's tables one after the other, and with a pool each worker's
  *	deadlock check (10 ms, once per wait) may run before the cycle closes,
  *	leaving the command's own check to find it and fail.  A worker gives
- *	up its round instead (quietly) and tries again a second later.
+ *	up its round instead (quietly) and tries again a second later;
+ *	default_transaction_isolation: the worker's transactions (a batch, its
+ *	handlers included) are READ COMMITTED whatever the database's default.
+ *	Under REPEATABLE READ or SERIALIZABLE the workers' own statements on
+ *	pacelc.messages (FOR UPDATE SKIP LOCKED of a row another worker has
+ *	just marked done, the "done" of a batch, the counting of unfinished
+ *	attempts) fail with serialization errors, and a batch that fails to
+ *	commit counts an attempt for every handler it ran: messages whose
+ *	handlers succeeded went dead.  (The value handlers get back does not
+ *	change their transaction's level, which is set when it starts.)
  */
 typedef struct WorkerSetting
 {
@@ -1327,6 +1336,7 @@ static WorkerSetting worker_settings[] = {
 	{"jit", "off", NULL},
 	{"lock_timeout", "200ms", NULL},
 	{"plan_cache_mode", "force_generic_plan", NULL},
+	{"default_transaction_isolation", "read committed", NULL},
 #if PG_VERSION_NUM >= 170000
 	/* the worker's own transactions (a handler gets the database's value) */
 	{"transaction_timeout", "0", NULL},

@@ -7,7 +7,10 @@
 #  2. a tenant's open transactions that hold the row locks of messages
 #     listed in the files of workers that gave up (one per worker of the
 #     pool) must not stall the other queues of the database: a worker whose
-#     counting meets a row lock held by a client goes on with its batches.
+#     counting meets a row lock held by a client goes on with its batches;
+#  3. a database with default_transaction_isolation = serializable: the
+#     workers' own statements must not fail each other's batches (with
+#     max_attempts 1: messages whose handlers succeeded must not end dead).
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
@@ -127,6 +130,39 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM effects WHERE 
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(state || ':' || attempts, ',' ORDER BY id) FROM pacelc.messages
 	 WHERE queue IN ('stuck1', 'stuck2')}), 'done:0,done:0', 'the acked messages are done');
+
+# --- 3. a database whose default isolation is serializable -----------------
+# The worker's own statements (lock, done, counting) in a SERIALIZABLE batch
+# conflict with each other's (two workers on one queue): a batch that fails
+# to commit counts every started attempt as failed, and with max_attempts 1
+# messages whose handlers succeeded end dead.
+$node->safe_psql('postgres', q{
+	ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';
+	CREATE FUNCTION quick(p jsonb) RETURNS void LANGUAGE plpgsql
+		AS $$ BEGIN INSERT INTO effects VALUES (p->>'q'); END $$;
+	SET ROLE regress_pacelc_shop;
+	SELECT pacelc.create_queue('ser', 'quick(jsonb)', max_attempts => 1, concurrency => 2);
+});
+# the workers read the database's settings when they connect
+$node->safe_psql('postgres', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pacelc worker'});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}),
+	'the pool is back, serializable by default');
+$node->safe_psql('postgres', q{
+	SET ROLE regress_pacelc_shop;
+	SELECT count(pacelc.enqueue('ser', jsonb_build_object('q', 'ser'))) FROM generate_series(1, 3000)});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'ser' AND state = 'ready'}),
+	'the serializable queue is drained');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE state = 'done') || ' done, '
+	       || count(*) FILTER (WHERE state = 'dead') || ' dead'
+	  FROM pacelc.messages WHERE queue = 'ser'}),
+	'3000 done, 0 dead', 'no message dies of the worker\'s own serialization failures');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'ser'}),
+	'3000', 'one effect per message');
 
 $node->stop;
 done_testing();
