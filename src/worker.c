@@ -1889,6 +1889,23 @@ static bool inflight_open = false;
 static uint32 orphans_seen = 0;
 
 /*
+ * The earliest run_at of the batch in this worker's file while it runs
+ * (DT_NOEND: none).  A batch that does not commit leaves its messages as
+ * they were, below the floors other workers raised while skipping them as
+ * locked; those its counting does not touch (never started) are due there.
+ */
+static TimestampTz open_batch_from = DT_NOEND;
+
+static void
+abandon_open_batch(void)
+{
+	if (open_batch_from == DT_NOEND || wshared == NULL)
+		return;
+	lower_floors(MyDatabaseId, open_batch_from);
+	open_batch_from = DT_NOEND;
+}
+
+/*
  * Reads both times, inside the caller's transaction.  Per queue, so each
  * probe is one step into the (queue, run_at, id) index; the expiry probe is
  * one step into the partial expiry index.
@@ -2185,6 +2202,17 @@ orphans_changed(void)
 	return changed;
 }
 
+/*
+ * Later at exit (on_shmem_exit), once the transaction has aborted and its
+ * row locks are gone: a scan made while they were held would have passed
+ * the batch's messages by and raised its floor over them again.
+ */
+static void
+inflight_exit_floors(int code, Datum arg)
+{
+	abandon_open_batch();
+}
+
 /* The OID of pacelc.messages, which inflight.c files name. */
 static Oid
 messages_relid(void)
@@ -2383,6 +2411,7 @@ handle_batch(void)
 		/* here, not at start: a database without pacelc gets no file */
 		pacelc_inflight_open(MyDatabaseId, my_index);
 		before_shmem_exit(inflight_exit, (Datum) 0);
+		on_shmem_exit(inflight_exit_floors, (Datum) 0);
 		inflight_open = true;
 	}
 	SpinLockAcquire(&wshared->mutex);
@@ -2486,6 +2515,8 @@ handle_batch(void)
 	SPI_freetuptable(SPI_tuptable);
 	leased = nleased > 0 &&
 		(interrupted || !pacelc_inflight_write(messages_relid(), record, nleased));
+	if (nleased > 0 && !leased)
+		open_batch_from = msgs[0].old_run_at;	/* the scan's order */
 	if (leased)
 	{
 		values[0] = id_array(ids, nleased);
@@ -2653,7 +2684,10 @@ handle_batch(void)
 	}
 	end_work();
 	if (!leased)
+	{
 		pacelc_inflight_clear();	/* committed: every attempt is counted */
+		open_batch_from = DT_NOEND;
+	}
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);
 	set_my_queue("");
@@ -2892,6 +2926,7 @@ pacelc_worker_main(Datum arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pacelc_inflight_settle();
+			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
 			check_extension = true;
