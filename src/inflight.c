@@ -340,16 +340,28 @@ hold_fd(int fd)
  * in *entries (palloc'd).  The caller records them, commits, then calls
  * pacelc_inflight_release(true); on an error, release(false) (or the next
  * collect) lets the files go as they are.
+ *
+ * With others, also the entries of the files whose owner runs, in *busy
+ * (*nbusy of them; read without the lock, the files left as they are).
+ * Those are the owner's batch in progress (its rows locked), or what it
+ * has still to count after a crash or a failed batch: an owner that has
+ * just started may not have counted yet when another worker takes a batch,
+ * and a message taken then would run with that attempt uncounted.  The
+ * caller counts the busy entries whose rows nobody has locked.
  */
 int
 pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
-						PacelcInflightEntry **entries)
+						PacelcInflightEntry **entries,
+						PacelcInflightEntry **busy, int *nbusy)
 {
 	int			n = 0,
-				max = 0;
+				max = 0,
+				maxbusy = 0;
 
 	pacelc_inflight_release(false);
 	*entries = NULL;
+	*busy = NULL;
+	*nbusy = 0;
 	if (own_fd >= 0 && own_pending)
 	{
 		read_entries(own_fd, own_path, dbid, relid, entries, &n, &max);
@@ -378,9 +390,14 @@ pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
 			fd = BasicOpenFile(path, O_RDWR | O_CLOEXEC | PG_BINARY);
 			if (fd < 0)
 				continue;
-			/* its owner runs (and counts its own), or it is empty */
-			if (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
-				fstat(fd, &st) != 0 || st.st_size == 0)
+			if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+			{
+				/* its owner runs: see above */
+				read_entries(fd, path, dbid, relid, busy, nbusy, &maxbusy);
+				close(fd);
+				continue;
+			}
+			if (fstat(fd, &st) != 0 || st.st_size == 0)
 			{
 				close(fd);
 				continue;

@@ -28,7 +28,8 @@ extern void pacelc_inflight_reached(int k);
 extern void pacelc_inflight_settle(void);
 extern void pacelc_inflight_clear(void);
 extern int	pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
-									PacelcInflightEntry **entries);
+									PacelcInflightEntry **entries,
+									PacelcInflightEntry **busy, int *nbusy);
 extern void pacelc_inflight_release(bool recorded);
 
 #endif							/* PACELC_INFLIGHT_H */

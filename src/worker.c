@@ -1395,6 +1395,7 @@ static SPIPlanPtr dead_plan = NULL;
 static SPIPlanPtr plan_plan = NULL;
 static SPIPlanPtr queue_plan = NULL;
 static SPIPlanPtr recover_plan = NULL;
+static SPIPlanPtr recover_busy_plan = NULL;
 
 /* ---------------------------------------------------------------------
  * One handler call
@@ -2182,6 +2183,16 @@ batch_should_stop(TimestampTz batch_start)
  * after: the counting waits for it.)
  */
 static void
+announce_orphans(void)
+{
+	if (wshared == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	wshared->orphans++;
+	SpinLockRelease(&wshared->mutex);
+}
+
+static void
 inflight_exit(int code, Datum arg)
 {
 	bool		left;
@@ -2190,12 +2201,8 @@ inflight_exit(int code, Datum arg)
 	left = pacelc_inflight_pending();
 
 	pacelc_inflight_close();
-	if (left && wshared != NULL)
-	{
-		SpinLockAcquire(&wshared->mutex);
-		wshared->orphans++;
-		SpinLockRelease(&wshared->mutex);
-	}
+	if (left)
+		announce_orphans();
 }
 
 /* Has a worker left a batch since this one last looked? */
@@ -2230,10 +2237,11 @@ messages_relid(void)
 	return OidIsValid(nsp) ? get_relname_relid("messages", nsp) : InvalidOid;
 }
 
-/* recover_attempts()'s statement, in a subtransaction of its own. */
+/* recover_attempts()'s statements, in a subtransaction of their own. */
 typedef struct RecoverArgs
 {
 	Datum		values[3];
+	bool		skip_locked;	/* entries of a file whose owner runs */
 	uint64		counted;
 } RecoverArgs;
 
@@ -2242,27 +2250,88 @@ recover_update(void *arg)
 {
 	RecoverArgs *r = (RecoverArgs *) arg;
 	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+	SPIPlanPtr	plan;
 
-	pacelc_keep_plan(&recover_plan,
-					 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
-					 "       run_at = $3, leased_until = $3"
-					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-					 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
-					 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
-					 "   AND m.attempts = j.attempts AND m.state = 'ready'"
-					 "   AND m.leased_until IS NULL", 3, argtypes);
-	if (SPI_execute_plan(recover_plan, r->values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (!r->skip_locked)
+		pacelc_keep_plan(&recover_plan,
+						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+						 "       run_at = $3, leased_until = $3"
+						 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+						 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
+						 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
+						 "   AND m.attempts = j.attempts AND m.state = 'ready'"
+						 "   AND m.leased_until IS NULL", 3, argtypes);
+	else
+		pacelc_keep_plan(&recover_busy_plan,
+						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+						 "       run_at = $3, leased_until = $3"
+						 "  FROM (SELECT l.id FROM pacelc.messages l,"
+						 "               ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+						 "                          pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
+						 "         WHERE l.id = j.id AND l.id = ANY ($1)"
+						 "           AND l.attempts = j.attempts AND l.state = 'ready'"
+						 "           AND l.leased_until IS NULL"
+						 "           FOR UPDATE OF l SKIP LOCKED) s"
+						 " WHERE m.id = s.id", 3, argtypes);
+	plan = r->skip_locked ? recover_busy_plan : recover_plan;
+	if (SPI_execute_plan(plan, r->values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pacelc worker: could not count unfinished attempts");
 	r->counted = SPI_processed;
 }
 
 /*
+ * Counts n entries in a subtransaction: waiting for their row locks (a
+ * worker that exits holds them until its transaction has aborted), or
+ * with skip_locked passing by the rows someone holds.  False: a lock
+ * outlasted lock_timeout (a client's open ack() or nack()).
+ */
+static bool
+count_entries(PacelcInflightEntry *entries, int n, bool skip_locked, TimestampTz now)
+{
+	RecoverArgs r;
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *atts = palloc(sizeof(Datum) * n);
+	ErrorData  *edata;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(entries[i].id);
+		atts[i] = Int32GetDatum(entries[i].attempts);
+	}
+	r.values[0] = id_array(ids, n);
+	r.values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
+												  TYPALIGN_INT));
+	r.values[2] = TimestampTzGetDatum(now);
+	r.skip_locked = skip_locked;
+	r.counted = 0;
+	edata = pacelc_run_in_subxact(recover_update, &r);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		return false;
+	}
+	if (r.counted > 0)
+		ereport(LOG,
+				(errmsg("pacelc worker counted " UINT64_FORMAT " unfinished handler attempts",
+						r.counted),
+				 errdetail("A worker stopped or the server crashed while their handlers ran.")));
+	return true;
+}
+
+/*
  * Counts the attempts of batches that never finished (inflight.c): this
  * worker's own, and with inflight_scan those of the database's workers
- * that are not running.  Each message still ready with the attempts listed
- * and no lease gets the lease that attempt would have committed, already
- * ended, so that its next lease records the attempt as failed ("did not
- * finish"), exactly as for a lease that ran out.
+ * that are not running, and those of running workers whose rows nobody
+ * holds (an owner that has not counted its own yet, see
+ * pacelc_inflight_collect()).  Each message still ready with the attempts
+ * listed and no lease gets the lease that attempt would have committed,
+ * already ended, so that its next lease records the attempt as failed
+ * ("did not finish"), exactly as for a lease that ran out.  Counting twice
+ * (the owner and another worker) changes nothing: the second finds the
+ * lease.
  *
  * The statement waits (lock_timeout) for the row locks of a worker that
  * is exiting, which end with its transaction.  A lock that outlasts that
@@ -2275,55 +2344,28 @@ recover_update(void *arg)
 static void
 recover_attempts(void)
 {
-	RecoverArgs r;
 	PacelcInflightEntry *entries;
-	Datum	   *ids,
-			   *atts;
+	PacelcInflightEntry *busy;
 	int			n,
-				i;
+				nbusy;
 	TimestampTz now;
 	bool		counted = true;
 
 	begin_work("pacelc: counting unfinished attempts");
-	n = pacelc_inflight_collect(MyDatabaseId, messages_relid(), inflight_scan, &entries);
+	n = pacelc_inflight_collect(MyDatabaseId, messages_relid(), inflight_scan,
+								&entries, &busy, &nbusy);
 	now = GetCurrentTimestamp();
 	if (n > 0)
-	{
-		ErrorData  *edata;
-
-		ids = palloc(sizeof(Datum) * n);
-		atts = palloc(sizeof(Datum) * n);
-		for (i = 0; i < n; i++)
-		{
-			ids[i] = Int64GetDatum(entries[i].id);
-			atts[i] = Int32GetDatum(entries[i].attempts);
-		}
-		r.values[0] = id_array(ids, n);
-		r.values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
-													  TYPALIGN_INT));
-		r.values[2] = TimestampTzGetDatum(now);
-		r.counted = 0;
-		edata = pacelc_run_in_subxact(recover_update, &r);
-		if (edata != NULL)
-		{
-			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-				ReThrowError(edata);
-			FreeErrorData(edata);
-			counted = false;
-		}
-		else if (r.counted > 0)
-			ereport(LOG,
-					(errmsg("pacelc worker counted " UINT64_FORMAT " unfinished handler attempts",
-							r.counted),
-					 errdetail("A worker stopped or the server crashed while their handlers ran.")));
-	}
+		counted = count_entries(entries, n, false, now);
+	if (nbusy > 0)
+		(void) count_entries(busy, nbusy, true, now);
 	end_work();
 	pacelc_inflight_release(counted);
+	if (n > 0 || nbusy > 0)
+		lower_floors(MyDatabaseId, now);	/* due now, maybe below a floor */
 	if (!counted)
 		return;					/* inflight_scan stays: again next batch */
 	inflight_scan = false;
-	if (n > 0)
-		lower_floors(MyDatabaseId, now);	/* due now, maybe below a floor */
 }
 
 /*
@@ -2944,6 +2986,9 @@ pacelc_worker_main(Datum arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pacelc_inflight_settle();
+			/* its messages are free now: the others count them first */
+			if (pacelc_inflight_pending())
+				announce_orphans();
 			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
