@@ -34,10 +34,25 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login =>
 	CREATE TABLE effects (q text);
 	GRANT INSERT ON effects TO regress_pacelc_shop;
 	-- writes its effect, then sleeps p->>'s' seconds
+	-- (the server log counts its starts: RAISE LOG survives any rollback)
 	CREATE FUNCTION sleeper(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
+		RAISE LOG 'inflight-test: handler of % starts', p->>'q';
 		INSERT INTO effects VALUES (p->>'q');
 		PERFORM pg_sleep((p->>'s')::float8);
+	END $$;
+	-- swallows every cancellation and keeps sleeping: the worker gives up
+	CREATE FUNCTION stubborn(p jsonb) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		RAISE LOG 'inflight-test: handler of % starts', p->>'q';
+		INSERT INTO effects VALUES (p->>'q');
+		LOOP
+			BEGIN
+				PERFORM pg_sleep(3600);
+			EXCEPTION WHEN query_canceled THEN
+				NULL;
+			END;
+		END LOOP;
 	END $$;
 	CREATE FUNCTION record_q(p jsonb) RETURNS void LANGUAGE sql
 		AS $$ INSERT INTO effects VALUES (p->>'q') $$;
@@ -46,6 +61,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login =>
 	SELECT pacelc.create_queue('stuck', 'sleeper(jsonb)', max_attempts => 1);
 	SELECT pacelc.create_queue('other', 'record_q(jsonb)');
 	SELECT pacelc.create_queue('poison', 'sleeper(jsonb)', max_attempts => 3, backoff => '1 ms');
+	SELECT pacelc.create_queue('stubborn', 'stubborn(jsonb)', max_attempts => 1);
 });
 
 # Polls $sql until it returns $expected (a string) or, with $expected
@@ -78,6 +94,15 @@ sub enqueue
 	});
 }
 
+# how many times the handler of message "q" started (server log)
+sub starts
+{
+	my ($q) = @_;
+	my $log = slurp_file($node->logfile);
+	my @m = $log =~ /inflight-test: handler of \Q$q\E starts/g;
+	return scalar @m;
+}
+
 # the pid of the worker while a handler sleeps in pg_sleep ('' if none)
 my $sleeping_worker = q{
 	SELECT pid FROM pg_stat_activity
@@ -95,6 +120,7 @@ ok(defined $w, 'the handler of "brief" was seen running');
 is($row, 'ready:0:true', 'while its handler runs the message shows attempts 0 and no lease');
 ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $brief},
 			'done:1', 20))[0], 'once handled: done, attempts 1');
+is(starts('brief'), 1, 'its handler ran once');
 
 # --- 2. kill -9 of the worker in a handler ----------------------------------
 my $stuck = enqueue('stuck', '{"q": "stuck", "s": 30}');
@@ -127,6 +153,7 @@ is($node->safe_psql('postgres', qq{
 	'1:1/57014', 'one attempt, recorded once');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'stuck'}), '0',
 	'its handler\'s effects were rolled back');
+is(starts('stuck'), 1, 'its handler ran once (max_attempts 1)');
 ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $other},
 			'done:1', 20))[0], 'the other queue\'s message is handled after the restart');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'other'}), '1',
@@ -157,7 +184,7 @@ for my $attempt (1 .. 3)
 $t_kill = time;
 SKIP:
 {
-	skip 'the poison message did not run three times', 3 unless $kills == 3;
+	skip 'the poison message did not run three times', 4 unless $kills == 3;
 	ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $poison},
 				'dead:3', 20))[0],
 		sprintf('after three crashes: dead with attempts 3 (%.1f s after the last kill)', time - $t_kill));
@@ -168,6 +195,7 @@ SKIP:
 		'1/57014/true,2/57014/true,3/57014/true', 'each crash recorded once as an attempt that did not finish');
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'poison'}), '0',
 		'no effect of the poison handler survived');
+	is(starts('poison'), 3, 'its handler ran three times (max_attempts 3)');
 }
 
 # --- 4. a journal that is not one -----------------------------------------
@@ -200,6 +228,32 @@ unlike($log, qr/terminated by signal|exited with exit code [1-9]|PANIC/,
 	'nothing crashed or exited in error');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'other'}), '1',
 	'the message of 2. still handled exactly once');
+
+# --- 5. a worker that gives up on a handler, in a pool of two ----------------
+# It exits with its batch uncounted in its file, and the message is ready
+# again (its row lock gone) at once: the other worker must not run it
+# again before that attempt is counted.
+$node->append_conf('postgresql.conf', qq{
+pacelc.handler_timeout = 500ms
+pacelc.workers_per_database = 2
+});
+$node->reload;
+ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
+				WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '2', 20))[0],
+	'a pool of two');
+my $stubborn = enqueue('stubborn', '{"q": "stubborn"}');
+my $t0 = time;
+ok((wait_for(qq{SELECT state FROM pacelc.messages WHERE id = $stubborn}, 'dead', 30))[0],
+	sprintf('the message whose handler was given up on is dead (%.1f s)', time - $t0));
+ok($node->wait_for_log(qr/gave up on the handler of queue "stubborn"/), 'the worker gave up on it');
+is(starts('stubborn'), 1, 'its handler ran once (max_attempts 1): not again before the attempt was counted');
+is($node->safe_psql('postgres', qq{
+	SELECT attempts || ':' || (SELECT string_agg(attempt || '/' || sqlstate || '/' || (error LIKE '%did not finish%'), ',')
+								  FROM pacelc.message_errors WHERE message_id = m.id)
+	  FROM pacelc.messages m WHERE id = $stubborn}),
+	'1:1/57014/true', 'one attempt, recorded once as not finished');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'stubborn'}), '0',
+	'its effects were rolled back');
 
 $node->stop;
 done_testing();
