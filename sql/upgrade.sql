@@ -92,12 +92,17 @@ SELECT p.oid::regprocedure FROM pg_proc p
    AND has_function_privilege('public', p.oid, 'EXECUTE')
  ORDER BY 1;
 SELECT has_schema_privilege('public', 'pacelc_private', 'USAGE') AS public_private_usage;
+-- 0.5 -> 0.6: the library only (the worker's batches); no SQL object changes
+ALTER EXTENSION pacelc UPDATE TO '0.6';
+SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
+SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
+SELECT * FROM pacelc.verify();
 SELECT pacelc.drop_queue('up_h');
 DROP FUNCTION public.up_handler(jsonb);
 DROP OWNED BY regress_pacelc_up_owner;
 DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
--- a fresh install is 0.5 (0.1 followed by the update scripts)
+-- a fresh install is 0.6 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 DROP EXTENSION pacelc;

@@ -20,13 +20,19 @@
  * at a time, round-robin, among those with due messages and fewer workers
  * than their concurrency limit (pacelc.queue_concurrency):
  *
- *	1. it leases a batch in a transaction of its own and commits: attempts
- *	   are counted and the messages hidden until the lease ends, so an
+ *	1. it locks a batch of due messages (FOR UPDATE SKIP LOCKED) and
+ *	   records their ids in a file of its own (inflight.c), so that an
  *	   attempt that never finishes (the worker gave up on a handler, or
- *	   died) still counts, and the message comes back after the lease;
- *	2. it runs their handlers in one transaction, each call in its own
- *	   subtransaction, as the queue's owner, bounded by pacelc.handler_timeout;
- *	   the handler's effects and the message's "done" commit together.
+ *	   died, or the server crashed) still counts;
+ *	2. in the same transaction it runs their handlers, each call in its
+ *	   own subtransaction, as the queue's owner, bounded by
+ *	   pacelc.handler_timeout; the handler's effects and the message's
+ *	   "done" (its attempt counted) commit together.
+ *
+ * (Before 0.6 step 1 committed a lease per message in a transaction of its
+ * own: a second write of every message and a second commit per batch.  That
+ * way remains for a message whose earlier attempt never finished and for a
+ * worker that cannot write its file; see handle_batch().)
  *
  * A batch stops taking new messages after a time budget, when holds are
  * due to expire, and on SIGHUP or shutdown: nothing one queue does can
@@ -45,6 +51,7 @@
 #include "access/tableam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_proc.h"
@@ -79,6 +86,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "inflight.h"
 #include "privilege.h"
 #include "support.h"
 #include "worker.h"
@@ -156,6 +164,7 @@ typedef struct WorkerShared
 	int			nslots;
 	int			npending;
 	PendingSlot *pending;		/* npending entries, after the slots */
+	uint32		orphans;		/* bumped by a worker that left a batch */
 	DbState		dbs[MAX_DB_STATES];
 	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -1367,6 +1376,8 @@ static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr dead_plan = NULL;
 static SPIPlanPtr plan_plan = NULL;
+static SPIPlanPtr queue_plan = NULL;
+static SPIPlanPtr recover_plan = NULL;
 
 /* ---------------------------------------------------------------------
  * One handler call
@@ -1863,6 +1874,9 @@ static TimestampTz next_expiry_at = DT_NOBEGIN;
 static TimestampTz last_expiry_check = 0;
 static bool check_extension = true;
 static bool planned = false;
+static bool inflight_scan = true;	/* count other workers' unfinished attempts */
+static bool inflight_open = false;
+static uint32 orphans_seen = 0;
 
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
@@ -2124,18 +2138,146 @@ batch_should_stop(TimestampTz batch_start)
 }
 
 /*
- * Handles one batch of one queue:
+ * At exit, with the transaction still open (before_shmem_exit runs this
+ * first): a worker that leaves in the middle of a batch (it gave up on a
+ * handler, was terminated) lets go of its file and tells the other workers
+ * to count it before they take another batch: its messages are about to be
+ * unlocked, and a worker taking one first would run it with this attempt
+ * uncounted.  (Its lock on them lasts until the transaction aborts, right
+ * after: the counting waits for it.)
+ */
+static void
+inflight_exit(int code, Datum arg)
+{
+	bool		left = pacelc_inflight_pending();
+
+	pacelc_inflight_close();
+	if (left && wshared != NULL)
+	{
+		SpinLockAcquire(&wshared->mutex);
+		wshared->orphans++;
+		SpinLockRelease(&wshared->mutex);
+	}
+}
+
+/* The OID of pacelc.messages, which inflight.c files name. */
+static Oid
+messages_relid(void)
+{
+	Oid			nsp = get_namespace_oid("pacelc", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("messages", nsp) : InvalidOid;
+}
+
+/*
+ * Counts the attempts of batches that never finished (inflight.c): this
+ * worker's own, and with inflight_scan those of the database's workers
+ * that are not running.  Each message still ready with the attempts listed
+ * and no lease gets the lease that attempt would have committed, already
+ * ended, so that its next lease records the attempt as failed ("did not
+ * finish"), exactly as for a lease that ran out.
+ */
+static void
+recover_attempts(void)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	PacelcInflightEntry *entries;
+	Datum	   *ids,
+			   *atts;
+	int			n,
+				i;
+	TimestampTz now;
+
+	begin_work("pacelc: counting unfinished attempts");
+	n = pacelc_inflight_collect(MyDatabaseId, messages_relid(), inflight_scan, &entries);
+	now = GetCurrentTimestamp();
+	if (n > 0)
+	{
+		ids = palloc(sizeof(Datum) * n);
+		atts = palloc(sizeof(Datum) * n);
+		for (i = 0; i < n; i++)
+		{
+			ids[i] = Int64GetDatum(entries[i].id);
+			atts[i] = Int32GetDatum(entries[i].attempts);
+		}
+		values[0] = id_array(ids, n);
+		values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
+													TYPALIGN_INT));
+		values[2] = TimestampTzGetDatum(now);
+		pacelc_keep_plan(&recover_plan,
+						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+						 "       run_at = $3, leased_until = $3"
+						 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+						 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
+						 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
+						 "   AND m.attempts = j.attempts AND m.state = 'ready'"
+						 "   AND m.leased_until IS NULL", 3, argtypes);
+		if (SPI_execute_plan(recover_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pacelc worker: could not count unfinished attempts");
+		if (SPI_processed > 0)
+			ereport(LOG,
+					(errmsg("pacelc worker counted " UINT64_FORMAT " unfinished handler attempts",
+							(uint64) SPI_processed),
+					 errdetail("A worker stopped or the server crashed while their handlers ran.")));
+	}
+	end_work();
+	pacelc_inflight_release(true);
+	inflight_scan = false;
+	if (n > 0)
+		lower_floors(MyDatabaseId, now);	/* due now, maybe below a floor */
+}
+
+/*
+ * The handler and owner of the batch's queue, read in the batch's
+ * transaction (the lock statement of a leased batch reads them per
+ * message).  NULL handler_name: the queue has none any more.
+ */
+static void
+queue_handler(const char *queue, char **handler_name, Oid *owner)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(queue);
+	pacelc_keep_plan(&queue_plan,
+					 "SELECT q.handler::pg_catalog.text, q.owner::pg_catalog.oid"
+					 "  FROM pacelc.queues q WHERE q.name = $1", 1, argtypes);
+	/* not read-only: a fresh snapshot, as the lock statement has */
+	if (SPI_execute_plan(queue_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pacelc worker: could not read queue \"%s\"", queue);
+	*handler_name = NULL;
+	*owner = InvalidOid;
+	if (SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*handler_name = TextDatumGetCString(d);
+		*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Handles one batch of one queue.  It picks a queue and locks up to as many
+ * due messages as fit in the batch's time budget (FOR UPDATE SKIP LOCKED),
+ * then, in the same transaction, records them in its inflight.c file, runs
+ * their handlers until the time budget is used, expiry is due or a reload
+ * is pending, and marks the handled ones done (attempts counted) with one
+ * UPDATE before it commits; those it did not get to stay as they were.
  *
- * 1. picks a queue and leases up to as many due messages as fit in the
- *    batch's time budget, and commits: their attempts are counted and they
- *    are hidden until the lease ends (2 x handler_timeout, at least 1 s);
- * 2. locks them again in the batch's transaction and runs their handlers,
- *    until the time budget is used, expiry is due or a reload is pending;
- *    the messages it did not get to are put back as they were, the handled
- *    ones marked done with one UPDATE before it commits.
+ * The old way, kept for a batch with a message whose previous attempt
+ * never finished (a lease that ran out: the worker gave up on its handler
+ * or died, or an inflight.c file counted it) and for a worker that cannot
+ * write its file: the batch is leased in a transaction of its own and
+ * committed (attempts counted, messages hidden until the lease ends,
+ * 2 x handler_timeout, at least 1 s), then locked again in the batch's
+ * transaction; the unfinished attempts are recorded as failed, the
+ * messages it did not get to put back as they were.
  *
- * A message whose previous lease ended without a result (the worker gave
- * up on its handler or died) gets that attempt recorded as failed instead.
  * Returns false when no queue had due messages for this worker.
  */
 static bool
@@ -2152,7 +2294,7 @@ handle_batch(void)
 	Oid			lockargtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 	bool	   *present;
 	LeaseOrder *order;
-	Oid			doneargtypes[1] = {INT8ARRAYOID};
+	Oid			doneargtypes[2] = {INT8ARRAYOID, INT4OID};
 	Datum		values[5];
 	DueMessage *msgs;
 	Datum	   *done_ids;
@@ -2167,12 +2309,32 @@ handle_batch(void)
 	TimestampTz batch_start;
 	QueuePace  *pace;
 	bool		found;
+	bool		leased;			/* the old way (see above) */
+	bool		interrupted = false;
 	Datum	   *ids,
 			   *runs,
 			   *intr;
+	PacelcInflightEntry *record;
 
-	/* 1. pick and lease, in a transaction of its own */
-	begin_work("pacelc: leasing messages");
+	if (!inflight_open)
+	{
+		/* here, not at start: a database without pacelc gets no file */
+		pacelc_inflight_open(MyDatabaseId, my_index);
+		before_shmem_exit(inflight_exit, (Datum) 0);
+		inflight_open = true;
+	}
+	SpinLockAcquire(&wshared->mutex);
+	if (wshared->orphans != orphans_seen)
+	{
+		orphans_seen = wshared->orphans;
+		inflight_scan = true;
+	}
+	SpinLockRelease(&wshared->mutex);
+	if (inflight_scan || pacelc_inflight_pending())
+		recover_attempts();
+
+	/* 1. pick a queue and lock its due messages */
+	begin_work("pacelc: taking messages");
 	check_floors();
 	if (!pick_queue(queue))
 	{
@@ -2199,15 +2361,15 @@ handle_batch(void)
 	values[3] = TimestampTzGetDatum(scan_start);
 
 	/*
-	 * Two statements, each with one way to pacelc.messages whatever the
-	 * statistics say: the due index, then the primary key for the ids it
-	 * gave.  (One statement joining the two ways let the planner, with the
-	 * statistics of a queue truncated when drained, read the whole primary
-	 * key per batch, or probe it for every id once per id; and the plan is
-	 * kept for the worker's life.)
+	 * Each statement on pacelc.messages has one way to it whatever the
+	 * statistics say: this one the due index, the others the primary key
+	 * for the ids it gave.  (One statement joining the two ways let the
+	 * planner, with the statistics of a queue truncated when drained, read
+	 * the whole primary key per batch, or probe it for every id once per
+	 * id; and the plan is kept for the worker's life.)
 	 */
 	pacelc_keep_plan(&lease_plan,
-					 "SELECT m.id, m.run_at, m.leased_until IS NOT NULL"
+					 "SELECT m.id, m.run_at, m.leased_until IS NOT NULL, m.attempts, m.payload"
 					 "  FROM pacelc.messages m"
 					 " WHERE m.queue = $1 AND m.state = 'ready'"
 					 "   AND m.run_at <= $4 AND m.run_at >= $3"
@@ -2220,16 +2382,34 @@ handle_batch(void)
 	ids = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
 	runs = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
 	intr = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
+	/* the way without a lease: what the lock statement would read */
+	msgs = palloc(sizeof(DueMessage) * Max(nleased, 1));
+	record = palloc(sizeof(PacelcInflightEntry) * Max(nleased, 1));
 	for (i = 0; i < nleased; i++)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		runs[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		intr[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		ids[i] = SPI_getbinval(tup, desc, 1, &isnull);
+		runs[i] = SPI_getbinval(tup, desc, 2, &isnull);
+		intr[i] = SPI_getbinval(tup, desc, 3, &isnull);
+		interrupted |= DatumGetBool(intr[i]);
+		msgs[i].id = DatumGetInt64(ids[i]);
+		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull)) + 1;
+		msgs[i].handler = InvalidOid;
+		msgs[i].payload =
+			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
+		msgs[i].old_run_at = DatumGetTimestampTz(runs[i]);
+		msgs[i].interrupted = false;
+		record[i].id = msgs[i].id;
+		record[i].attempts = msgs[i].attempts - 1;
+		record[i].pad = 0;
 	}
 	SPI_freetuptable(SPI_tuptable);
-	if (nleased > 0)
+	leased = nleased > 0 &&
+		(interrupted || !pacelc_inflight_write(messages_relid(), record, nleased));
+	if (leased)
 	{
 		values[0] = id_array(ids, nleased);
 		values[1] = TimestampTzGetDatum(lease_until);
@@ -2241,7 +2421,8 @@ handle_batch(void)
 		if (SPI_execute_plan(lease_mark_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pacelc worker: could not lease messages");
 	}
-	end_work();
+	if (nleased == 0 || leased)
+		end_work();
 	strlcpy(last_queue, queue, NAMEDATALEN);
 	/* raise the floor (see QueuePace) unless rows were skipped as locked */
 	new_floor = Min(scan_start, pending_since);
@@ -2263,64 +2444,81 @@ handle_batch(void)
 		wake_sibling();			/* there may be more: let an idle one look */
 
 	/* 2. handle them */
-	begin_work("pacelc: handling messages");
+	if (!leased)
+	{
+		char	   *handler_name;
+		Oid			owner;
+
+		pgstat_report_activity(STATE_RUNNING, "pacelc: handling messages");
+		queue_handler(queue, &handler_name, &owner);
+		for (i = 0; i < nleased; i++)
+		{
+			msgs[i].handler_name = handler_name;
+			msgs[i].owner = owner;
+		}
+		n = nleased;
+	}
+	else
+	{
+		begin_work("pacelc: handling messages");
+		msgs = palloc(sizeof(DueMessage) * nleased);	/* the other's is gone */
+		values[0] = id_array(ids, nleased);
+		values[1] = TimestampTzGetDatum(lease_until);
+		pacelc_keep_plan(&lock_plan,
+						 "SELECT m.id, m.attempts, q.handler::pg_catalog.text,"
+						 "       q.owner::pg_catalog.oid, m.payload, m.state = 'ready'"
+						 "  FROM pacelc.messages m,"
+		/* a probe per message, never the queues first (OFFSET 0) */
+						 "       LATERAL (SELECT q.handler, q.owner FROM pacelc.queues q"
+						 "                 WHERE q.name = m.queue OFFSET 0) q"
+
+		/*
+		 * the batch's ids (the primary key's probe, see lease_plan) under
+		 * our lease; the state is tested in C (column 6), not here, where it
+		 * would let the planner walk the partial due index instead
+		 */
+						 " WHERE m.id = ANY ($1) AND m.leased_until = $2"
+						 "   FOR UPDATE OF m SKIP LOCKED", 2, lockargtypes);
+		if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "pacelc worker: could not lock its leased messages");
+		/* in the lease's order: slot k for the k-th message leased */
+		present = palloc0(sizeof(bool) * nleased);
+		order = lease_order_make(ids, nleased);
+		for (j = 0; j < (int) SPI_processed; j++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[j];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Datum		d;
+			int64		id;
+
+			/* no longer 'ready' although still under our lease: not ours */
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)) || isnull)
+				continue;
+			id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			i = lease_order_find(order, nleased, id);
+			present[i] = true;
+			msgs[i].id = id;
+			msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			msgs[i].handler = InvalidOid;	/* resolved at the call */
+			d = SPI_getbinval(tup, desc, 3, &isnull);
+			msgs[i].handler_name = isnull ? NULL : TextDatumGetCString(d);
+			msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+			msgs[i].payload =
+				PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
+			msgs[i].old_run_at = DatumGetTimestampTz(runs[i]);
+			msgs[i].interrupted = DatumGetBool(intr[i]);
+		}
+		/* those it got, in the lease's order */
+		n = 0;
+		for (i = 0; i < nleased; i++)
+			if (present[i])
+				msgs[n++] = msgs[i];
+		SPI_freetuptable(SPI_tuptable);
+	}
+	done_ids = palloc(sizeof(Datum) * nleased);
 	batch_handler_name = NULL;
 	batch_start = GetCurrentTimestamp();
-	values[0] = id_array(ids, nleased);
-	values[1] = TimestampTzGetDatum(lease_until);
-	pacelc_keep_plan(&lock_plan,
-					 "SELECT m.id, m.attempts, q.handler::pg_catalog.text,"
-					 "       q.owner::pg_catalog.oid, m.payload, m.state = 'ready'"
-					 "  FROM pacelc.messages m,"
-					 /* a probe per message, never the queues first (OFFSET 0) */
-					 "       LATERAL (SELECT q.handler, q.owner FROM pacelc.queues q"
-					 "                 WHERE q.name = m.queue OFFSET 0) q"
-					 /*
-					  * the batch's ids (the primary key's probe, see
-					  * lease_plan) under our lease; the state is tested in C
-					  * (column 6), not here, where it would let the planner
-					  * walk the partial due index instead
-					  */
-					 " WHERE m.id = ANY ($1) AND m.leased_until = $2"
-					 "   FOR UPDATE OF m SKIP LOCKED", 2, lockargtypes);
-	if (SPI_execute_plan(lock_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pacelc worker: could not lock its leased messages");
-	/* in the lease's order: slot k for the k-th message leased */
-	msgs = palloc(sizeof(DueMessage) * nleased);
-	present = palloc0(sizeof(bool) * nleased);
-	done_ids = palloc(sizeof(Datum) * nleased);
-	order = lease_order_make(ids, nleased);
-	for (j = 0; j < (int) SPI_processed; j++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[j];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-		int64		id;
-
-		/* no longer 'ready' although still under our lease: not ours */
-		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)) || isnull)
-			continue;
-		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		i = lease_order_find(order, nleased, id);
-		present[i] = true;
-		msgs[i].id = id;
-		msgs[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		msgs[i].handler = InvalidOid;	/* resolved at the call */
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		msgs[i].handler_name = isnull ? NULL : TextDatumGetCString(d);
-		msgs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		msgs[i].payload =
-			PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(tup, desc, 5, &isnull)));
-		msgs[i].old_run_at = DatumGetTimestampTz(runs[i]);
-		msgs[i].interrupted = DatumGetBool(intr[i]);
-	}
-	/* those it got, in the lease's order */
-	n = 0;
-	for (i = 0; i < nleased; i++)
-		if (present[i])
-			msgs[n++] = msgs[i];
-	SPI_freetuptable(SPI_tuptable);
 	for (i = 0; i < n; i++)
 	{
 		DueMessage *m = &msgs[i];
@@ -2350,15 +2548,17 @@ handle_batch(void)
 		requeued_from = batch_start;	/* failed: due again after it */
 	for (j = i; j < n; j++)
 		requeued_from = Min(requeued_from, msgs[j].old_run_at);	/* put back */
-	/* those it did not get to go back as they were */
-	release_messages(msgs, i, n);
+	/* those it did not get to go back as they were (unleased: they are) */
+	if (leased)
+		release_messages(msgs, i, n);
 	if (ndone > 0)
 	{
 		values[0] = id_array(done_ids, ndone);
+		values[1] = Int32GetDatum(leased ? 0 : 1);
 		pacelc_keep_plan(&done_plan,
-						 "UPDATE pacelc.messages SET state = 'done',"
+						 "UPDATE pacelc.messages SET state = 'done', attempts = attempts + $2,"
 						 "       done_at = pg_catalog.clock_timestamp(), leased_until = NULL"
-						 " WHERE id OPERATOR(pg_catalog.=) ANY ($1)", 1, doneargtypes);
+						 " WHERE id OPERATOR(pg_catalog.=) ANY ($1)", 2, doneargtypes);
 		if (SPI_execute_plan(done_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pacelc worker: could not mark messages done");
 	}
@@ -2373,6 +2573,8 @@ handle_batch(void)
 		pace->ms_per_message = 0.5 * pace->ms_per_message + 0.5 * ms;
 	}
 	end_work();
+	if (!leased)
+		pacelc_inflight_clear();	/* committed: every attempt is counted */
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);
 	set_my_queue("");
@@ -2434,6 +2636,7 @@ worker_round(TimestampTz *last_full)
 		{
 			exit_if_no_extension();
 			housekeeping(true);
+			inflight_scan = true;	/* a pool that shrank, a worker gone */
 			*last_full = now;
 			last_expiry_check = now;
 		}
@@ -2609,6 +2812,7 @@ pacelc_worker_main(Datum arg)
 				EmitErrorReport();	/* not a lock_timeout: DDL was at work */
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			pacelc_inflight_release(false);
 			set_my_queue("");
 			check_extension = true;
 			sleep_ms = 1000;

@@ -199,11 +199,12 @@ pacelc_drained() {
 RESULTS=$DIR/results
 : >"$RESULTS"
 run_design() {
-	local d=$1 out t0 t1 n enq_rate proc_rate load_lat idle_lat c0 cpu
+	local d=$1 out t0 t1 n enq_rate proc_rate load_lat idle_lat c0 cpu w0 wal
 	"${PSQL[@]}" -c "TRUNCATE sink" -c "VACUUM ANALYZE" -c "CHECKPOINT"
 	start_consumers "$d"
 	out=$DIR/out.$d
 	c0=$(bench_server_ticks "$DIR/data")
+	w0=$("${PSQL[@]}" -c "SELECT pg_current_wal_insert_lsn()")
 	t0=$(date +%s.%N)
 	produce "$SCRIPTS/enqueue_$d.sql" "$DURATION" >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
 	n=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$out")
@@ -214,6 +215,8 @@ run_design() {
 	cpu=$(awk -v d="$(( $(bench_server_ticks "$DIR/data") - c0 ))" -v hz="$HZ" -v n="$n" \
 		'BEGIN { printf "%.1f", (n > 0) ? (d / hz * 1e6 / n) : 0 }')
 	proc_rate=$(echo "$n / ($t1 - $t0)" | bc -l)
+	# WAL per message: enqueue, processing, the handler's insert, commits
+	wal=$("${PSQL[@]}" -c "SELECT round((pg_current_wal_insert_lsn() - '$w0'::pg_lsn) / greatest($n, 1))")
 	load_lat=$(latency "$d")
 
 	"${PSQL[@]}" -c "TRUNCATE sink"
@@ -223,9 +226,9 @@ run_design() {
 	wait_handled "$d" "$IDLE_MESSAGES"
 	idle_lat=$(latency "$d")
 	stop_consumers
-	echo "$d $n $enq_rate $proc_rate $load_lat $idle_lat $cpu" >>"$RESULTS"
-	printf "  %-11s %8d msgs  enqueue %8.0f/s  processed %8.0f/s  load p50/p99 %s/%s ms  idle p50/p99 %s/%s ms  server CPU %s us/msg\n" \
-		"$d" "$n" "$enq_rate" "$proc_rate" $load_lat $idle_lat "$cpu"
+	echo "$d $n $enq_rate $proc_rate $load_lat $idle_lat $cpu $wal" >>"$RESULTS"
+	printf "  %-11s %8d msgs  enqueue %8.0f/s  processed %8.0f/s  load p50/p99 %s/%s ms  idle p50/p99 %s/%s ms  server CPU %s us/msg  WAL %s B/msg\n" \
+		"$d" "$n" "$enq_rate" "$proc_rate" $load_lat $idle_lat "$cpu" "$wal"
 }
 
 # The bloat test for design $1 (see the header); appends to $LONGRESULTS.
@@ -347,7 +350,7 @@ for d in $DESIGNS; do
 			run_design pgq
 		else
 			echo "  pgq: skipped (extension pgq is not installed in $("$PG_CONFIG" --sharedir); Debian package postgresql-15-pgq3)"
-			echo "pgq skipped - - - - - - -" >>"$RESULTS"
+			echo "pgq skipped - - - - - - - -" >>"$RESULTS"
 		fi
 	else
 		run_design "$d"
@@ -370,14 +373,14 @@ if has_design pacelc; then
 fi
 
 echo
-echo "| design | messages | enqueued/s | processed/s | p50 / p99 under load (ms) | p50 / p99 idle (ms) | server CPU per message (us) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-while read -r d n e p l50 l99 i50 i99 c; do
+echo "| design | messages | enqueued/s | processed/s | p50 / p99 under load (ms) | p50 / p99 idle (ms) | server CPU per message (us) | WAL per message (bytes) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+while read -r d n e p l50 l99 i50 i99 c w; do
 	if [ "$n" = skipped ]; then
-		echo "| $d | skipped (postgresql-15-pgq3 not installed) | | | | | |"
+		echo "| $d | skipped (postgresql-15-pgq3 not installed) | | | | | | |"
 		continue
 	fi
-	printf "| %s | %d | %.0f | %.0f | %s / %s | %s / %s | %s |\n" "$d" "$n" "$e" "$p" "$l50" "$l99" "$i50" "$i99" "$c"
+	printf "| %s | %d | %.0f | %.0f | %s / %s | %s / %s | %s | %s |\n" "$d" "$n" "$e" "$p" "$l50" "$l99" "$i50" "$i99" "$c" "$w"
 done <"$RESULTS"
 echo
 printf "enqueue alone vs plain INSERT of the same width: %.2f (%.0f/s vs %.0f/s); server CPU per call, INSERT / enqueue: %.2f\n" \
@@ -385,13 +388,17 @@ printf "enqueue alone vs plain INSERT of the same width: %.2f (%.0f/s vs %.0f/s)
 	"$(echo "$enq_cpu_insert / $enq_cpu_pacelc" | bc -l)"
 # ratios measured in this same run; CPU per message is the steadier one on
 # a shared machine (a rate also measures what else ran meanwhile)
-awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9 }
+awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9; w[$1] = $10 }
 	END {
 		split("skiplocked pgmq pgq", o, " ");
 		for (i = 1; i <= 3; i++)
 			if ("pacelc" in p && o[i] in p)
-				printf "pacelc vs %s: processed/s %.2f, server CPU per message %s / pacelc: %.2f\n",
-					o[i], p["pacelc"] / p[o[i]], o[i], c[o[i]] / c["pacelc"];
+				printf "pacelc vs %s: processed/s %.2f, server CPU per message %s / pacelc: %.2f, WAL per message %s / pacelc: %.2f\n",
+					o[i], p["pacelc"] / p[o[i]], o[i], c[o[i]] / c["pacelc"], o[i], w[o[i]] / w["pacelc"];
+		# how far any design could get past pgmq here: a plain table, the
+		# cheapest consumer (no retries, no dead letters, no leases)
+		if ("skiplocked" in p && "pgmq" in p)
+			printf "floor: skiplocked vs pgmq: processed/s %.2f\n", p["skiplocked"] / p["pgmq"];
 	}' "$RESULTS"
 if [ $LONGTX = 1 ]; then
 	echo
