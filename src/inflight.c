@@ -52,7 +52,14 @@
 
 #include "inflight.h"
 
-#define INFLIGHT_MAGIC	0x50434631	/* "PCF1" */
+#define INFLIGHT_MAGIC	0x50434632	/* "PCF2" */
+
+/* Longest wait for the lock of its own file (see pacelc_inflight_open). */
+#define INFLIGHT_LOCK_WAIT_MS	30000
+
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
 
 typedef struct InflightHeader
 {
@@ -61,6 +68,8 @@ typedef struct InflightHeader
 	Oid			relid;			/* pacelc.messages */
 	TimeLineID	tli;			/* the WAL timeline it was written on */
 	int32		n;
+	int32		started;		/* the first "started" entries count (see
+								 * pacelc_inflight_settle) */
 } InflightHeader;
 
 static int	own_fd = -1;
@@ -68,6 +77,8 @@ static char own_path[MAXPGPATH];
 static bool own_pending = false;	/* the file is not empty */
 static bool own_collected = false;
 static bool write_warned = false;
+static int32 own_n = 0;			/* entries the file lists */
+static int32 own_reached = 0;	/* of which the handlers started */
 
 /* other workers' files, locked while their attempts are being counted */
 static int *held_fds = NULL;
@@ -90,9 +101,11 @@ void
 pacelc_inflight_open(Oid dbid, int index)
 {
 	struct stat st;
+	int			waited_ms = 0;
 
 	inflight_path(own_path, dbid, index);
-	own_fd = BasicOpenFile(own_path, O_RDWR | O_CREAT | PG_BINARY);
+	/* not inherited by a program a handler starts, which would keep the lock */
+	own_fd = BasicOpenFile(own_path, O_RDWR | O_CREAT | O_CLOEXEC | PG_BINARY);
 	if (own_fd < 0)
 	{
 		ereport(WARNING,
@@ -101,19 +114,42 @@ pacelc_inflight_open(Oid dbid, int index)
 				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
 		return;
 	}
+
+	/*
+	 * Another worker counting what it lists holds the lock for one short
+	 * transaction; anything longer (a process that should not have the
+	 * file) must not keep this worker from its work.
+	 */
 	while (flock(own_fd, LOCK_EX | LOCK_NB) != 0)
 	{
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			ereport(ERROR,
+		if (errno == EWOULDBLOCK && waited_ms >= INFLIGHT_LOCK_WAIT_MS)
+			errno = EAGAIN;		/* "resource temporarily unavailable" */
+		else if (errno == EWOULDBLOCK || errno == EINTR)
+			errno = 0;
+		if (errno != 0)
+		{
+			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not lock file \"%s\": %m", own_path)));
+					 errmsg("could not lock file \"%s\": %m", own_path),
+					 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+			close(own_fd);
+			own_fd = -1;
+			return;
+		}
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
+		waited_ms += 10;
 	}
 	if (fstat(own_fd, &st) != 0)
-		ereport(ERROR,
+	{
+		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not stat file \"%s\": %m", own_path)));
+				 errmsg("could not stat file \"%s\": %m", own_path),
+				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+		close(own_fd);
+		own_fd = -1;
+		return;
+	}
 	own_pending = st.st_size > 0;
 }
 
@@ -160,6 +196,7 @@ pacelc_inflight_write(Oid relid, const PacelcInflightEntry *entries, int n)
 	hdr.relid = relid;
 	hdr.tli = GetWALInsertionTimeLine();
 	hdr.n = n;
+	hdr.started = n;			/* a crash: no telling which started */
 	buf = palloc(size);
 	memcpy(buf, &hdr, sizeof(hdr));
 	memcpy(buf + sizeof(hdr), entries, sizeof(PacelcInflightEntry) * n);
@@ -169,6 +206,8 @@ pacelc_inflight_write(Oid relid, const PacelcInflightEntry *entries, int n)
 	if (rc == (ssize_t) size)
 	{
 		own_pending = true;
+		own_n = n;
+		own_reached = 0;
 		return true;
 	}
 	if (!write_warned)
@@ -181,6 +220,40 @@ pacelc_inflight_write(Oid relid, const PacelcInflightEntry *entries, int n)
 	own_pending = rc > 0;
 	pacelc_inflight_clear();
 	return false;
+}
+
+/*
+ * The handler of the k-th entry (from 1) is about to run.  A plain store:
+ * the file learns it only from pacelc_inflight_settle().
+ */
+void
+pacelc_inflight_reached(int k)
+{
+	own_reached = k;
+}
+
+/*
+ * The batch will not commit (the worker exits, or its transaction failed):
+ * only the entries whose handler started are attempts to count.  The file
+ * says so with one 4-byte write (it cannot be torn by the process dying);
+ * without it (a crash: no callback runs) every entry counts, which is what
+ * the file says from the start.  None started: the file is emptied.
+ */
+void
+pacelc_inflight_settle(void)
+{
+	int32		started = own_reached;
+
+	if (own_fd < 0 || !own_pending || own_reached >= own_n)
+		return;
+	if (started == 0)
+	{
+		pacelc_inflight_clear();
+		return;
+	}
+	if (pwrite(own_fd, &started, sizeof(started),
+			   offsetof(InflightHeader, started)) == (ssize_t) sizeof(started))
+		own_n = started;
 }
 
 /* The batch committed (or its attempts were counted): empty the file. */
@@ -224,7 +297,13 @@ read_entries(int fd, const char *path, Oid dbid, Oid relid,
 		hdr.magic != INFLIGHT_MAGIC || hdr.dbid != dbid || hdr.relid != relid ||
 		hdr.tli != GetWALInsertionTimeLine() ||
 		hdr.n <= 0 || hdr.n > MaxAllocSize / (int) sizeof(PacelcInflightEntry) / 2 ||
-		body != sizeof(PacelcInflightEntry) * (Size) hdr.n)
+		body != sizeof(PacelcInflightEntry) * (Size) hdr.n ||
+		hdr.started < 0 || hdr.started > hdr.n)
+		return;
+	/* the entries after those whose handler started were never attempted */
+	hdr.n = hdr.started;
+	body = sizeof(PacelcInflightEntry) * (Size) hdr.n;
+	if (hdr.n == 0)
 		return;
 	if (*n + hdr.n > *max)
 	{
@@ -296,7 +375,7 @@ pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
 			if (strcmp(path, own_path) == 0 ||
 				strcmp(path + strlen(PG_STAT_TMP_DIR) + 1, de->d_name) != 0)
 				continue;
-			fd = BasicOpenFile(path, O_RDWR | PG_BINARY);
+			fd = BasicOpenFile(path, O_RDWR | O_CLOEXEC | PG_BINARY);
 			if (fd < 0)
 				continue;
 			/* its owner runs (and counts its own), or it is empty */

@@ -24,6 +24,8 @@ extern void pacelc_inflight_open(Oid dbid, int index);
 extern void pacelc_inflight_close(void);
 extern bool pacelc_inflight_pending(void);
 extern bool pacelc_inflight_write(Oid relid, const PacelcInflightEntry *entries, int n);
+extern void pacelc_inflight_reached(int k);
+extern void pacelc_inflight_settle(void);
 extern void pacelc_inflight_clear(void);
 extern int	pacelc_inflight_collect(Oid dbid, Oid relid, bool others,
 									PacelcInflightEntry **entries);

@@ -95,6 +95,7 @@ PGDLLEXPORT void pacelc_launcher_main(Datum arg);
 PGDLLEXPORT void pacelc_worker_main(Datum arg);
 
 static int	worker_batch = 100;
+static int	worker_linger_ms = 0;
 static int	handler_timeout_ms = 30000;
 static int	worker_naptime_s = 5;
 static int	launcher_naptime_s = 30;
@@ -712,6 +713,12 @@ pacelc_worker_init(void)
 							"A batch also ends after 200 ms, when holds are due to expire, and on reload or shutdown.",
 							&worker_batch, 100, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pacelc.worker_linger",
+							"How long a worker waits for more messages after a batch that emptied its queue.",
+							"Only after a batch of two or more messages (under load), holding the queue: larger "
+							"batches cost less per message, each message waits up to this much longer. 0 turns it off.",
+							&worker_linger_ms, 0, 0, 100,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.handler_timeout",
 							"Time limit for one handler call.",
 							"A handler still running then is cancelled, again and again; one that still does not return "
@@ -1312,7 +1319,16 @@ typedef struct DueMessage
  *	extension's tables one after the other, and with a pool each worker's
  *	deadlock check (10 ms, once per wait) may run before the cycle closes,
  *	leaving the command's own check to find it and fail.  A worker gives
- *	up its round instead (quietly) and tries again a second later.
+ *	up its round instead (quietly) and tries again a second later;
+ *	default_transaction_isolation: the worker's transactions (a batch, its
+ *	handlers included) are READ COMMITTED whatever the database's default.
+ *	Under REPEATABLE READ or SERIALIZABLE the workers' own statements on
+ *	pacelc.messages (FOR UPDATE SKIP LOCKED of a row another worker has
+ *	just marked done, the "done" of a batch, the counting of unfinished
+ *	attempts) fail with serialization errors, and a batch that fails to
+ *	commit counts an attempt for every handler it ran: messages whose
+ *	handlers succeeded went dead.  (The value handlers get back does not
+ *	change their transaction's level, which is set when it starts.)
  */
 typedef struct WorkerSetting
 {
@@ -1327,6 +1343,7 @@ static WorkerSetting worker_settings[] = {
 	{"jit", "off", NULL},
 	{"lock_timeout", "200ms", NULL},
 	{"plan_cache_mode", "force_generic_plan", NULL},
+	{"default_transaction_isolation", "read committed", NULL},
 #if PG_VERSION_NUM >= 170000
 	/* the worker's own transactions (a handler gets the database's value) */
 	{"transaction_timeout", "0", NULL},
@@ -1877,6 +1894,24 @@ static bool planned = false;
 static bool inflight_scan = true;	/* count other workers' unfinished attempts */
 static bool inflight_open = false;
 static uint32 orphans_seen = 0;
+static bool linger = false;		/* the last batch emptied its queue under load */
+
+/*
+ * The earliest run_at of the batch in this worker's file while it runs
+ * (DT_NOEND: none).  A batch that does not commit leaves its messages as
+ * they were, below the floors other workers raised while skipping them as
+ * locked; those its counting does not touch (never started) are due there.
+ */
+static TimestampTz open_batch_from = DT_NOEND;
+
+static void
+abandon_open_batch(void)
+{
+	if (open_batch_from == DT_NOEND || wshared == NULL)
+		return;
+	lower_floors(MyDatabaseId, open_batch_from);
+	open_batch_from = DT_NOEND;
+}
 
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
@@ -2149,7 +2184,10 @@ batch_should_stop(TimestampTz batch_start)
 static void
 inflight_exit(int code, Datum arg)
 {
-	bool		left = pacelc_inflight_pending();
+	bool		left;
+
+	pacelc_inflight_settle();	/* only the handlers that started count */
+	left = pacelc_inflight_pending();
 
 	pacelc_inflight_close();
 	if (left && wshared != NULL)
@@ -2158,6 +2196,29 @@ inflight_exit(int code, Datum arg)
 		wshared->orphans++;
 		SpinLockRelease(&wshared->mutex);
 	}
+}
+
+/* Has a worker left a batch since this one last looked? */
+static bool
+orphans_changed(void)
+{
+	bool		changed;
+
+	SpinLockAcquire(&wshared->mutex);
+	changed = wshared->orphans != orphans_seen;
+	SpinLockRelease(&wshared->mutex);
+	return changed;
+}
+
+/*
+ * Later at exit (on_shmem_exit), once the transaction has aborted and its
+ * row locks are gone: a scan made while they were held would have passed
+ * the batch's messages by and raised its floor over them again.
+ */
+static void
+inflight_exit_floors(int code, Datum arg)
+{
+	abandon_open_batch();
 }
 
 /* The OID of pacelc.messages, which inflight.c files name. */
@@ -2169,6 +2230,32 @@ messages_relid(void)
 	return OidIsValid(nsp) ? get_relname_relid("messages", nsp) : InvalidOid;
 }
 
+/* recover_attempts()'s statement, in a subtransaction of its own. */
+typedef struct RecoverArgs
+{
+	Datum		values[3];
+	uint64		counted;
+} RecoverArgs;
+
+static void
+recover_update(void *arg)
+{
+	RecoverArgs *r = (RecoverArgs *) arg;
+	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+
+	pacelc_keep_plan(&recover_plan,
+					 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
+					 "       run_at = $3, leased_until = $3"
+					 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
+					 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
+					 "   AND m.attempts = j.attempts AND m.state = 'ready'"
+					 "   AND m.leased_until IS NULL", 3, argtypes);
+	if (SPI_execute_plan(recover_plan, r->values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pacelc worker: could not count unfinished attempts");
+	r->counted = SPI_processed;
+}
+
 /*
  * Counts the attempts of batches that never finished (inflight.c): this
  * worker's own, and with inflight_scan those of the database's workers
@@ -2176,24 +2263,34 @@ messages_relid(void)
  * and no lease gets the lease that attempt would have committed, already
  * ended, so that its next lease records the attempt as failed ("did not
  * finish"), exactly as for a lease that ran out.
+ *
+ * The statement waits (lock_timeout) for the row locks of a worker that
+ * is exiting, which end with its transaction.  A lock that outlasts that
+ * is a client's (an ack() or nack() of the message in a transaction left
+ * open): the files are kept, to be counted before a later batch, and the
+ * worker goes on (with its own file still listing a batch it leases its
+ * batches the old way meanwhile) rather than fail its round every time and
+ * let one client stall the database's queues.
  */
 static void
 recover_attempts(void)
 {
-	Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
-	Datum		values[3];
+	RecoverArgs r;
 	PacelcInflightEntry *entries;
 	Datum	   *ids,
 			   *atts;
 	int			n,
 				i;
 	TimestampTz now;
+	bool		counted = true;
 
 	begin_work("pacelc: counting unfinished attempts");
 	n = pacelc_inflight_collect(MyDatabaseId, messages_relid(), inflight_scan, &entries);
 	now = GetCurrentTimestamp();
 	if (n > 0)
 	{
+		ErrorData  *edata;
+
 		ids = palloc(sizeof(Datum) * n);
 		atts = palloc(sizeof(Datum) * n);
 		for (i = 0; i < n; i++)
@@ -2201,28 +2298,29 @@ recover_attempts(void)
 			ids[i] = Int64GetDatum(entries[i].id);
 			atts[i] = Int32GetDatum(entries[i].attempts);
 		}
-		values[0] = id_array(ids, n);
-		values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
-													TYPALIGN_INT));
-		values[2] = TimestampTzGetDatum(now);
-		pacelc_keep_plan(&recover_plan,
-						 "UPDATE pacelc.messages m SET attempts = m.attempts + 1,"
-						 "       run_at = $3, leased_until = $3"
-						 "  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-						 "                 pg_catalog.unnest($2::pg_catalog.int4[])) AS j(id, attempts)"
-						 " WHERE m.id = j.id AND m.id = ANY ($1)"	/* see lease_plan */
-						 "   AND m.attempts = j.attempts AND m.state = 'ready'"
-						 "   AND m.leased_until IS NULL", 3, argtypes);
-		if (SPI_execute_plan(recover_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "pacelc worker: could not count unfinished attempts");
-		if (SPI_processed > 0)
+		r.values[0] = id_array(ids, n);
+		r.values[1] = PointerGetDatum(construct_array(atts, n, INT4OID, sizeof(int32), true,
+													  TYPALIGN_INT));
+		r.values[2] = TimestampTzGetDatum(now);
+		r.counted = 0;
+		edata = pacelc_run_in_subxact(recover_update, &r);
+		if (edata != NULL)
+		{
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			counted = false;
+		}
+		else if (r.counted > 0)
 			ereport(LOG,
 					(errmsg("pacelc worker counted " UINT64_FORMAT " unfinished handler attempts",
-							(uint64) SPI_processed),
+							r.counted),
 					 errdetail("A worker stopped or the server crashed while their handlers ran.")));
 	}
 	end_work();
-	pacelc_inflight_release(true);
+	pacelc_inflight_release(counted);
+	if (!counted)
+		return;					/* inflight_scan stays: again next batch */
 	inflight_scan = false;
 	if (n > 0)
 		lower_floors(MyDatabaseId, now);	/* due now, maybe below a floor */
@@ -2321,6 +2419,7 @@ handle_batch(void)
 		/* here, not at start: a database without pacelc gets no file */
 		pacelc_inflight_open(MyDatabaseId, my_index);
 		before_shmem_exit(inflight_exit, (Datum) 0);
+		on_shmem_exit(inflight_exit_floors, (Datum) 0);
 		inflight_open = true;
 	}
 	SpinLockAcquire(&wshared->mutex);
@@ -2378,6 +2477,21 @@ handle_batch(void)
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
+
+	/*
+	 * A worker that left in the middle of a batch tells the others before
+	 * its transaction ends and lets go of its messages (inflight_exit()):
+	 * if it did since this batch looked, the rows just locked may be its,
+	 * with that attempt not counted yet.  Leave them: the next batch counts
+	 * its file first.
+	 */
+	if (nleased > 0 && orphans_changed())
+	{
+		SPI_freetuptable(SPI_tuptable);
+		end_work();
+		set_my_queue("");
+		return true;
+	}
 	/* in the round's memory: they outlive this transaction */
 	ids = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
 	runs = MemoryContextAlloc(round_cxt, sizeof(Datum) * Max(nleased, 1));
@@ -2409,6 +2523,8 @@ handle_batch(void)
 	SPI_freetuptable(SPI_tuptable);
 	leased = nleased > 0 &&
 		(interrupted || !pacelc_inflight_write(messages_relid(), record, nleased));
+	if (nleased > 0 && !leased)
+		open_batch_from = msgs[0].old_run_at;	/* the scan's order */
 	if (leased)
 	{
 		values[0] = id_array(ids, nleased);
@@ -2538,6 +2654,8 @@ handle_batch(void)
 			nhandled++;
 			continue;
 		}
+		if (!leased)
+			pacelc_inflight_reached(i + 1); /* an attempt from here on */
 		if (handle_message(m, queue))
 			done_ids[ndone++] = Int64GetDatum(m->id);
 		nhandled++;
@@ -2574,10 +2692,16 @@ handle_batch(void)
 	}
 	end_work();
 	if (!leased)
+	{
 		pacelc_inflight_clear();	/* committed: every attempt is counted */
+		open_batch_from = DT_NOEND;
+	}
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);
-	set_my_queue("");
+	/* keeps the queue while it lingers: enqueues then wake no other worker */
+	linger = worker_linger_ms > 0 && nleased >= 2 && nleased < nlease && i == n;
+	if (!linger)
+		set_my_queue("");
 	return true;
 }
 
@@ -2662,6 +2786,13 @@ worker_round(TimestampTz *last_full)
 		planned = false;
 		if (!handle_batch())
 			break;
+		if (linger)
+		{
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, worker_linger_ms,
+							 PG_WAIT_EXTENSION);
+			set_my_queue("");
+			linger = false;
+		}
 		CHECK_FOR_INTERRUPTS();
 		reload_config_if_pending();
 		leave_if_database_locked();
@@ -2812,6 +2943,8 @@ pacelc_worker_main(Datum arg)
 				EmitErrorReport();	/* not a lock_timeout: DDL was at work */
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			pacelc_inflight_settle();
+			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
 			check_extension = true;

@@ -51,11 +51,11 @@
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
 #   PRODUCERS=8, CONSUMERS=4, BATCH=100, POLL_MS=10, DURATION=10,
 #   IDLE_MESSAGES=300, PORT=55500, LONGTX_S, RECOVER_S, DESIGNS (default
-#   "pacelc skiplocked pgmq pgq").
+#   "pacelc skiplocked pgmq pgq"), LINGER_MS=0 (pacelc.worker_linger).
 . "$(dirname "$0")/lib.sh"
 # the PgQ contender, benchmark only (the tests do not need it)
 BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
-	bench_start "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT LONGTX_S RECOVER_S DESIGNS" "$@"
+	bench_start "PRODUCERS CONSUMERS BATCH POLL_MS DURATION IDLE_MESSAGES PORT LONGTX_S RECOVER_S DESIGNS LINGER_MS" "$@"
 LONGTX=0
 args=()
 for a in "$@"; do
@@ -97,13 +97,14 @@ log_min_messages = warning
 pacelc.worker_batch = $BATCH
 pacelc.done_retention = 1
 pacelc.worker_naptime = 1
+pacelc.worker_linger = ${LINGER_MS:-0}
 autovacuum_naptime = 10
 CONF
 bench_pg_start data "$PORT"
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc queue benchmark: $("$BIN/postgres" --version), $NCPU CPUs"
-echo "load: $PRODUCERS producers for ${DURATION}s; skiplocked, pgmq: $CONSUMERS consumers, batch $BATCH, poll ${POLL_MS} ms; pacelc: its worker pool, batch $BATCH"
+echo "load: $PRODUCERS producers for ${DURATION}s; skiplocked, pgmq: $CONSUMERS consumers, batch $BATCH, poll ${POLL_MS} ms; pacelc: its worker pool, batch $BATCH, linger ${LINGER_MS:-0} ms"
 echo "idle: 1 client, one message every 20 ms, $IDLE_MESSAGES messages; synchronous_commit=on; pacelc.done_retention = 1s"
 echo
 

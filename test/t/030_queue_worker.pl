@@ -132,6 +132,28 @@ ok($node->poll_query_until('postgres', qq{
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('fast', '{"after": "restart"}')});
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 21 FROM seen}), 'and it serves the queue');
 
+# pacelc.worker_linger: after a batch of two or more that emptied its queue
+# the worker waits, holding the queue, for more; 300 enqueues committed one
+# by one: none lost, none run twice, and another queue is still served
+$node->append_conf('postgresql.conf', 'pacelc.worker_linger = 20ms');
+$node->reload;
+$node->safe_psql('postgres', q{DELETE FROM effects});
+$node->safe_psql('postgres', join('', map {
+	"SELECT pacelc.enqueue('payments', jsonb_build_object('n', 100000 + $_));\n" } 1 .. 300));
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('fast', '{"while": "lingering"}')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 22 FROM seen}),
+	'another queue is served while the worker lingers');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'payments' AND state = 'ready'}),
+	'every message handled with pacelc.worker_linger');
+($effects, $distinct) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT count(*), count(DISTINCT n) FROM effects WHERE n > 100000});
+my $done_l = $node->safe_psql('postgres', q{
+	SELECT count(*) FROM pacelc.messages
+	 WHERE queue = 'payments' AND state = 'done' AND (payload->>'n')::int > 100000});
+is($effects, $distinct, "lingering: no effect applied twice ($effects effects)");
+is($effects, $done_l, 'lingering: one effect per done message');
+
 $node->stop;
 done_testing();
 
