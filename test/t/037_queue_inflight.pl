@@ -231,8 +231,9 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'other'
 
 # --- 5. a worker that gives up on a handler, in a pool of two ----------------
 # It exits with its batch uncounted in its file, and the message is ready
-# again (its row lock gone) at once: the other worker must not run it
-# again before that attempt is counted.
+# again (its row lock gone) at once: the other worker, kept busy by a
+# backlog on another queue (so it picks a queue every few milliseconds),
+# must not run it again before that attempt is counted.
 $node->append_conf('postgresql.conf', qq{
 pacelc.handler_timeout = 500ms
 pacelc.workers_per_database = 2
@@ -241,6 +242,12 @@ $node->reload;
 ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
 				WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '2', 20))[0],
 	'a pool of two');
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION busy(p jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.002) $$;
+	SET ROLE regress_pacelc_shop;
+	SELECT pacelc.create_queue('busy', 'busy(jsonb)', concurrency => 2);
+	SELECT count(pacelc.enqueue('busy', jsonb_build_object('i', i))) FROM generate_series(1, 4000) i;
+});
 my $stubborn = enqueue('stubborn', '{"q": "stubborn"}');
 my $t0 = time;
 ok((wait_for(qq{SELECT state FROM pacelc.messages WHERE id = $stubborn}, 'dead', 30))[0],
@@ -254,6 +261,8 @@ is($node->safe_psql('postgres', qq{
 	'1:1/57014/true', 'one attempt, recorded once as not finished');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'stubborn'}), '0',
 	'its effects were rolled back');
+note 'busy messages left when the stubborn one was dead: '
+  . $node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.messages WHERE queue = 'busy' AND state = 'ready'});
 
 $node->stop;
 done_testing();
