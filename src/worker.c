@@ -95,7 +95,7 @@ PGDLLEXPORT void pacelc_launcher_main(Datum arg);
 PGDLLEXPORT void pacelc_worker_main(Datum arg);
 
 static int	worker_batch = 100;
-static int	worker_linger_ms = 0;
+static int	worker_linger_ms = 1;
 static int	handler_timeout_ms = 30000;
 static int	worker_naptime_s = 5;
 static int	launcher_naptime_s = 30;
@@ -717,7 +717,7 @@ pacelc_worker_init(void)
 							"How long a worker waits for more messages after a batch that emptied its queue.",
 							"Only after a batch of two or more messages (under load), holding the queue: larger "
 							"batches cost less per message, each message waits up to this much longer. 0 turns it off.",
-							&worker_linger_ms, 0, 0, 100,
+							&worker_linger_ms, 1, 0, 100,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pacelc.handler_timeout",
 							"Time limit for one handler call.",

@@ -51,7 +51,8 @@
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
 #   PRODUCERS=8, CONSUMERS=4, BATCH=100, POLL_MS=10, DURATION=10,
 #   IDLE_MESSAGES=300, PORT=55500, LONGTX_S, RECOVER_S, DESIGNS (default
-#   "pacelc skiplocked pgmq pgq"), LINGER_MS=0 (pacelc.worker_linger).
+#   "pacelc skiplocked pgmq pgq"), LINGER_MS (pacelc.worker_linger in ms;
+#   default: the server's, 1 ms).
 . "$(dirname "$0")/lib.sh"
 # the PgQ contender, benchmark only (the tests do not need it)
 BENCH_EXTRA_DEBS=postgresql-15-pgq3 \
@@ -97,14 +98,14 @@ log_min_messages = warning
 pacelc.worker_batch = $BATCH
 pacelc.done_retention = 1
 pacelc.worker_naptime = 1
-pacelc.worker_linger = ${LINGER_MS:-0}
+${LINGER_MS:+pacelc.worker_linger = ${LINGER_MS}ms}
 autovacuum_naptime = 10
 CONF
 bench_pg_start data "$PORT"
 "${PSQL[@]}" -f "$SCRIPTS/setup.sql" >/dev/null
 
 echo "pacelc queue benchmark: $("$BIN/postgres" --version), $NCPU CPUs"
-echo "load: $PRODUCERS producers for ${DURATION}s; skiplocked, pgmq: $CONSUMERS consumers, batch $BATCH, poll ${POLL_MS} ms; pacelc: its worker pool, batch $BATCH, linger ${LINGER_MS:-0} ms"
+echo "load: $PRODUCERS producers for ${DURATION}s; skiplocked, pgmq: $CONSUMERS consumers, batch $BATCH, poll ${POLL_MS} ms; pacelc: its worker pool, batch $BATCH, linger ${LINGER_MS:-1 (default)} ms"
 echo "idle: 1 client, one message every 20 ms, $IDLE_MESSAGES messages; synchronous_commit=on; pacelc.done_retention = 1s"
 echo
 
