@@ -6,11 +6,13 @@ use strict;
 use warnings FATAL => 'all';
 use Exporter 'import';
 use IPC::Run;
+use Time::HiRes ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module
-  shop_role_sql shop_grants_sql recording_queue_sql message_outcome wait_for_quiet);
+  shop_role_sql shop_grants_sql recording_queue_sql message_outcome wait_for_quiet
+  wait_for_value);
 
 # A new node with pacelc in shared_preload_libraries and the settings in
 # "conf" (postgresql.conf lines), started unless "no_start".  With
@@ -99,6 +101,26 @@ sub message_outcome
 # and reports itself idle only after that; so "no such hold, no active
 # worker" read by one query means every expiry is in the counters.  Returns
 # like poll_query_until.
+# Polls $sql on $node until it returns $expected (a string) or, with
+# $expected undef, anything non-empty, for at most $secs seconds; survives
+# the server being down (a crash restart).  Returns (seconds waited, last
+# output), the seconds undef on timeout.
+sub wait_for_value
+{
+	my ($node, $sql, $expected, $secs) = @_;
+	my $t0 = Time::HiRes::time();
+	my $out = '';
+	while (Time::HiRes::time() - $t0 < $secs)
+	{
+		my ($rc, $o) = $node->psql('postgres', $sql);
+		$out = $o // '';
+		return (Time::HiRes::time() - $t0, $out)
+		  if $rc == 0 && (defined $expected ? $out eq $expected : $out ne '');
+		Time::HiRes::usleep(50_000);
+	}
+	return (undef, $out);
+}
+
 sub wait_for_quiet
 {
 	my ($node, $dbname) = @_;

@@ -64,25 +64,6 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login =>
 	SELECT pacelc.create_queue('stubborn', 'stubborn(jsonb)', max_attempts => 1);
 });
 
-# Polls $sql until it returns $expected (a string) or, with $expected
-# undef, anything non-empty, for at most $secs seconds; survives the server
-# being down (crash restart).  Returns (seconds waited, last output), the
-# seconds undef on timeout.
-sub wait_for
-{
-	my ($sql, $expected, $secs) = @_;
-	my $t0 = time;
-	my $out = '';
-	while (time - $t0 < $secs)
-	{
-		my ($rc, $o) = $node->psql('postgres', $sql);
-		$out = $o // '';
-		return (time - $t0, $out)
-		  if $rc == 0 && (defined $expected ? $out eq $expected : $out ne '');
-		usleep(100_000);
-	}
-	return (undef, $out);
-}
 
 sub enqueue
 {
@@ -112,20 +93,20 @@ my $sleeping_worker = q{
 my $brief = enqueue('brief', '{"q": "brief", "s": 2}');
 # one statement: its snapshot is taken before it reads pg_stat_activity, so
 # a handler still sleeping then had not committed when the row was read
-my ($w, $row) = wait_for(qq{
+my ($w, $row) = wait_for_value($node, qq{
 	SELECT m.state || ':' || m.attempts || ':' || (m.leased_until IS NULL)
 	  FROM pacelc.messages m
 	 WHERE m.id = $brief AND EXISTS ($sleeping_worker)}, undef, 20);
 ok(defined $w, 'the handler of "brief" was seen running');
 is($row, 'ready:0:true', 'while its handler runs the message shows attempts 0 and no lease');
-ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $brief},
+ok((wait_for_value($node, qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $brief},
 			'done:1', 20))[0], 'once handled: done, attempts 1');
 is(starts('brief'), 1, 'its handler ran once');
 
 # --- 2. kill -9 of the worker in a handler ----------------------------------
 my $stuck = enqueue('stuck', '{"q": "stuck", "s": 30}');
 my ($pid);
-($w, $pid) = wait_for($sleeping_worker, undef, 20);
+($w, $pid) = wait_for_value($node, $sleeping_worker, undef, 20);
 ok(defined $w && $pid =~ /^\d+$/, "the worker $pid runs the stuck handler");
 my $other = enqueue('other', '{"q": "other"}');
 my $log_offset = -s $node->logfile;
@@ -133,14 +114,14 @@ my $t_kill = time;
 kill 'KILL', $pid;
 ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset),
 	'the postmaster restarts after the worker was killed');
-my ($took) = wait_for(qq{SELECT state || ':' || last_sqlstate FROM pacelc.messages WHERE id = $stuck},
+my ($took) = wait_for_value($node, qq{SELECT state || ':' || last_sqlstate FROM pacelc.messages WHERE id = $stuck},
 	'dead:57014', 20 - (time - $t_kill));
 ok(defined $took, sprintf('the killed attempt is counted at once: dead, 57014, %.1f s after the kill',
 		time - $t_kill));
 unless (defined $took)
 {
 	# the lease path: say how long it takes
-	($took) = wait_for(qq{SELECT state FROM pacelc.messages WHERE id = $stuck}, 'dead', 90);
+	($took) = wait_for_value($node, qq{SELECT state FROM pacelc.messages WHERE id = $stuck}, 'dead', 90);
 	diag(sprintf('the stuck message was dead %s s after the kill',
 			defined $took ? sprintf('%.1f', time - $t_kill) : 'not within 110'));
 }
@@ -154,7 +135,7 @@ is($node->safe_psql('postgres', qq{
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'stuck'}), '0',
 	'its handler\'s effects were rolled back');
 is(starts('stuck'), 1, 'its handler ran once (max_attempts 1)');
-ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $other},
+ok((wait_for_value($node, qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $other},
 			'done:1', 20))[0], 'the other queue\'s message is handled after the restart');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM effects WHERE q = 'other'}), '1',
 	'exactly once');
@@ -166,7 +147,7 @@ my $kills = 0;
 for my $attempt (1 .. 3)
 {
 	# a new worker in the handler, and the row as it is meanwhile (see 1.)
-	my ($seen, $now) = wait_for(qq{
+	my ($seen, $now) = wait_for_value($node, qq{
 		SELECT a.pid || ':' || m.attempts FROM pacelc.messages m,
 			   ($sleeping_worker) a
 		 WHERE m.id = $poison AND a.pid <> $last}, undef, 20);
@@ -185,7 +166,7 @@ $t_kill = time;
 SKIP:
 {
 	skip 'the poison message did not run three times', 4 unless $kills == 3;
-	ok((wait_for(qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $poison},
+	ok((wait_for_value($node, qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $poison},
 				'dead:3', 20))[0],
 		sprintf('after three crashes: dead with attempts 3 (%.1f s after the last kill)', time - $t_kill));
 	is($node->safe_psql('postgres', qq{
@@ -208,11 +189,11 @@ write_file("$dir/pacelc.$dboid.0.inflight", 'garbage');
 write_file("$dir/pacelc.$dboid.1.inflight", "\x01\x00\x00");	# truncated
 $log_offset = -s $node->logfile;
 $node->start;
-ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
+ok((wait_for_value($node, q{SELECT count(*) FROM pg_stat_activity
 				WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '1', 20))[0],
 	'with a garbage journal the worker comes up');
 enqueue('other', '{"q": "after"}');
-ok((wait_for(q{SELECT count(*) FROM effects WHERE q = 'after'}, '1', 20))[0],
+ok((wait_for_value($node, q{SELECT count(*) FROM effects WHERE q = 'after'}, '1', 20))[0],
 	'and handles messages');
 usleep(2_500_000);	# more than two naptimes: the journals were looked at
 is($node->safe_psql('postgres', qq{
@@ -239,7 +220,7 @@ pacelc.handler_timeout = 500ms
 pacelc.workers_per_database = 2
 });
 $node->reload;
-ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
+ok((wait_for_value($node, q{SELECT count(*) FROM pg_stat_activity
 				WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '2', 20))[0],
 	'a pool of two');
 $node->safe_psql('postgres', q{
@@ -250,7 +231,7 @@ $node->safe_psql('postgres', q{
 });
 my $stubborn = enqueue('stubborn', '{"q": "stubborn"}');
 my $t0 = time;
-ok((wait_for(qq{SELECT state FROM pacelc.messages WHERE id = $stubborn}, 'dead', 30))[0],
+ok((wait_for_value($node, qq{SELECT state FROM pacelc.messages WHERE id = $stubborn}, 'dead', 30))[0],
 	sprintf('the message whose handler was given up on is dead (%.1f s)', time - $t0));
 ok($node->wait_for_log(qr/gave up on the handler of queue "stubborn"/), 'the worker gave up on it');
 is(starts('stubborn'), 1, 'its handler ran once (max_attempts 1): not again before the attempt was counted');

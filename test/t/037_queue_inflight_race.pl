@@ -54,22 +54,6 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql(login =>
 	SELECT pacelc.create_queue('poison', 'sleeper(jsonb)', max_attempts => 10, backoff => '1 ms');
 });
 
-# polls $sql until it returns $expected (undef: anything non-empty)
-sub wait_for
-{
-	my ($sql, $expected, $secs) = @_;
-	my $t0 = time;
-	my $out = '';
-	while (time - $t0 < $secs)
-	{
-		my ($rc, $o) = $node->psql('postgres', $sql);
-		$out = $o // '';
-		return (time - $t0, $out)
-		  if $rc == 0 && (defined $expected ? $out eq $expected : $out ne '');
-		usleep(50_000);
-	}
-	return (undef, $out);
-}
 
 # waits at most $secs seconds for the server log past $offset to match $re
 sub log_shows
@@ -90,7 +74,7 @@ sub starts
 	return scalar @m;
 }
 
-ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
+ok((wait_for_value($node, q{SELECT count(*) FROM pg_stat_activity
 				WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '2', 20))[0],
 	'a pool of two');
 my $id = $node->safe_psql('postgres', q{
@@ -103,7 +87,7 @@ my $failed_round = 0;
 for my $round (1 .. 3)
 {
 	# the handler runs (again), its message showing the crashes so far
-	my ($seen, $row) = wait_for(qq{
+	my ($seen, $row) = wait_for_value($node, qq{
 		SELECT a.pid || ':' || m.attempts FROM pacelc.messages m,
 			   (SELECT pid FROM pg_stat_activity
 				 WHERE backend_type = 'pacelc worker' AND wait_event = 'PgSleep' AND pid <> $last) a
@@ -120,7 +104,7 @@ for my $round (1 .. 3)
 	kill 'KILL', $pid;
 	$last = $pid;
 	log_shows(qr/all server processes terminated; reinitializing/, $offset, 20);
-	ok((wait_for(q{SELECT count(*) FROM pg_stat_activity
+	ok((wait_for_value($node, q{SELECT count(*) FROM pg_stat_activity
 					WHERE backend_type = 'pacelc worker' AND datname = 'postgres'}, '2', 20))[0],
 		"round $round: both workers are back");
 
@@ -150,7 +134,7 @@ for my $round (1 .. 3)
 SKIP:
 {
 	skip "round $failed_round failed", 2 if $failed_round;
-	ok((wait_for(qq{SELECT count(*) FROM pacelc.message_errors WHERE message_id = $id}, '3', 20))[0],
+	ok((wait_for_value($node, qq{SELECT count(*) FROM pacelc.message_errors WHERE message_id = $id}, '3', 20))[0],
 		'three crashes, three attempts recorded');
 	is($node->safe_psql('postgres', qq{
 		SELECT string_agg(attempt || '/' || sqlstate, ',' ORDER BY attempt)
