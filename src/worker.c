@@ -2173,15 +2173,7 @@ batch_should_stop(TimestampTz batch_start)
 		TimestampDifferenceExceeds(batch_start, now, BATCH_BUDGET_MS);
 }
 
-/*
- * At exit, with the transaction still open (before_shmem_exit runs this
- * first): a worker that leaves in the middle of a batch (it gave up on a
- * handler, was terminated) lets go of its file and tells the other workers
- * to count it before they take another batch: its messages are about to be
- * unlocked, and a worker taking one first would run it with this attempt
- * uncounted.  (Its lock on them lasts until the transaction aborts, right
- * after: the counting waits for it.)
- */
+/* Tells the other workers to count the files before their next batch. */
 static void
 announce_orphans(void)
 {
@@ -2192,6 +2184,15 @@ announce_orphans(void)
 	SpinLockRelease(&wshared->mutex);
 }
 
+/*
+ * At exit, with the transaction still open (before_shmem_exit runs this
+ * first): a worker that leaves in the middle of a batch (it gave up on a
+ * handler, was terminated) lets go of its file and tells the other workers
+ * to count it before they take another batch: its messages are about to be
+ * unlocked, and a worker taking one first would run it with this attempt
+ * uncounted.  (Its lock on them lasts until the transaction aborts, right
+ * after: the counting waits for it.)
+ */
 static void
 inflight_exit(int code, Datum arg)
 {
