@@ -2452,6 +2452,7 @@ handle_batch(void)
 	bool		found;
 	bool		leased;			/* the old way (see above) */
 	bool		interrupted = false;
+	bool		partial = false;	/* fresh messages left for the next batch */
 	Datum	   *ids,
 			   *runs,
 			   *intr;
@@ -2564,6 +2565,31 @@ handle_batch(void)
 		record[i].pad = 0;
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	/*
+	 * Messages whose earlier attempt never finished go the lease way, and
+	 * alone: a fresh message leased with them would have its own attempt,
+	 * should that not finish either, counted only when the lease ran out.
+	 * The others stay as they are for the next batch (no floor passes them).
+	 */
+	if (interrupted)
+	{
+		int			k = 0;
+
+		for (i = 0; i < nleased; i++)
+		{
+			if (!DatumGetBool(intr[i]))
+				continue;
+			ids[k] = ids[i];
+			runs[k] = runs[i];
+			intr[k] = intr[i];
+			msgs[k] = msgs[i];
+			record[k] = record[i];
+			k++;
+		}
+		partial = k < nleased;
+		nleased = k;
+	}
 	leased = nleased > 0 &&
 		(interrupted || !pacelc_inflight_write(messages_relid(), record, nleased));
 	if (nleased > 0 && !leased)
@@ -2587,7 +2613,7 @@ handle_batch(void)
 	new_floor = Min(scan_start, pending_since);
 	if (nleased == nlease)
 		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
-	if (nleased > 0 && new_floor > pace->floor)
+	if (nleased > 0 && new_floor > pace->floor && !partial)
 		pace->floor = new_floor;
 	if (nleased == 0)
 	{
@@ -2742,7 +2768,8 @@ handle_batch(void)
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);
 	/* keeps the queue while it lingers: enqueues then wake no other worker */
-	linger = worker_linger_ms > 0 && nleased >= 2 && nleased < nlease && i == n;
+	linger = worker_linger_ms > 0 && nleased >= 2 && nleased < nlease && i == n &&
+		!partial;
 	if (!linger)
 		set_my_queue("");
 	return true;
