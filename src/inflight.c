@@ -85,6 +85,21 @@ static int *held_fds = NULL;
 static int	nheld = 0;
 static int	maxheld = 0;
 
+/* What a worker does without its file, said with each warning about it. */
+static int
+errdetail_without_file(void)
+{
+	return errdetail("The pacelc worker will commit a lease per message before running handlers.");
+}
+
+/* Closes this worker's file (and with it its lock): it goes on without. */
+static void
+drop_own_file(void)
+{
+	close(own_fd);
+	own_fd = -1;
+}
+
 static void
 inflight_path(char *path, Oid dbid, int index)
 {
@@ -111,7 +126,7 @@ pacelc_inflight_open(Oid dbid, int index)
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not open file \"%s\": %m", own_path),
-				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+				 errdetail_without_file()));
 		return;
 	}
 
@@ -122,18 +137,15 @@ pacelc_inflight_open(Oid dbid, int index)
 	 */
 	while (flock(own_fd, LOCK_EX | LOCK_NB) != 0)
 	{
-		if (errno == EWOULDBLOCK && waited_ms >= INFLIGHT_LOCK_WAIT_MS)
-			errno = EAGAIN;		/* "resource temporarily unavailable" */
-		else if (errno == EWOULDBLOCK || errno == EINTR)
-			errno = 0;
-		if (errno != 0)
+		/* (past the wait, errno is EWOULDBLOCK: "temporarily unavailable") */
+		if ((errno != EWOULDBLOCK && errno != EINTR) ||
+			waited_ms >= INFLIGHT_LOCK_WAIT_MS)
 		{
 			ereport(WARNING,
 					(errcode_for_file_access(),
 					 errmsg("could not lock file \"%s\": %m", own_path),
-					 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
-			close(own_fd);
-			own_fd = -1;
+					 errdetail_without_file()));
+			drop_own_file();
 			return;
 		}
 		CHECK_FOR_INTERRUPTS();
@@ -145,9 +157,8 @@ pacelc_inflight_open(Oid dbid, int index)
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not stat file \"%s\": %m", own_path),
-				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
-		close(own_fd);
-		own_fd = -1;
+				 errdetail_without_file()));
+		drop_own_file();
 		return;
 	}
 	own_pending = st.st_size > 0;
@@ -165,8 +176,7 @@ pacelc_inflight_close(void)
 		return;
 	if (!own_pending)
 		(void) unlink(own_path);
-	close(own_fd);
-	own_fd = -1;
+	drop_own_file();
 }
 
 /* Does this worker's file list a batch whose attempts are not counted yet? */
@@ -214,7 +224,7 @@ pacelc_inflight_write(Oid relid, const PacelcInflightEntry *entries, int n)
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not write file \"%s\": %m", own_path),
-				 errdetail("The pacelc worker will commit a lease per message before running handlers.")));
+				 errdetail_without_file()));
 	write_warned = true;
 	/* a partial write is stale (its size does not match): empty it */
 	own_pending = rc > 0;
