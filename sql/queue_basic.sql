@@ -195,6 +195,22 @@ ALTER TABLE pacelc.messages ALTER COLUMN payload TYPE json;
 SELECT pacelc.enqueue('fp', '{"b": [1, 2]}') AS fp_json \gset
 SELECT payload::text FROM pacelc.messages WHERE id = :fp_json;
 ROLLBACK;
+-- indexes a superuser adds later (the direct insert keeps the indexes'
+-- compiled predicates and expressions per relcache build): written and
+-- enforced from the next enqueue on, and no longer once dropped
+CREATE UNIQUE INDEX regress_fp_once ON pacelc.messages ((payload ->> 'u'))
+	WHERE queue = 'fp' AND payload ? 'u';
+CREATE INDEX regress_fp_lower ON pacelc.messages (lower(queue)) WHERE attempts = 0;
+SELECT pacelc.enqueue('fp', '{"u": "x"}') > 0 AS enqueued;
+SELECT pg_temp.err($$SELECT pacelc.enqueue('fp', '{"u": "x"}')$$);
+SELECT pacelc.enqueue('fp', '{"u": "y"}') > 0 AS other_value;
+SELECT pacelc.enqueue('fp', '{"v": "x"}') > 0 AS not_in_the_index;
+CREATE EXTENSION amcheck;
+SELECT bt_index_check('pacelc.regress_fp_once', true) AS once_whole,
+	   bt_index_check('pacelc.regress_fp_lower', true) AS lower_whole;
+DROP EXTENSION amcheck;
+DROP INDEX pacelc.regress_fp_once, pacelc.regress_fp_lower;
+SELECT pacelc.enqueue('fp', '{"u": "x"}') > 0 AS enqueued_after_drop;
 SELECT pacelc.drop_queue('fp');
 
 DROP EXTENSION pacelc;

@@ -104,6 +104,28 @@ SET ROLE regress_pacelc_rp_app;
 SELECT pacelc.reserve('rp', 1) IS NOT NULL AS reserved_no_trigger;
 RESET ROLE;
 
+-- indexes a superuser adds later (the direct inserts keep the indexes'
+-- compiled predicates and expressions per relcache build): written and
+-- enforced from the next reserve on, and no longer once dropped
+CREATE UNIQUE INDEX regress_rp_once ON pacelc.reservation_data ((qty * 10)) WHERE qty = 7;
+CREATE INDEX regress_rp_lower ON pacelc.reservation_data (lower(sku)) WHERE qty > 1;
+CREATE INDEX regress_rp_key ON pacelc.idempotency_keys (upper(key)) WHERE key LIKE 'ix-%';
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 7) IS NOT NULL AS reserved;
+SELECT pg_temp.err($$SELECT pacelc.reserve('rp', 7)$$);
+SELECT pacelc.reserve('rp', 2, idempotency_key => 'ix-1') IS NOT NULL AS keyed;
+SELECT pacelc.reserve('rp', 2, idempotency_key => 'ix-1') IS NOT NULL AS keyed_again;
+RESET ROLE;
+CREATE EXTENSION amcheck;
+SELECT bt_index_check('pacelc.regress_rp_once', true) AS once_whole,
+	   bt_index_check('pacelc.regress_rp_lower', true) AS lower_whole,
+	   bt_index_check('pacelc.regress_rp_key', true) AS key_whole;
+DROP EXTENSION amcheck;
+DROP INDEX pacelc.regress_rp_once, pacelc.regress_rp_lower, pacelc.regress_rp_key;
+SET ROLE regress_pacelc_rp_app;
+SELECT pacelc.reserve('rp', 7) IS NOT NULL AS reserved_after_drop;
+RESET ROLE;
+
 SELECT sku, on_hand, held, available FROM pacelc.stock;
 SELECT * FROM pacelc.verify();
 DROP EXTENSION pacelc;

@@ -18,7 +18,9 @@
  * NOT NULL and CHECK constraints the table has now, as ExecConstraints()
  * does, with the expressions compiled once per relcache build of the table
  * instead of once per row.  pacelc_fastpath_shape_ok() is the relcache
- * part alone, for a direct read.
+ * part alone, for a direct read.  pacelc_fastpath_open_indices() is
+ * ExecOpenIndices() with the IndexInfos (partial indexes' predicates and
+ * index expressions compiled) kept the same way.
  *
  * fastpath.c calls only support.c.
  *
@@ -30,7 +32,9 @@
 #include "access/tableam.h"
 #include "access/tupdesc.h"
 #include "access/transam.h"
+#include "catalog/index.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -56,6 +60,25 @@ static PacelcRowChecks *check_sets[MAX_CHECK_SETS];
 static int	ncheck_sets = 0;
 static bool callback_registered = false;
 
+/* Is relid one of the indexes whose IndexInfo rc keeps? */
+static bool
+keeps_index(PacelcRowChecks *rc, Oid relid)
+{
+	int			i;
+
+	if (!rc->indexes_built)
+		return false;
+	for (i = 0; i < rc->nindexes; i++)
+		if (rc->index_oids[i] == relid)
+			return true;
+	return false;
+}
+
+/*
+ * The table or one of its indexes changed (an index created or dropped,
+ * its pg_index row updated: ready for inserts, valid...): everything kept
+ * about it is built again at its next use.
+ */
 static void
 fastpath_relcache_callback(Datum arg, Oid relid)
 {
@@ -63,7 +86,8 @@ fastpath_relcache_callback(Datum arg, Oid relid)
 
 	for (i = 0; i < ncheck_sets; i++)
 	{
-		if (!OidIsValid(relid) || check_sets[i]->relid == relid)
+		if (!OidIsValid(relid) || check_sets[i]->relid == relid ||
+			keeps_index(check_sets[i], relid))
 			check_sets[i]->relid = InvalidOid;
 	}
 }
@@ -119,12 +143,56 @@ table_user_ok(Relation rel)
 							 ACL_INSERT) == ACLCHECK_OK;
 }
 
-/* A function a pure expression may call: built in and immutable. */
+/*
+ * Is funcid one of pacelc's own length checks (support.c), which the CHECK
+ * constraints of its tables call: C, immutable, in this library?  They
+ * compare a length, resolve no name and run no SQL.
+ */
+static bool
+pacelc_length_check(Oid funcid)
+{
+	static const char *const symbols[] = {
+		"pacelc_private_valid_sku", "pacelc_private_valid_key",
+		"pacelc_private_valid_queue_name",
+	};
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Form_pg_proc proc;
+	bool		ours = false;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang == ClanguageId && proc->provolatile == PROVOLATILE_IMMUTABLE)
+	{
+		bool		binnull,
+					srcnull;
+		Datum		bin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &binnull);
+		Datum		src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &srcnull);
+		int			i;
+
+		if (!binnull && !srcnull &&
+			strcmp(TextDatumGetCString(bin), "$libdir/pacelc") == 0)
+		{
+			char	   *name = TextDatumGetCString(src);
+
+			for (i = 0; i < lengthof(symbols) && !ours; i++)
+				ours = strcmp(name, symbols[i]) == 0;
+		}
+	}
+	ReleaseSysCache(tup);
+	return ours;
+}
+
+/*
+ * A function a pure expression may call: built in and immutable, or one
+ * of pacelc's length checks.
+ */
 static bool
 impure_function(Oid funcid, void *context)
 {
-	return funcid >= FirstNormalObjectId ||
-		func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
+	if (funcid >= FirstNormalObjectId)
+		return !pacelc_length_check(funcid);
+	return func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
 }
 
 static bool
@@ -237,6 +305,7 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	}
 	rc->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
+	rc->indexes_built = false;	/* at the next open_indices */
 	rc->shape_ok = table_shape_ok(rel);
 	rc->relid = RelationGetRelid(rel);
 }
@@ -318,6 +387,149 @@ pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 					 errtableconstraint(rel, rc->names[i])));
 	}
 	rc->econtext->ecxt_scantuple = NULL;
+}
+
+/*
+ * Builds, in rc's memory, what ExecOpenIndices() builds per statement: an
+ * IndexInfo per index of rel (with ON CONFLICT's information when
+ * speculative), its predicate and expressions compiled as
+ * ExecInsertIndexTuples() would compile them at the first row.  indexes
+ * are the index OIDs, in RelationGetIndexList() order, opened.
+ */
+static void
+index_infos_load(PacelcRowChecks *rc, List *oids, Relation *indexes,
+				 bool speculative)
+{
+	MemoryContext old = MemoryContextSwitchTo(rc->cxt);
+	int			i;
+
+	rc->nindexes = list_length(oids);
+	rc->index_oids = palloc(sizeof(Oid) * Max(rc->nindexes, 1));
+	rc->index_infos = palloc(sizeof(IndexInfo *) * Max(rc->nindexes, 1));
+	for (i = 0; i < rc->nindexes; i++)
+	{
+		IndexInfo  *ii = BuildIndexInfo(indexes[i]);
+		ListCell   *lc;
+
+		if (speculative && ii->ii_Unique && !indexes[i]->rd_index->indisexclusion)
+			BuildSpeculativeIndexInfo(indexes[i], ii);
+		if (ii->ii_Predicate != NIL)
+			ii->ii_PredicateState =
+				ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate), NULL);
+		ii->ii_ExpressionsState = NIL;
+		foreach(lc, ii->ii_Expressions)
+			ii->ii_ExpressionsState =
+				lappend(ii->ii_ExpressionsState,
+						ExecInitExpr(expression_planner((Expr *) lfirst(lc)), NULL));
+		rc->index_oids[i] = list_nth_oid(oids, i);
+		rc->index_infos[i] = ii;
+	}
+	rc->indexes_speculative = speculative;
+	rc->indexes_built = true;
+	MemoryContextSwitchTo(old);
+}
+
+/* Lets go of the indexes opened (oids) and calls ExecOpenIndices(). */
+static void
+open_indices_as_executor(ResultRelInfo *rri, Relation *indexes, List *oids,
+						 bool speculative)
+{
+	int			i;
+
+	for (i = 0; i < list_length(oids); i++)
+		index_close(indexes[i], RowExclusiveLock);
+	list_free(oids);
+	ExecOpenIndices(rri, speculative);
+}
+
+/*
+ * ExecOpenIndices(rri, speculative) for the table rc describes (rri's),
+ * with the IndexInfos built once per relcache build of the table and its
+ * indexes instead of once per row: per call, BuildIndexInfo() and the
+ * compiling of a partial index's predicate cost more than inserting the
+ * index entry.  Each call gets its own shallow copy of them (an index AM
+ * keeps per-statement state in it).  A table whose index predicates or
+ * expressions call anything but built-in immutable functions (which could
+ * run pacelc again and re-enter an expression being evaluated) takes
+ * ExecOpenIndices().  The copies point into rc's memory, rebuilt at the
+ * next pacelc_fastpath_* call on rc after an invalidation: the caller
+ * calls none before ExecCloseIndices(rri).
+ */
+void
+pacelc_fastpath_open_indices(PacelcRowChecks *rc, ResultRelInfo *rri,
+							 bool speculative)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *oids;
+	Relation   *indexes;
+	IndexInfo **infos;
+	ListCell   *lc;
+	bool		stale;
+	int			n,
+				i;
+
+	if (rc->relid != RelationGetRelid(rel))
+		row_checks_load(rc, rel);
+	if (!rc->pure)
+	{
+		ExecOpenIndices(rri, speculative);
+		return;
+	}
+	rri->ri_NumIndices = 0;
+	if (!RelationGetForm(rel)->relhasindex)
+		return;
+	oids = RelationGetIndexList(rel);
+	n = list_length(oids);
+	if (n == 0)
+		return;
+	indexes = palloc(sizeof(Relation) * n);
+	infos = palloc(sizeof(IndexInfo *) * n);
+	i = 0;
+	foreach(lc, oids)
+		indexes[i++] = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+	/* (the locks may have processed an invalidation) */
+	if (rc->relid != RelationGetRelid(rel))
+		row_checks_load(rc, rel);
+	if (!rc->pure)
+	{
+		/* a new build says otherwise: the executor's way after all */
+		open_indices_as_executor(rri, indexes, oids, speculative);
+		return;
+	}
+	stale = !rc->indexes_built || rc->nindexes != n ||
+		(speculative && !rc->indexes_speculative);
+	for (i = 0; i < n && !stale; i++)
+		stale = rc->index_oids[i] != list_nth_oid(oids, i) ||
+			rc->index_infos[i]->ii_ReadyForInserts != indexes[i]->rd_index->indisready;
+	if (stale && rc->indexes_built)
+	{
+		/*
+		 * The indexes changed under a build of the table that kept others
+		 * (an invalidation not seen yet): judge them all again.
+		 */
+		row_checks_load(rc, rel);
+		if (!rc->pure)
+		{
+			open_indices_as_executor(rri, indexes, oids, speculative);
+			return;
+		}
+	}
+	if (stale)
+		index_infos_load(rc, oids, indexes, speculative);
+	for (i = 0; i < n; i++)
+	{
+		IndexInfo  *ii = makeNode(IndexInfo);
+
+		memcpy(ii, rc->index_infos[i], sizeof(IndexInfo));
+		ii->ii_Context = CurrentMemoryContext;
+		ii->ii_AmCache = NULL;
+		infos[i] = ii;
+	}
+	list_free(oids);
+	rri->ri_NumIndices = n;
+	rri->ri_IndexRelationDescs = indexes;
+	rri->ri_IndexRelationInfo = infos;
 }
 
 /*

@@ -33,12 +33,20 @@ typedef struct PacelcRowChecks
 	ExprState **checks;
 	char	  **names;
 	ExprContext *econtext;
+	/* its indexes, built at the first pacelc_fastpath_open_indices() */
+	bool		indexes_built;
+	bool		indexes_speculative;	/* with ON CONFLICT's information */
+	int			nindexes;
+	Oid		   *index_oids;
+	IndexInfo **index_infos;	/* predicates and expressions compiled */
 } PacelcRowChecks;
 
 extern bool pacelc_fastpath_shape_ok(PacelcRowChecks *rc, Relation rel);
 extern bool pacelc_fastpath_insert_ok(PacelcRowChecks *rc, Relation rel);
 extern void pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 									  TupleTableSlot *slot);
+extern void pacelc_fastpath_open_indices(PacelcRowChecks *rc,
+										 ResultRelInfo *rri, bool speculative);
 extern bool pacelc_fastpath_lookup(Relation heap, Relation index, text *key,
 								   Snapshot snapshot, TupleTableSlot *slot);
 

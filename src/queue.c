@@ -565,13 +565,13 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		}
 
 	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(heap_form_tuple(desc, values, nulls), slot, true);
 	pacelc_fastpath_check_row(&message_checks, rel, slot);
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	pacelc_fastpath_open_indices(&message_checks, rri, false);
 #if PG_VERSION_NUM >= 160000
 	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
 #else

@@ -406,7 +406,7 @@ pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
 
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	pacelc_fastpath_open_indices(&reservation_checks, rri, false);
 	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL
 #if PG_VERSION_NUM >= 160000
 									,false
@@ -516,7 +516,7 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, true);
+	pacelc_fastpath_open_indices(&key_checks, rri, true);
 	xid = GetCurrentTransactionId();
 
 	for (;;)
