@@ -211,6 +211,29 @@ SELECT bt_index_check('pacelc.regress_fp_once', true) AS once_whole,
 DROP EXTENSION amcheck;
 DROP INDEX pacelc.regress_fp_once, pacelc.regress_fp_lower;
 SELECT pacelc.enqueue('fp', '{"u": "x"}') > 0 AS enqueued_after_drop;
+-- a domain's CHECK runs a DBA's function (here one that enqueues again):
+-- an index expression casting to the domain is not pure, each insert
+-- compiles its own (a kept one is re-entered: the outer row got the inner
+-- row's index entry)
+CREATE FUNCTION public.regress_fp_reenter(v text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF v = 'outer' THEN PERFORM pacelc.enqueue('fp', '{"d": "inner"}'); END IF;
+	RETURN true;
+END $$;
+CREATE DOMAIN public.regress_fp_dom AS text CHECK (public.regress_fp_reenter(VALUE));
+CREATE INDEX regress_fp_dom ON pacelc.messages (((payload ->> 'd')::public.regress_fp_dom));
+SELECT pacelc.enqueue('fp', '{"d": "warm"}') > 0 AS warmed;
+SELECT pacelc.enqueue('fp', '{"d": "outer"}') > 0 AS reentered;
+SET enable_seqscan = off;
+SELECT count(*) AS outer_indexed FROM pacelc.messages
+	WHERE (payload ->> 'd')::public.regress_fp_dom = 'outer';
+RESET enable_seqscan;
+CREATE EXTENSION amcheck;
+SELECT bt_index_check('pacelc.regress_fp_dom', true) AS dom_whole;
+DROP EXTENSION amcheck;
+DROP INDEX pacelc.regress_fp_dom;
+DROP DOMAIN public.regress_fp_dom;
+DROP FUNCTION public.regress_fp_reenter(text);
 SELECT pacelc.drop_queue('fp');
 
 DROP EXTENSION pacelc;
