@@ -202,6 +202,15 @@ impure_walker(Node *node, void *context)
 		return false;
 	if (check_functions_in_node(node, impure_function, context))
 		return true;
+
+	/*
+	 * A cast to a domain runs the domain's CHECK constraints, which may call
+	 * anything (and be added later, without a relcache invalidation of the
+	 * table): a DBA's code, even one that runs pacelc again and re-enters
+	 * the expression being evaluated.
+	 */
+	if (IsA(node, CoerceToDomain))
+		return true;
 	return expression_tree_walker(node, impure_walker, context);
 }
 
