@@ -234,6 +234,37 @@ DROP EXTENSION amcheck;
 DROP INDEX pacelc.regress_fp_dom;
 DROP DOMAIN public.regress_fp_dom;
 DROP FUNCTION public.regress_fp_reenter(text);
+-- an index's operator class function is a DBA's code too, run while the
+-- insert uses the kept build: here it makes that build stale (lower()
+-- turns volatile) and enqueues again, which builds anew, while the outer
+-- insert has yet to evaluate the next index's predicate and expressions
+CREATE FUNCTION public.regress_fp_hash(v text) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+	s text;
+BEGIN
+	IF v = 'outer' THEN
+		ALTER FUNCTION pg_catalog.lower(text) VOLATILE;
+		PERFORM pacelc.enqueue('fp', '{"h": "inner"}');
+		ALTER FUNCTION pg_catalog.lower(text) IMMUTABLE;
+		SELECT string_agg(md5(i::text), ',') INTO s FROM generate_series(1, 2000) i;
+	END IF;
+	RETURN pg_catalog.hashtext(v);
+END $$;
+CREATE OPERATOR CLASS public.regress_fp_hash_ops FOR TYPE text USING hash AS
+	OPERATOR 1 pg_catalog.=, FUNCTION 1 public.regress_fp_hash(text);
+CREATE INDEX regress_fp_hash ON pacelc.messages
+	USING hash ((payload ->> 'h') public.regress_fp_hash_ops);
+CREATE INDEX regress_fp_after ON pacelc.messages (lower(queue), (payload ->> 'h'))
+	WHERE attempts = 0 AND payload ? 'h';
+SELECT pacelc.enqueue('fp', '{"h": "warm"}') > 0 AS warmed;
+SELECT pacelc.enqueue('fp', '{"h": "outer"}') > 0 AS reentered;
+SELECT payload ->> 'h' AS h FROM pacelc.messages WHERE payload ? 'h' ORDER BY id;
+CREATE EXTENSION amcheck;
+SELECT bt_index_check('pacelc.regress_fp_after', true) AS after_whole;
+DROP EXTENSION amcheck;
+DROP INDEX pacelc.regress_fp_hash, pacelc.regress_fp_after;
+DROP OPERATOR FAMILY public.regress_fp_hash_ops USING hash;
+DROP FUNCTION public.regress_fp_hash(text);
 SELECT pacelc.drop_queue('fp');
 
 DROP EXTENSION pacelc;
