@@ -280,11 +280,18 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 		check_sets[ncheck_sets++] = rc;
 		rc->registered = true;
 	}
-	if (rc->cxt == NULL)
-		rc->cxt = AllocSetContextCreate(TopMemoryContext, "pacelc fast path checks",
-										ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(rc->cxt);
+
+	/*
+	 * A call may still use the old build: a DBA's code that an insert runs
+	 * (an index's operator class function, say) may make it stale and run
+	 * pacelc again, which builds anew, while the outer insert has indexes
+	 * left to write with the old build's IndexInfos.  The old build goes
+	 * with the transaction, not now.
+	 */
+	if (rc->cxt != NULL)
+		MemoryContextSetParent(rc->cxt, TopTransactionContext);
+	rc->cxt = AllocSetContextCreate(TopMemoryContext, "pacelc fast path checks",
+									ALLOCSET_SMALL_SIZES);
 
 	/* before the planner inlines a DBA's SQL function, parsing its body */
 	rc->pure = table_pure(rel);
