@@ -273,6 +273,8 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 		CacheRegisterSyscacheCallback(PROCOID, fastpath_proc_callback, (Datum) 0);
 		callback_registered = true;
 	}
+	/* (an error below leaves no kept index OIDs in freed memory) */
+	rc->indexes_built = false;
 	if (!rc->registered)
 	{
 		if (ncheck_sets >= MAX_CHECK_SETS)
@@ -321,7 +323,6 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	}
 	rc->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
-	rc->indexes_built = false;	/* at the next open_indices */
 	rc->shape_ok = table_shape_ok(rel);
 	rc->relid = RelationGetRelid(rel);
 }
