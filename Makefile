@@ -17,7 +17,8 @@ REGRESS = citus_basic queue_basic queue_purge_plan queue_worker security stock_b
 # isolation: test/specs/NAME.spec, test/expected/NAME.out
 ISOLATION = queue_drop_lock stock_cart_order stock_confirm_release stock_fold_order \
 	stock_idempotent stock_load_deadlock \
-	stock_last_unit stock_savepoint stock_2pc extension_drop_rights upgrade_05_lock
+	stock_last_unit stock_savepoint stock_2pc extension_drop_rights upgrade_05_lock \
+	fastpath_concurrent_index
 # TAP: test/t/NNN_NAME.pl (all of them; helpers in test/perl)
 TAP_TESTS = 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
