@@ -419,7 +419,8 @@ pacelc_reservation_insert(const char *sku, int64 qty, Interval *ttl,
 
 	MemoryContextSwitchTo(oldcxt);
 	FreeExecutorState(estate);
-	table_close(rel, RowExclusiveLock);
+	/* the lock stays to the end of the transaction, as an INSERT's does */
+	table_close(rel, NoLock);
 	return true;
 }
 
@@ -582,6 +583,12 @@ pacelc_key_insert(text *key, ArrayType *skus, ArrayType *qtys,
 	MemoryContextSwitchTo(oldcxt);
 	FreeExecutorState(estate);
 	PopActiveSnapshot();
-	table_close(rel, RowExclusiveLock);
+
+	/*
+	 * The lock stays to the end of the transaction, as an INSERT's does: a
+	 * CREATE or REINDEX INDEX CONCURRENTLY must wait for this transaction,
+	 * whose row the index it builds cannot see yet.
+	 */
+	table_close(rel, NoLock);
 	return true;
 }
