@@ -308,6 +308,7 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	rc->indexes_built = false;	/* at the next open_indices */
 	rc->shape_ok = table_shape_ok(rel);
 	rc->relid = RelationGetRelid(rel);
+	rc->builds++;
 }
 
 /*
