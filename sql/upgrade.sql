@@ -97,12 +97,38 @@ ALTER EXTENSION pacelc UPDATE TO '0.6';
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 SELECT pacelc.enqueue('up_q', '{"v": 1}', idempotency_key => 'k1') = :m1 AS same_message;
 SELECT * FROM pacelc.verify();
+-- 0.6 -> 0.7: queue_status counts the worker's open batches as in flight
+ALTER EXTENSION pacelc UPDATE TO '0.7';
+SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
+SELECT queue, due, in_flight, depth FROM pacelc.queue_status ORDER BY queue;
+-- every function pinned, and nothing executable by PUBLIC but the view's
+-- reader of shared memory, in the closed schema
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
+   AND p.proconfig IS NULL
+   AND NOT (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+			AND p.prosrc = ANY (pacelc_private.owner_entry_symbols() || pacelc_private.pure_c_symbols()))
+ ORDER BY 1;
+SELECT p.oid::regprocedure FROM pg_proc p
+ WHERE p.pronamespace IN ('pacelc'::regnamespace, 'pacelc_private'::regnamespace)
+   AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SELECT has_schema_privilege('public', 'pacelc_private', 'USAGE') AS public_private_usage;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set filename :abs_srcdir '/sql/include/err.sql'
+\i :filename
+CREATE ROLE regress_pacelc_up_app IN ROLE pacelc_app;
+SET ROLE regress_pacelc_up_app;
+SELECT count(*) AS app_sees_no_queue FROM pacelc.queue_status;
+SELECT pg_temp.err($$SELECT * FROM pacelc_private.worker_batches()$$);
+RESET ROLE;
+DROP ROLE regress_pacelc_up_app;
 SELECT pacelc.drop_queue('up_h');
 DROP FUNCTION public.up_handler(jsonb);
 DROP OWNED BY regress_pacelc_up_owner;
 DROP ROLE regress_pacelc_up_owner;
 DROP EXTENSION pacelc;
--- a fresh install is 0.6 (0.1 followed by the update scripts)
+-- a fresh install is 0.7 (0.1 followed by the update scripts)
 CREATE EXTENSION pacelc;
 SELECT extversion FROM pg_extension WHERE extname = 'pacelc';
 DROP EXTENSION pacelc;

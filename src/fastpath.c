@@ -325,6 +325,7 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	MemoryContextSwitchTo(old);
 	rc->shape_ok = table_shape_ok(rel);
 	rc->relid = RelationGetRelid(rel);
+	rc->builds++;
 }
 
 /*

@@ -22,6 +22,7 @@
 typedef struct PacelcRowChecks
 {
 	Oid			relid;			/* InvalidOid: to be (re)compiled */
+	uint64		builds;			/* counts the (re)compilations */
 	bool		registered;
 	bool		shape_ok;		/* plain table, no rule, trigger, generated
 								 * column */

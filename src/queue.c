@@ -439,28 +439,91 @@ enqueue_lookup(text *queue, bool *consumer, Oid *owner)
 	return found;
 }
 
-/* The type of each column of pacelc.messages that the direct insert knows. */
-static Oid
-message_column_type(const char *name)
+/* The columns of pacelc.messages that the direct insert knows. */
+typedef enum MessageColumn
 {
-	static const struct
-	{
-		const char *name;
-		Oid			type;
-	}			types[] = {
-		{"id", INT8OID}, {"queue", TEXTOID}, {"payload", JSONBOID},
-		{"state", TEXTOID}, {"attempts", INT4OID}, {"run_at", TIMESTAMPTZOID},
-		{"leased_until", TIMESTAMPTZOID}, {"idempotency_key", TEXTOID},
-		{"enqueued_at", TIMESTAMPTZOID}, {"done_at", TIMESTAMPTZOID},
-		{"last_error", TEXTOID}, {"last_sqlstate", TEXTOID},
-		{"last_error_at", TIMESTAMPTZOID},
-	};
-	int			i;
+	MCOL_NULL,					/* left null (or dropped) */
+	MCOL_ID,
+	MCOL_QUEUE,
+	MCOL_PAYLOAD,
+	MCOL_STATE,
+	MCOL_ATTEMPTS,
+	MCOL_RUN_AT,
+	MCOL_ENQUEUED_AT,
+} MessageColumn;
 
-	for (i = 0; i < lengthof(types); i++)
-		if (strcmp(types[i].name, name) == 0)
-			return types[i].type;
-	return InvalidOid;
+#define MESSAGE_COLUMNS_SET 7	/* of MCOL_ID to MCOL_ENQUEUED_AT */
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+	MessageColumn set;
+}			message_columns[] = {
+	{"id", INT8OID, MCOL_ID}, {"queue", TEXTOID, MCOL_QUEUE},
+	{"payload", JSONBOID, MCOL_PAYLOAD}, {"state", TEXTOID, MCOL_STATE},
+	{"attempts", INT4OID, MCOL_ATTEMPTS}, {"run_at", TIMESTAMPTZOID, MCOL_RUN_AT},
+	{"leased_until", TIMESTAMPTZOID, MCOL_NULL},
+	{"idempotency_key", TEXTOID, MCOL_NULL},
+	{"enqueued_at", TIMESTAMPTZOID, MCOL_ENQUEUED_AT},
+	{"done_at", TIMESTAMPTZOID, MCOL_NULL}, {"last_error", TEXTOID, MCOL_NULL},
+	{"last_sqlstate", TEXTOID, MCOL_NULL},
+	{"last_error_at", TIMESTAMPTZOID, MCOL_NULL},
+};
+
+/*
+ * What each attribute of pacelc.messages gets from the direct insert,
+ * worked out once per relcache build of the table (message_checks.builds):
+ * per call, comparing every column's name with every known name cost more
+ * than forming the row.  ok is false for a table laid out otherwise: a
+ * column of a newer version (SQL knows its default), one a superuser gave
+ * another type (SQL converts the value), or a column it sets that is gone.
+ */
+typedef struct MessageLayout
+{
+	uint64		builds;			/* 0: not worked out */
+	bool		ok;
+	int			natts;
+	MessageColumn *set;			/* per attribute, in TopMemoryContext */
+} MessageLayout;
+
+static PacelcRowChecks message_checks;
+static MessageLayout message_layout;
+
+static void
+message_layout_load(TupleDesc desc)
+{
+	int			nset = 0;
+	int			i,
+				j;
+
+	if (message_layout.set != NULL)
+		pfree(message_layout.set);
+	message_layout.set = MemoryContextAlloc(TopMemoryContext,
+											sizeof(MessageColumn) * Max(desc->natts, 1));
+	message_layout.natts = desc->natts;
+	message_layout.ok = true;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		message_layout.set[i] = MCOL_NULL;
+		if (att->attisdropped)
+			continue;
+		for (j = 0; j < lengthof(message_columns); j++)
+			if (strcmp(message_columns[j].name, NameStr(att->attname)) == 0)
+				break;
+		if (j == lengthof(message_columns) || att->atttypid != message_columns[j].type)
+			message_layout.ok = false;
+		else if (message_columns[j].set != MCOL_NULL)
+		{
+			message_layout.set[i] = message_columns[j].set;
+			nset++;
+		}
+	}
+	if (nset != MESSAGE_COLUMNS_SET)
+		message_layout.ok = false;
+	message_layout.builds = message_checks.builds;
 }
 
 /*
@@ -476,7 +539,6 @@ message_column_type(const char *name)
 static int64
 enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 {
-	static PacelcRowChecks message_checks;
 	Oid			relid;
 	Oid			seqid;
 	Relation	rel;
@@ -485,7 +547,6 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 	bool	   *nulls;
 	int64		id;
 	int			i;
-	int			nset = 0;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
@@ -505,64 +566,50 @@ enqueue_insert_direct(text *queue, Datum payload, TimestampTz run_at)
 		table_close(rel, RowExclusiveLock);
 		return 0;
 	}
-	values = palloc0(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-	for (i = 0; i < desc->natts; i++)
+	/* (insert_ok() rebuilt message_checks if the table changed) */
+	if (message_layout.builds != message_checks.builds ||
+		message_layout.natts != desc->natts)
+		message_layout_load(desc);
+	if (!message_layout.ok)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		const char *name = NameStr(att->attname);
-
-		nulls[i] = true;
-		if (att->attisdropped)
-			continue;
-		if (att->atttypid != message_column_type(name))
-		{
-			/*
-			 * a column of a newer version (SQL knows its default), or one a
-			 * superuser gave another type (SQL converts the value)
-			 */
-			table_close(rel, RowExclusiveLock);
-			return 0;
-		}
-		if (strcmp(name, "queue") == 0)
-			values[i] = PointerGetDatum(queue);
-		else if (strcmp(name, "payload") == 0)
-			values[i] = payload;
-		else if (strcmp(name, "state") == 0)
-			values[i] = CStringGetTextDatum("ready");
-		else if (strcmp(name, "attempts") == 0)
-			values[i] = Int32GetDatum(0);
-		else if (strcmp(name, "run_at") == 0)
-			values[i] = TimestampTzGetDatum(run_at);
-		else if (strcmp(name, "enqueued_at") == 0)
-			values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		else if (strcmp(name, "id") == 0)
-		{
-			nset++;
-			continue;			/* below, once the table is known to be ours */
-		}
-		if (strcmp(name, "queue") == 0 || strcmp(name, "payload") == 0 ||
-			strcmp(name, "state") == 0 || strcmp(name, "attempts") == 0 ||
-			strcmp(name, "run_at") == 0 || strcmp(name, "enqueued_at") == 0)
-		{
-			nulls[i] = false;
-			nset++;
-		}
-	}
-	if (nset != 7)
-	{
-		/* a column it sets is gone: the statement says so */
+		/* not the layout this code knows: the statement says what to do */
 		table_close(rel, RowExclusiveLock);
 		return 0;
 	}
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
 	id = nextval_internal(seqid, false);
 	for (i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, i)->attname), "id") == 0)
+	{
+		nulls[i] = false;
+		switch (message_layout.set[i])
 		{
-			values[i] = Int64GetDatum(id);
-			nulls[i] = false;
+			case MCOL_ID:
+				values[i] = Int64GetDatum(id);
+				break;
+			case MCOL_QUEUE:
+				values[i] = PointerGetDatum(queue);
+				break;
+			case MCOL_PAYLOAD:
+				values[i] = payload;
+				break;
+			case MCOL_STATE:
+				values[i] = CStringGetTextDatum("ready");
+				break;
+			case MCOL_ATTEMPTS:
+				values[i] = Int32GetDatum(0);
+				break;
+			case MCOL_RUN_AT:
+				values[i] = TimestampTzGetDatum(run_at);
+				break;
+			case MCOL_ENQUEUED_AT:
+				values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+				break;
+			case MCOL_NULL:
+				nulls[i] = true;
+				break;
 		}
+	}
 
 	estate = CreateExecutorState();
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);

@@ -61,6 +61,7 @@
 #include "commands/prepare.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -130,6 +131,8 @@ typedef struct PoolSlot
 	TimestampTz next_wakeup;	/* when it plans to wake up (0: unknown) */
 	char		queue[NAMEDATALEN]; /* queue it works on, "" if none */
 	int			queue_limit;	/* and that queue's concurrency limit */
+	int			batch;			/* messages of its open batch: locked, not
+								 * leased (pacelc_private.worker_batches) */
 	TimestampTz rescan_from;	/* lower the scan floors to this; DT_NOEND: no */
 } PoolSlot;
 
@@ -554,6 +557,7 @@ release_pool_slot(int code, Datum arg)
 	SpinLockAcquire(&wshared->mutex);
 	my_slot->dbid = InvalidOid;
 	my_slot->queue[0] = '\0';
+	my_slot->batch = 0;
 	SpinLockRelease(&wshared->mutex);
 	my_slot = NULL;
 }
@@ -643,6 +647,67 @@ set_my_queue(const char *queue)
 	SpinLockAcquire(&wshared->mutex);
 	strlcpy(my_slot->queue, queue, NAMEDATALEN);
 	SpinLockRelease(&wshared->mutex);
+}
+
+/*
+ * The number of messages of the batch this worker runs in one transaction
+ * (0: none): a batch is locked, not leased, so the table alone does not
+ * show those messages as in flight.
+ */
+static void
+set_my_batch(int n)
+{
+	if (my_slot == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	my_slot->batch = n;
+	SpinLockRelease(&wshared->mutex);
+}
+
+PG_FUNCTION_INFO_V1(pacelc_private_worker_batches);
+
+/*
+ * pacelc_private.worker_batches() -> (queue text, messages int): per queue
+ * of this database, the messages the workers' open batches hold, for the
+ * view queue_status (in flight).  A snapshot of shared memory, not of the
+ * table: a batch that commits meanwhile is counted in neither or both.
+ */
+Datum
+pacelc_private_worker_batches(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	  (*queues)[NAMEDATALEN];
+	int		   *counts;
+	int			n = 0,
+				i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (wshared == NULL)
+		return (Datum) 0;
+	queues = palloc(sizeof(*queues) * Max(wshared->nslots, 1));
+	counts = palloc(sizeof(int) * Max(wshared->nslots, 1));
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots; i++)
+	{
+		PoolSlot   *slot = &wshared->slots[i];
+
+		if (slot->dbid != MyDatabaseId || slot->batch <= 0 || slot->queue[0] == '\0')
+			continue;
+		memcpy(queues[n], slot->queue, NAMEDATALEN);
+		counts[n] = slot->batch;
+		n++;
+	}
+	SpinLockRelease(&wshared->mutex);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(queues[i]);
+		values[1] = Int32GetDatum(counts[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /*
@@ -1912,6 +1977,7 @@ abandon_open_batch(void)
 		return;
 	lower_floors(MyDatabaseId, open_batch_from);
 	open_batch_from = DT_NOEND;
+	set_my_batch(0);
 }
 
 /*
@@ -2593,7 +2659,10 @@ handle_batch(void)
 	leased = nleased > 0 &&
 		(interrupted || !pacelc_inflight_write(messages_relid(), record, nleased));
 	if (nleased > 0 && !leased)
+	{
 		open_batch_from = msgs[0].old_run_at;	/* the scan's order */
+		set_my_batch(nleased);
+	}
 	if (leased)
 	{
 		values[0] = id_array(ids, nleased);
@@ -2764,6 +2833,7 @@ handle_batch(void)
 	{
 		pacelc_inflight_clear();	/* committed: every attempt is counted */
 		open_batch_from = DT_NOEND;
+		set_my_batch(0);
 	}
 	if (requeued_from != DT_NOEND)
 		lower_floors(MyDatabaseId, requeued_from);

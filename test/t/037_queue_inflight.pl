@@ -99,6 +99,12 @@ my ($w, $row) = wait_for_value($node, qq{
 	 WHERE m.id = $brief AND EXISTS ($sleeping_worker)}, undef, 20);
 ok(defined $w, 'the handler of "brief" was seen running');
 is($row, 'ready:0:true', 'while its handler runs the message shows attempts 0 and no lease');
+# queue_status shows it in flight, not due (the worker's batch, shared memory)
+($w, $row) = wait_for_value($node, qq{
+	SELECT s.due || ':' || s.in_flight || ':' || s.depth
+	  FROM pacelc.queue_status s
+	 WHERE s.queue = 'brief' AND EXISTS ($sleeping_worker)}, undef, 20);
+is($row, '0:1:1', 'queue_status: the running batch is in flight, not due');
 ok((wait_for_value($node, qq{SELECT state || ':' || attempts FROM pacelc.messages WHERE id = $brief},
 			'done:1', 20))[0], 'once handled: done, attempts 1');
 is(starts('brief'), 1, 'its handler ran once');
