@@ -265,6 +265,21 @@ DROP EXTENSION amcheck;
 DROP INDEX pacelc.regress_fp_hash, pacelc.regress_fp_after;
 DROP OPERATOR FAMILY public.regress_fp_hash_ops USING hash;
 DROP FUNCTION public.regress_fp_hash(text);
+-- a CHECK constraint calling a DBA's function that enqueues again: the
+-- nested insert checks its row apart from the outer one (sharing the
+-- compiled checks, it left the outer's next check without its row: a crash)
+CREATE FUNCTION public.regress_fp_check(p jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF p ->> 'c' = 'outer' THEN PERFORM pacelc.enqueue('fp', '{"c": "inner"}'); END IF;
+	RETURN true;
+END $$;
+ALTER TABLE pacelc.messages ADD CONSTRAINT regress_fp_a CHECK (public.regress_fp_check(payload));
+ALTER TABLE pacelc.messages ADD CONSTRAINT regress_fp_b CHECK (payload IS NOT NULL AND length(queue) < 100);
+SELECT pacelc.enqueue('fp', '{"c": "warm"}') > 0 AS warmed;
+SELECT pacelc.enqueue('fp', '{"c": "outer"}') > 0 AS reentered;
+SELECT payload ->> 'c' AS c FROM pacelc.messages WHERE payload ? 'c' ORDER BY id;
+ALTER TABLE pacelc.messages DROP CONSTRAINT regress_fp_a, DROP CONSTRAINT regress_fp_b;
+DROP FUNCTION public.regress_fp_check(jsonb);
 SELECT pacelc.drop_queue('fp');
 
 DROP EXTENSION pacelc;
