@@ -302,10 +302,12 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 	old = MemoryContextSwitchTo(rc->cxt);
 	rc->ncheck = 0;
 	rc->checks = NULL;
+	rc->exprs = NULL;
 	rc->names = NULL;
 	if (constr != NULL && constr->num_check > 0)
 	{
 		rc->checks = palloc(sizeof(ExprState *) * constr->num_check);
+		rc->exprs = palloc(sizeof(Expr *) * constr->num_check);
 		rc->names = palloc(sizeof(char *) * constr->num_check);
 		for (i = 0; i < constr->num_check; i++)
 		{
@@ -316,6 +318,7 @@ row_checks_load(PacelcRowChecks *rc, Relation rel)
 				continue;
 #endif
 			expr = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+			rc->exprs[rc->ncheck] = expr;
 			rc->checks[rc->ncheck] = ExecInitExpr(expr, NULL);
 			rc->names[rc->ncheck] = pstrdup(constr->check[i].ccname);
 			rc->ncheck++;
@@ -369,6 +372,11 @@ pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 						  TupleTableSlot *slot)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	ExprState **checks;
+	ExprContext *econtext;
+	char	  **names;
+	int			ncheck;
+	bool		own;
 	int			i;
 
 	if (rc->relid != RelationGetRelid(rel))
@@ -391,20 +399,49 @@ pacelc_fastpath_check_row(PacelcRowChecks *rc, Relation rel,
 	}
 	if (rc->ncheck == 0)
 		return;
-	rc->econtext->ecxt_scantuple = slot;
-	for (i = 0; i < rc->ncheck; i++)
-	{
-		bool		ok = ExecCheck(rc->checks[i], rc->econtext);
 
-		ResetExprContext(rc->econtext);
+	/*
+	 * (what the build has now: a check calling a DBA's code may build anew
+	 * meanwhile, the old build staying until the end of the transaction)
+	 */
+	ncheck = rc->ncheck;
+	names = rc->names;
+	checks = rc->checks;
+	econtext = rc->econtext;
+	own = !rc->pure;
+	if (own)
+	{
+		/*
+		 * A DBA's code in a check may run pacelc again, which checks its own
+		 * row meanwhile: this row gets its own compiled checks and expression
+		 * context, as each INSERT statement does.
+		 */
+		Expr	  **exprs = rc->exprs;
+
+		checks = palloc(sizeof(ExprState *) * ncheck);
+		for (i = 0; i < ncheck; i++)
+			checks[i] = ExecInitExpr(exprs[i], NULL);
+		econtext = CreateStandaloneExprContext();
+	}
+	econtext->ecxt_scantuple = slot;
+	for (i = 0; i < ncheck; i++)
+	{
+		bool		ok = ExecCheck(checks[i], econtext);
+
+		ResetExprContext(econtext);
 		if (!ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
-							RelationGetRelationName(rel), rc->names[i]),
-					 errtableconstraint(rel, rc->names[i])));
+							RelationGetRelationName(rel), names[i]),
+					 errtableconstraint(rel, names[i])));
 	}
-	rc->econtext->ecxt_scantuple = NULL;
+	econtext->ecxt_scantuple = NULL;
+	if (own)
+	{
+		FreeExprContext(econtext, true);
+		pfree(checks);
+	}
 }
 
 /*

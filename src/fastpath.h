@@ -32,6 +32,8 @@ typedef struct PacelcRowChecks
 	MemoryContext cxt;
 	int			ncheck;
 	ExprState **checks;
+	Expr	  **exprs;			/* the checks planned, for a call that
+								 * compiles its own (not pure) */
 	char	  **names;
 	ExprContext *econtext;
 	/* its indexes, built at the first pacelc_fastpath_open_indices() */
