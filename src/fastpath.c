@@ -519,7 +519,7 @@ pacelc_fastpath_open_indices(PacelcRowChecks *rc, ResultRelInfo *rri,
 	Relation   *indexes;
 	IndexInfo **infos;
 	ListCell   *lc;
-	bool		stale;
+	bool		changed;
 	int			n,
 				i;
 
@@ -543,8 +543,16 @@ pacelc_fastpath_open_indices(PacelcRowChecks *rc, ResultRelInfo *rri,
 	foreach(lc, oids)
 		indexes[i++] = index_open(lfirst_oid(lc), RowExclusiveLock);
 
-	/* (the locks may have processed an invalidation) */
-	if (rc->relid != RelationGetRelid(rel))
+	/*
+	 * The locks may have processed an invalidation; or the indexes changed
+	 * under a build of the table that kept others (an invalidation not seen
+	 * yet): either way the table and its indexes are judged again.
+	 */
+	changed = rc->indexes_built && rc->nindexes != n;
+	for (i = 0; i < n && rc->indexes_built && !changed; i++)
+		changed = rc->index_oids[i] != list_nth_oid(oids, i) ||
+			rc->index_infos[i]->ii_ReadyForInserts != indexes[i]->rd_index->indisready;
+	if (rc->relid != RelationGetRelid(rel) || changed)
 		row_checks_load(rc, rel);
 	if (!rc->pure)
 	{
@@ -552,25 +560,7 @@ pacelc_fastpath_open_indices(PacelcRowChecks *rc, ResultRelInfo *rri,
 		open_indices_as_executor(rri, indexes, oids, speculative);
 		return;
 	}
-	stale = !rc->indexes_built || rc->nindexes != n ||
-		(speculative && !rc->indexes_speculative);
-	for (i = 0; i < n && !stale; i++)
-		stale = rc->index_oids[i] != list_nth_oid(oids, i) ||
-			rc->index_infos[i]->ii_ReadyForInserts != indexes[i]->rd_index->indisready;
-	if (stale && rc->indexes_built)
-	{
-		/*
-		 * The indexes changed under a build of the table that kept others
-		 * (an invalidation not seen yet): judge them all again.
-		 */
-		row_checks_load(rc, rel);
-		if (!rc->pure)
-		{
-			open_indices_as_executor(rri, indexes, oids, speculative);
-			return;
-		}
-	}
-	if (stale)
+	if (!rc->indexes_built || (speculative && !rc->indexes_speculative))
 		index_infos_load(rc, oids, indexes, speculative);
 	for (i = 0; i < n; i++)
 	{
