@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(pacelc_node pacelc_standby start_pgbench write_file have_python_module
   shop_role_sql shop_grants_sql recording_queue_sql message_outcome wait_for_quiet
-  wait_for_value);
+  wait_for_value describe_load);
 
 # A new node with pacelc in shared_preload_libraries and the settings in
 # "conf" (postgresql.conf lines), started unless "no_start".  With
@@ -172,6 +172,58 @@ sub start_pgbench
 			'-h', $node->host, '-p', $node->port, $opt{dbname} // 'postgres'
 		],
 		'>', $opt{out} // \$out, '2>', $opt{err} // \$err);
+}
+
+# What a load started by start_pgbench is doing, for a test that gives up
+# waiting for it (print it with diag before dying): every backend of the
+# load (state, wait event, query), the locks they wait for or hold that
+# others wait for, the SQL of "sql" (say, the stock of the SKU it buys),
+# and pgbench's output so far.  With the harness h, pgbench is then killed
+# (it may be stuck) so that its output is complete; out and err are the
+# refs given to start_pgbench.
+sub describe_load
+{
+	my ($node, %opt) = @_;
+	my $dbname = $opt{dbname} // 'postgres';
+	my $text = '';
+	my $query = sub {
+		my ($label, $sql) = @_;
+		my ($rc, $stdout, $stderr) = $node->psql($dbname, $sql,
+			extra_params => [ '-P', 'tuples_only=off', '-P', 'footer=off' ]);
+		$text .= "--- $label\n" . ($rc == 0 ? $stdout : "(failed: $stderr)") . "\n";
+	};
+
+	$query->('the load\'s backends (pg_stat_activity)', q{
+		SELECT pid, state, wait_event_type, wait_event, backend_xid,
+			   round(extract(epoch FROM now() - xact_start)::numeric, 1) AS xact_secs,
+			   left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS query
+		  FROM pg_stat_activity
+		 WHERE application_name = 'pgbench' OR wait_event_type = 'Lock'
+		 ORDER BY pid});
+	$query->('their locks not granted, and the locks others wait for (pg_locks)', q{
+		SELECT l.pid, l.locktype, l.relation::regclass AS relation,
+			   l.transactionid AS xid, l.classid, l.objid, l.objsubid,
+			   l.mode, l.granted, pg_blocking_pids(l.pid) AS blocked_by
+		  FROM pg_locks l
+		 WHERE NOT l.granted
+			OR l.pid IN (SELECT unnest(pg_blocking_pids(w.pid))
+						   FROM pg_locks w WHERE NOT w.granted)
+		 ORDER BY l.pid, l.granted});
+	$query->('every lock of the load, counted (pg_locks)', q{
+		SELECT l.locktype, l.relation::regclass AS relation, l.mode, l.granted,
+			   count(*) AS n
+		  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		 WHERE a.application_name = 'pgbench'
+		 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4});
+	$query->($opt{label} // 'state', $opt{sql}) if defined $opt{sql};
+	if ($opt{h})
+	{
+		eval { $opt{h}->pump_nb if $opt{h}->pumpable; };
+		eval { $opt{h}->kill_kill; };
+	}
+	$text .= "--- pgbench stdout\n" . ${ $opt{out} } . "\n" if $opt{out};
+	$text .= "--- pgbench stderr\n" . ${ $opt{err} } . "\n" if $opt{err};
+	return $text;
 }
 
 1;

@@ -79,17 +79,37 @@ sub check_books
 	return ($held, $sold);
 }
 
-# Waits until the load has made 200 more reservations than before it began.
+# Waits until the load (harness h of start_pgbench, its output in out and
+# err) has made 200 more reservations than before it began.  If it does
+# not, within the usual timeout or before pgbench ends, the test dies after
+# printing what the load was doing, what it waited for and the stock.
 sub load_running
 {
-	my $before = $node->safe_psql('postgres',
-		'SELECT last_value FROM pacelc.reservation_id_seq');
-	$node->poll_query_until('postgres',
-		"SELECT last_value >= $before + 200 FROM pacelc.reservation_id_seq")
-	  or die 'the load does not get going';
+	my ($h, $out, $err) = @_;
+	my $seq = 'SELECT last_value FROM pacelc.reservation_id_seq';
+	my $before = $node->safe_psql('postgres', $seq);
+	my $t0 = time;
+	my $made = 0;
+
+	while (time - $t0 < $PostgreSQL::Test::Utils::timeout_default)
+	{
+		my $alive = $h->pumpable;
+		$made = $node->safe_psql('postgres', $seq) - $before;
+		return if $made >= 200;
+		last unless $alive;			# pgbench has ended
+		eval { $h->pump_nb; };		# collects its output
+		usleep(100_000);
+	}
+	diag("the load made $made reservations in " . (time - $t0) . " s\n"
+		  . describe_load($node, h => $h, out => $out, err => $err,
+			label => 'the stock of the SKU',
+			sql => q{SELECT s.*, pacelc.available(s.sku) AS escrow_counter
+					   FROM pacelc.stock s WHERE sku = 'hot'}));
+	die 'the load does not get going';
 }
 
 # 1. load with terminated backends
+my ($out, $err);
 my $h = start_pgbench($node, $script, clients => $clients, seconds => 6);
 my $terminated = 0;
 for (1 .. 10)
@@ -106,8 +126,9 @@ my ($held1, $sold1) = check_books('after terminations');
 ok($sold1 > 0, "load sold something ($sold1)");
 
 # 2. SIGKILL one backend: the postmaster reinitializes shared memory
-$h = start_pgbench($node, $script, clients => $clients, seconds => 30);
-load_running();
+$h = start_pgbench($node, $script, clients => $clients, seconds => 30,
+	out => \$out, err => \$err);
+load_running($h, \$out, \$err);
 my $victim = $node->safe_psql('postgres', q{
 	SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1});
 ok($victim, "found a backend to kill: $victim");
@@ -118,8 +139,9 @@ my ($held2, $sold2) = check_books('after backend SIGKILL');
 ok($sold2 >= $sold1, 'nothing sold was lost');
 
 # 3. SIGKILL the postmaster and then every process it had started
-$h = start_pgbench($node, $script, clients => $clients, seconds => 30);
-load_running();
+$h = start_pgbench($node, $script, clients => $clients, seconds => 30,
+	out => \$out, err => \$err);
+load_running($h, \$out, \$err);
 my $pm = $node->{_pid};
 my @children = split /\s+/, `pgrep -P $pm`;
 kill 'KILL', $pm;
