@@ -5,7 +5,9 @@
 # of those two loads starts with the SKU restocked, and must be running, 200
 # reservations made, before the kill).  After each restart verify() is clean,
 # the escrow counter equals on_hand - held of the tables, and units held +
-# confirmed never exceed units stocked.
+# confirmed never exceed units stocked.  Last, buyers that rebuild the
+# counter after a restart are terminated in the middle of it, and the buyers
+# waiting for them go on.
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
@@ -179,6 +181,53 @@ $node->{_pid} = undef;    # the pid file is stale; the server cleans it up
 $node->start;
 my ($held3, $sold3) = check_books('after postmaster SIGKILL');
 ok($sold3 >= $sold2, 'nothing sold was lost');
+
+# 3b. the first buyer after a restart rebuilds the SKU's counter from the
+# tables while later buyers wait for it.  Terminate it in the middle of that
+# load (held up by a table lock), then the buyer that takes the load over:
+# once the lock goes, the buyers left, and a new session, get their units at
+# once, and the books are exact.
+$node->restart;
+my $held_rows = q{SELECT count(*) FROM pacelc.reservation_data WHERE state = 'held'};
+my $rows_before = $node->safe_psql('postgres', $held_rows);
+my $blocker = $node->background_psql('postgres');
+$blocker->query_safe(
+	'BEGIN; LOCK pacelc.reservation_data IN ACCESS EXCLUSIVE MODE;');
+my @buyers;
+for (1 .. 4)
+{
+	my $buyer = $node->background_psql('postgres', on_error_stop => 0);
+	$buyer->query_until(qr/sent/, "\\echo sent\nSELECT pacelc.try_reserve('hot', 1);\n");
+	push @buyers, $buyer;
+}
+# buyers loading (waiting for the table lock), buyers waiting for the loader
+my $waits = q{
+	SELECT count(*) FILTER (WHERE wait_event = 'relation') || ',' ||
+		   count(*) FILTER (WHERE wait_event = 'advisory')
+	  FROM pg_stat_activity
+	 WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT pacelc.try_reserve%'};
+$node->poll_query_until('postgres', $waits, '1,3')
+  or die 'the buyers do not wait for one loader';
+for my $waiting (2, 1)
+{
+	is($node->safe_psql('postgres', q{
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		 WHERE wait_event_type = 'Lock' AND wait_event = 'relation'
+		   AND query LIKE 'SELECT pacelc.try_reserve%'}),
+		'1', 'terminated the buyer loading the counter');
+	ok($node->poll_query_until('postgres', $waits, "1,$waiting"),
+		'another buyer took the load over');
+}
+$blocker->query_safe('COMMIT');
+$blocker->quit;
+ok($node->poll_query_until('postgres', "SELECT ($held_rows) = $rows_before + 2"),
+	'the two buyers left got their units');
+is($node->safe_psql('postgres', q{
+		SET statement_timeout = '60s';
+		SELECT pacelc.try_reserve('hot', 1) IS NOT NULL}),
+	't', 'a new session gets its unit');
+eval { $_->quit } for @buyers;    # two of them were terminated
+check_books('after terminated loads');
 
 # 4. sell out: run until nothing is left, then every unit is accounted for
 $node->safe_psql('postgres', q{
