@@ -5,9 +5,9 @@
 # of those two loads starts with the SKU restocked, and must be running, 200
 # reservations made, before the kill).  After each restart verify() is clean,
 # the escrow counter equals on_hand - held of the tables, and units held +
-# confirmed never exceed units stocked.  Last, buyers that rebuild the
+# confirmed never exceed units stocked.  Then buyers that rebuild the
 # counter after a restart are terminated in the middle of it, and the buyers
-# waiting for them go on.
+# waiting for them go on.  Last, the SKU sells out exactly.
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
