@@ -206,8 +206,15 @@ my $waits = q{
 		   count(*) FILTER (WHERE wait_event = 'advisory')
 	  FROM pg_stat_activity
 	 WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT pacelc.try_reserve%'};
-$node->poll_query_until('postgres', $waits, '1,3')
-  or die 'the buyers do not wait for one loader';
+# what the buyers do, for a failure
+my $buyers_sql = q{
+	SELECT pid, state, wait_event_type, wait_event, query FROM pg_stat_activity
+	 WHERE query LIKE 'SELECT pacelc.try_reserve%' ORDER BY pid};
+$node->poll_query_until('postgres', $waits, '1,3') or do
+{
+	diag(describe_load($node, label => 'the buyers', sql => $buyers_sql));
+	die 'the buyers do not wait for one loader';
+};
 for my $waiting (2, 1)
 {
 	is($node->safe_psql('postgres', q{
@@ -215,8 +222,13 @@ for my $waiting (2, 1)
 		 WHERE wait_event_type = 'Lock' AND wait_event = 'relation'
 		   AND query LIKE 'SELECT pacelc.try_reserve%'}),
 		'1', 'terminated the buyer loading the counter');
-	ok($node->poll_query_until('postgres', $waits, "1,$waiting"),
-		'another buyer took the load over');
+	# (a buyer that spun instead of waiting would burn a CPU until the end)
+	$node->poll_query_until('postgres', $waits, "1,$waiting") or do
+	{
+		diag(describe_load($node, label => 'the buyers', sql => $buyers_sql));
+		die 'no buyer took the load over';
+	};
+	pass('another buyer took the load over');
 }
 $blocker->query_safe('COMMIT');
 $blocker->quit;
