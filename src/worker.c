@@ -1458,6 +1458,7 @@ static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr dead_plan = NULL;
 static SPIPlanPtr plan_plan = NULL;
+static SPIPlanPtr expiry_plan = NULL;
 static SPIPlanPtr queue_plan = NULL;
 static SPIPlanPtr recover_plan = NULL;
 static SPIPlanPtr recover_busy_plan = NULL;
@@ -1980,10 +1981,33 @@ abandon_open_batch(void)
 	set_my_batch(0);
 }
 
+/* This worker's pace of a queue, made on first sight (floor: the start). */
+static QueuePace *
+queue_pace_entry(const char *queue)
+{
+	bool		found;
+	QueuePace  *pace = hash_search(queue_pace, queue, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		pace->ms_per_message = 20.0;
+		pace->floor = DT_NOBEGIN;
+	}
+	return pace;
+}
+
 /*
  * Reads both times, inside the caller's transaction.  Per queue, so each
  * probe is one step into the (queue, run_at, id) index; the expiry probe is
  * one step into the partial expiry index.
+ *
+ * Each probe also raises this worker's floor of its queue, by the rule of
+ * the lease scan (see QueuePace): to at most the time before the
+ * snapshot, the open enqueues' start, and the earliest due message it saw
+ * (locked ones included: this scan takes no locks).  A worker that serves
+ * no queue plans a round after every wake-up; without its own floor it
+ * would step, each time, over every message handled since a long
+ * transaction began.
  */
 static void
 plan_next_round(void)
@@ -1992,10 +2016,16 @@ plan_next_round(void)
 	Datum		d;
 	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	Datum		values[3];
+	TimestampTz scan_start;
+	TimestampTz pending_since;
+	uint64		i;
 
 	check_floors();
 	floor_arrays(&values[0], &values[1]);
-	values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+	/* in this order: T0, then the open enqueues, then the scan's snapshot */
+	scan_start = GetCurrentTimestamp();
+	pending_since = pending_enqueues_since();
+	values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(scan_start,
 																worker_naptime_s * 1000L));
 
 	/*
@@ -2005,25 +2035,48 @@ plan_next_round(void)
 	 * last lease period, dead but kept while a long transaction is open.
 	 */
 	pacelc_keep_plan(&plan_plan,
-					 "SELECT (SELECT min(m.run_at) FROM pacelc.queues q CROSS JOIN LATERAL"
-					 "          (SELECT m.run_at FROM pacelc.messages m"
+					 "SELECT q.name, (SELECT m.run_at FROM pacelc.messages m"
 					 "            WHERE m.queue = q.name AND m.state = 'ready'"
 					 "              AND m.run_at >= coalesce((SELECT f.floor FROM ROWS FROM"
 					 "                    (pg_catalog.unnest($1::pg_catalog.text[]),"
 					 "                     pg_catalog.unnest($2::pg_catalog.timestamptz[])) AS f(name, floor)"
 					 "                   WHERE f.name = q.name LIMIT 1), '-infinity')"
 					 "              AND m.run_at <= $3"
-					 "            ORDER BY m.run_at LIMIT 1) m"
-					 "         WHERE q.handler IS NOT NULL),"
-					 "       (SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-					 "         WHERE r.state = 'held' AND r.expires_at IS NOT NULL)", 3, argtypes);
+					 "            ORDER BY m.run_at LIMIT 1)"
+					 "  FROM pacelc.queues q WHERE q.handler IS NOT NULL", 3, argtypes);
 	/* not read-only: a fresh snapshot, which sees this round's own work */
-	if (SPI_execute_plan(plan_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(plan_plan, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pacelc worker: could not plan its next round");
+	next_message_at = DT_NOEND;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		TimestampTz new_floor = Min(scan_start, pending_since);
+		QueuePace  *pace;
+
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (!isnull)
+		{
+			next_message_at = Min(next_message_at, DatumGetTimestampTz(d));
+			new_floor = Min(new_floor, DatumGetTimestampTz(d));
+		}
+		if (strlen(name) >= NAMEDATALEN)
+			continue;			/* not a valid queue name: no floor */
+		pace = queue_pace_entry(name);
+		if (new_floor > pace->floor)
+			pace->floor = new_floor;
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	pacelc_keep_plan(&expiry_plan,
+					 "SELECT min(r.expires_at) FROM pacelc.reservation_data r"
+					 " WHERE r.state = 'held' AND r.expires_at IS NOT NULL", 0, NULL);
+	if (SPI_execute_plan(expiry_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	next_message_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	next_expiry_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
 	planned = true;
 }
@@ -2515,7 +2568,6 @@ handle_batch(void)
 	TimestampTz lease_until;
 	TimestampTz batch_start;
 	QueuePace  *pace;
-	bool		found;
 	bool		leased;			/* the old way (see above) */
 	bool		interrupted = false;
 	bool		partial = false;	/* fresh messages left for the next batch */
@@ -2551,12 +2603,7 @@ handle_batch(void)
 		end_work();
 		return false;
 	}
-	pace = hash_search(queue_pace, queue, HASH_ENTER, &found);
-	if (!found)
-	{
-		pace->ms_per_message = 20.0;
-		pace->floor = DT_NOBEGIN;
-	}
+	pace = queue_pace_entry(queue);
 	nlease = (int) Min((double) worker_batch,
 					   Max(1.0, BATCH_BUDGET_MS / Max(pace->ms_per_message, 0.001)));
 	lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms);
