@@ -1325,12 +1325,92 @@ truncate_if_drained(void)
 }
 
 /*
+ * Purge floor.  The worker deletes the messages handled more than
+ * pacelc.done_retention ago through the done index (done_at).  Beside a
+ * long transaction the entries of the messages it deleted stay in that
+ * index, and a purge from its start would read, every naptime, every
+ * message purged since the transaction began.  So each purge starts at a
+ * floor below which every handled message visible to it was deleted by the
+ * last purge that committed, and below which no message can be marked done
+ * later:
+ *	- at most that purge's cutoff (now - retention);
+ *	- at most when the oldest transaction that held a transaction id as it
+ *	  began started (read before its snapshot): a message marked done by a
+ *	  transaction that had not committed then was marked at a later clock
+ *	  (done_at is clock_timestamp() when it is marked), and one that gets
+ *	  its id later marks later still;
+ *	- one second less, for the clock read before a statement's first write.
+ * A prepared transaction has no start time to read, so while one exists,
+ * and every PURGE_FULL_MS in any case (a done_at someone wrote by hand),
+ * the purge starts from the start.  A floor never deletes a message early;
+ * at worst one is deleted at the next full purge.  pacelc.purge_done()
+ * always purges from the start.
+ */
+#define PURGE_FULL_MS 60000
+
+static TimestampTz purge_floor = DT_NOBEGIN;
+static TimestampTz last_full_purge = 0;
+static SPIPlanPtr purge_horizon_plan = NULL;
+static SPIPlanPtr purge_plan = NULL;
+
+/* Deletes old handled messages from the floor up; returns the next floor. */
+static TimestampTz
+purge_old_messages(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz cutoff;
+	TimestampTz horizon;
+	TimestampTz floor = purge_floor;
+	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		prepared;
+
+	/* before the purge's snapshot (see above) */
+	pacelc_keep_plan(&purge_horizon_plan,
+					 "SELECT pg_catalog.min(a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL),"
+					 "       EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts)"
+					 "  FROM pg_catalog.pg_stat_activity a", 0, NULL);
+	if (SPI_execute_plan(purge_horizon_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pacelc worker: could not read the oldest writing transaction");
+	horizon = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || horizon > now)
+		horizon = now;
+	prepared = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (prepared || TimestampDifferenceExceeds(last_full_purge, now, PURGE_FULL_MS))
+	{
+		floor = DT_NOBEGIN;
+		last_full_purge = now;
+	}
+
+	cutoff = GetCurrentTransactionStartTimestamp() -
+		(TimestampTz) done_retention_s * USECS_PER_SEC;
+	values[0] = TimestampTzGetDatum(cutoff);
+	values[1] = TimestampTzGetDatum(floor);
+	pacelc_keep_plan(&purge_plan,
+					 "WITH d AS (DELETE FROM pacelc.messages m"
+					 "            WHERE m.state = 'done' AND m.done_at < $1 AND m.done_at >= $2"
+					 "           RETURNING m.id)"
+					 "DELETE FROM pacelc.message_errors x"
+					 " WHERE x.message_id = ANY (ARRAY(SELECT d.id FROM d))", 2, argtypes);
+	if (SPI_execute_plan(purge_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pacelc worker: could not purge handled messages");
+	return Min(cutoff, horizon) - USECS_PER_SEC;
+}
+
+/*
  * Expiry of holds (always), folding of confirmed units and purge of old
  * messages (full: the first worker, every naptime).
  */
 static void
 housekeeping(bool full)
 {
+	TimestampTz next_floor = purge_floor;
+
 	begin_work("pacelc: housekeeping");
 	exec_sql("SELECT pacelc.expire_holds(1000)");
 	if (full)
@@ -1338,17 +1418,13 @@ housekeeping(bool full)
 		exec_sql("SELECT pacelc.fold_confirmed(1000)");
 		if (done_retention_s > 0)
 		{
-			char		sql[128];
-
-			snprintf(sql, sizeof(sql),
-					 "SELECT pacelc.purge_done(pg_catalog.make_interval(secs => %d))",
-					 done_retention_s);
-			exec_sql(sql);
+			next_floor = purge_old_messages();
 			truncate_if_drained();
 		}
 	}
 	plan_next_round();
 	end_work();
+	purge_floor = next_floor;	/* committed: what it deleted is gone */
 }
 
 typedef struct DueMessage

@@ -1,13 +1,16 @@
-# Scan floors of the workers that do not hold the queue (issue 15).  With
-# several workers per database, one handles a queue (concurrency 1) while
-# the others plan their next round after every wake-up and naptime.
-# Beside a long transaction, those plans must start at a floor too: from
-# the queue's start, each plan read every entry the handled messages left
-# in the due index (the bloat benchmark lost half its rate to it; the
-# planning statement took 19 ms instead of 0.03).  And the floors those
-# plans raise never lose a message: one from a producer transaction that
-# stayed open while they planned is handled, without waiting for the
-# periodic full scan.
+# Scan and purge floors beside a long transaction (issue 15).
+# With several workers per database, one handles a queue (concurrency 1)
+# while the others plan their next round after every wake-up and naptime.
+# Those plans must start at a floor too: from the queue's start, each plan
+# read every entry the handled messages left in the due index (the bloat
+# benchmark lost half its rate to it; the planning statement took 19 ms
+# instead of 0.03).  And the floors those plans raise never lose a message:
+# one from a producer transaction that stayed open while they planned is
+# handled, without waiting for the periodic full scan.  The purge of
+# handled messages, every naptime, also starts at a floor instead of
+# reading again every message it purged since the long transaction began,
+# and that floor never skips a message acknowledged by a transaction that
+# commits late.
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
@@ -45,11 +48,12 @@ sub handled
 		"SELECT count(*) >= $n FROM effects");
 }
 
-sub due_index_read
+sub index_read
 {
-	return $node->safe_psql('postgres', q{
+	my ($index) = @_;
+	return $node->safe_psql('postgres', qq{
 		SELECT idx_tup_read FROM pg_stat_all_indexes
-		 WHERE indexrelid = 'pacelc.messages_due_idx'::regclass});
+		 WHERE indexrelid = 'pacelc.$index'::regclass});
 }
 
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('q', '{"n": 0}')});
@@ -80,17 +84,24 @@ sleep 2;	# the workers' statistics reach the cumulative view
 # others, idle, plan their rounds (its message is due, so they plan often);
 # each worker starts its scans from the start every 10 s, so each does at
 # least once in that time
-my $before = due_index_read();
+my $before = index_read('messages_due_idx');
 $node->safe_psql('postgres', q{
 	SELECT pacelc.enqueue('q', '{"n": 5000, "sleep": 12}');
 	SELECT pacelc.enqueue('q', jsonb_build_object('n', i)) FROM generate_series(5001, 5020) i});
 ok(handled(3021), 'the slow message and those behind it handled');
 sleep 2;	# the workers' statistics reach the cumulative view
-my $read = due_index_read() - $before;
+my $read = index_read('messages_due_idx') - $before;
 # from the start, each idle worker's plans would read the ~3,000 entries
 # left behind each time; from the floors, about one full scan per worker
 # every 10 s
 ok($read < 30_000, "idle workers' plans skip the dead entries ($read index entries read in 12 s)");
+# then 6 s of purges, one a second, with nothing new to purge: from the
+# start each would read the entries of the ~3,000 messages purged before
+# (~2 * 10^4 in all); from its floor, none (at most one full purge)
+my $purge_before = index_read('messages_done_idx');
+sleep 6;
+my $purged = index_read('messages_done_idx') - $purge_before;
+ok($purged < 8_000, "the purges skip the entries of purged messages ($purged read in 6 s)");
 
 # a producer transaction that stays open while the idle workers plan
 my $slow = $node->background_psql('postgres');
@@ -108,6 +119,27 @@ ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM effects WHERE n
 	'the earlier enqueue handled once it commits');
 my $late = time - $t0;
 ok($late < 8, sprintf('without waiting for the periodic full scan (%.1f s)', $late));
+
+# an external consumer's ack() that commits seconds after it marked its
+# message done (its done_at): the purges that ran meanwhile raised their
+# floor no higher than when that transaction began, so the next one
+# deletes it, without waiting for the full purge of every minute
+$node->safe_psql('postgres', q{
+	SET ROLE regress_pacelc_shop;
+	SELECT pacelc.create_queue('ext');
+	SELECT pacelc.enqueue('ext', '{"n": 1}')});
+my $ack = $node->background_psql('postgres');
+$ack->query_safe('BEGIN');
+$ack->query_safe(q{SELECT pacelc.ack(id) FROM pacelc.dequeue('ext')});
+sleep 4;	# purges with a cutoff past its done_at
+$ack->query_safe('COMMIT');
+$t0 = time;
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'ext'}),
+	'a message acknowledged by a long transaction is purged');
+$late = time - $t0;
+ok($late < 20, sprintf('by a floored purge, not the full one (%.1f s)', $late));
+$ack->quit;
 
 $long->query_safe('COMMIT');
 $long->quit;
