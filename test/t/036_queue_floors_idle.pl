@@ -17,17 +17,16 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PacelcTest;
 
-my $node = PostgreSQL::Test::Cluster->new('qfloors_idle');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pacelc'
+my $node = pacelc_node('qfloors_idle', conf => q{
 pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 pacelc.workers_per_database = 3
 pacelc.done_retention = 1s
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
 	CREATE ROLE regress_pacelc_shop LOGIN;
