@@ -48,6 +48,10 @@
 #   bash test/bench/queue_bench.sh --quick    # DURATION=3, fewer idle samples
 #   bash test/bench/queue_bench.sh --longtx   # plus the bloat test (LONGTX_S=120, RECOVER_S=60;
 #                                             #   with --quick LONGTX_S=20, RECOVER_S=30)
+#   STATEMENTS=1 bash test/bench/queue_bench.sh --longtx
+#       # also prints, per window of the bloat test, the statements (the
+#       # workers' included) that took the most time, from
+#       # pg_stat_statements (track = all): what a long transaction slows
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
 #   PRODUCERS=8, CONSUMERS=4, BATCH=100, POLL_MS=10, DURATION=10,
 #   IDLE_MESSAGES=300, PORT=55500, LONGTX_S, RECOVER_S, DESIGNS (default
@@ -86,8 +90,10 @@ bench_dir qbench		# also kills consumers, producers, a long transaction left run
 CONSUMER_PID=
 LONG_PID=
 PROD_PID=
+STATEMENTS=${STATEMENTS:-0}
 bench_initdb data "$PORT" -U postgres <<CONF
-shared_preload_libraries = 'pacelc'
+shared_preload_libraries = 'pacelc$( [ "$STATEMENTS" = 1 ] && echo ,pg_stat_statements)'
+$( [ "$STATEMENTS" = 1 ] && echo "pg_stat_statements.track = all" )
 max_connections = 100
 shared_buffers = 256MB
 synchronous_commit = on
@@ -245,12 +251,18 @@ long_window() {
 		LONG_PID=$!
 		sleep 0.2
 	fi
+	[ "$STATEMENTS" = 1 ] && "${PSQL[@]}" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+		-c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1
 	produce "$SCRIPTS/enqueue_$d.sql" "$secs" >"$DIR/long.$d" 2>&1 &
 	PROD_PID=$!
 	sleep 1
 	h0=$(handled "$d"); t0=$(date +%s.%N)
 	sleep $(( secs - 2 ))
 	h1=$(handled "$d"); t1=$(date +%s.%N)
+	[ "$STATEMENTS" = 1 ] && "${PSQL[@]}" -F ' | ' -c "
+		SELECT round(total_exec_time), calls, round((total_exec_time / calls)::numeric, 3),
+			   left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+		  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" >"$DIR/statements.$d.$3"
 	wait "$PROD_PID" || { cat "$DIR/long.$d" >&2; exit 1; }
 	PROD_PID=
 	if [ "$3" = long ]; then
@@ -300,6 +312,12 @@ run_longtx() {
 	printf "  %-11s processed %6.0f/s alone, %6.0f/s beside the long transaction (%.2fx); size %s -> %s -> %s\n" \
 		"$d" "$r_plain" "$r_long" "$(echo "$r_long / $r_plain" | bc -l)" \
 		"$(( base / 1024 )) kB" "$(( peak / 1024 )) kB" "$(( now / 1024 )) kB"
+	if [ "$STATEMENTS" = 1 ]; then
+		for w in plain long; do
+			echo "    $d, window $w: ms in all | calls | ms per call | statement"
+			sed 's/^/      /' "$DIR/statements.$d.$w"
+		done
+	fi
 }
 
 "${PSQL[@]}" -f "$SCRIPTS/pgmq-1.5.1.sql" -f "$SCRIPTS/setup_pgmq.sql" >/dev/null
