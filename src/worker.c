@@ -1390,7 +1390,8 @@ purge_old_messages(TimestampTz now, bool *full)
 	prepared = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
-	*full = prepared || now < last_full_purge ||
+	/* a floor ahead of the clock: it stepped back since */
+	*full = prepared || now < last_full_purge || purge_floor > now ||
 		TimestampDifferenceExceeds(last_full_purge, now, PURGE_FULL_MS);
 	if (*full)
 		floor = DT_NOBEGIN;
@@ -1960,7 +1961,10 @@ static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
 
-/* Applies lower_floors() and, every FULL_SCAN_MS, starts from the start. */
+/*
+ * Applies lower_floors() and, every FULL_SCAN_MS or when the clock stepped
+ * back, starts from the start.
+ */
 static void
 check_floors(void)
 {
@@ -1980,12 +1984,15 @@ check_floors(void)
 		from = DT_NOBEGIN;
 		last_full_scan = now;
 	}
-	if (from == DT_NOEND)
-		return;
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
-		if (from < p->floor)
+	{
+		/* no floor passes the time of its scan, unless the clock went back */
+		if (p->floor > now)
+			p->floor = DT_NOBEGIN;
+		else if (from < p->floor)
 			p->floor = from;
+	}
 }
 
 /* The earliest time an open transaction started enqueueing; DT_NOEND: none. */
