@@ -1340,11 +1340,14 @@ truncate_if_drained(void)
  *	  (done_at is clock_timestamp() when it is marked), and one that gets
  *	  its id later marks later still;
  *	- one second less, for the clock read before a statement's first write.
- * A prepared transaction has no start time to read, so while one exists,
- * and every PURGE_FULL_MS in any case (a done_at someone wrote by hand),
- * the purge starts from the start.  A floor never deletes a message early;
- * at worst one is deleted at the next full purge.  pacelc.purge_done()
- * always purges from the start.
+ * A prepared transaction has no start time to read, nor has a session
+ * with track_activities off (pg_stat_activity shows its transaction id
+ * only), so while one exists the purge starts from the start, and so does
+ * the next one (the purge that last saw it may not have seen its commit);
+ * so it does every PURGE_FULL_MS in any case (a done_at someone wrote by
+ * hand), and at once after the clock stepped back.  A floor never deletes
+ * a message early; at worst one is deleted at the next full purge.
+ * pacelc.purge_done() always purges from the start.
  */
 #define PURGE_FULL_MS 60000
 
@@ -1353,11 +1356,13 @@ static TimestampTz last_full_purge = 0;
 static SPIPlanPtr purge_horizon_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
 
-/* Deletes old handled messages from the floor up; returns the next floor. */
+/*
+ * Deletes old handled messages from the floor up; returns the next floor.
+ * *full: it purged from the start (the caller notes when, once committed).
+ */
 static TimestampTz
-purge_old_messages(void)
+purge_old_messages(TimestampTz now, bool *full)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz cutoff;
 	TimestampTz horizon;
 	TimestampTz floor = purge_floor;
@@ -1366,9 +1371,13 @@ purge_old_messages(void)
 	bool		isnull;
 	bool		prepared;
 
-	/* before the purge's snapshot (see above) */
+	/*
+	 * before the purge's snapshot (see above); a writer whose start is not
+	 * shown counts as begun at the start of time
+	 */
 	pacelc_keep_plan(&purge_horizon_plan,
-					 "SELECT pg_catalog.min(a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL),"
+					 "SELECT pg_catalog.min(COALESCE(a.xact_start, '-infinity'::pg_catalog.timestamptz))"
+					 "         FILTER (WHERE a.backend_xid IS NOT NULL),"
 					 "       EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts)"
 					 "  FROM pg_catalog.pg_stat_activity a", 0, NULL);
 	if (SPI_execute_plan(purge_horizon_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
@@ -1381,11 +1390,11 @@ purge_old_messages(void)
 	prepared = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
-	if (prepared || TimestampDifferenceExceeds(last_full_purge, now, PURGE_FULL_MS))
-	{
+	/* a floor ahead of the clock: it stepped back since */
+	*full = prepared || now < last_full_purge || purge_floor > now ||
+		TimestampDifferenceExceeds(last_full_purge, now, PURGE_FULL_MS);
+	if (*full)
 		floor = DT_NOBEGIN;
-		last_full_purge = now;
-	}
 
 	cutoff = GetCurrentTransactionStartTimestamp() -
 		(TimestampTz) done_retention_s * USECS_PER_SEC;
@@ -1399,6 +1408,8 @@ purge_old_messages(void)
 					 " WHERE x.message_id = ANY (ARRAY(SELECT d.id FROM d))", 2, argtypes);
 	if (SPI_execute_plan(purge_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pacelc worker: could not purge handled messages");
+	if (prepared || horizon == DT_NOBEGIN)
+		return DT_NOBEGIN;
 	return Min(cutoff, horizon) - USECS_PER_SEC;
 }
 
@@ -1410,6 +1421,8 @@ static void
 housekeeping(bool full)
 {
 	TimestampTz next_floor = purge_floor;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		full_purge = false;
 
 	begin_work("pacelc: housekeeping");
 	exec_sql("SELECT pacelc.expire_holds(1000)");
@@ -1418,13 +1431,16 @@ housekeeping(bool full)
 		exec_sql("SELECT pacelc.fold_confirmed(1000)");
 		if (done_retention_s > 0)
 		{
-			next_floor = purge_old_messages();
+			next_floor = purge_old_messages(now, &full_purge);
 			truncate_if_drained();
 		}
 	}
 	plan_next_round();
 	end_work();
-	purge_floor = next_floor;	/* committed: what it deleted is gone */
+	/* committed: what it deleted is gone */
+	purge_floor = next_floor;
+	if (full_purge)
+		last_full_purge = now;
 }
 
 typedef struct DueMessage
@@ -1945,7 +1961,10 @@ static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
 
-/* Applies lower_floors() and, every FULL_SCAN_MS, starts from the start. */
+/*
+ * Applies lower_floors() and, every FULL_SCAN_MS or when the clock stepped
+ * back, starts from the start.
+ */
 static void
 check_floors(void)
 {
@@ -1958,17 +1977,22 @@ check_floors(void)
 	from = my_slot->rescan_from;
 	my_slot->rescan_from = DT_NOEND;
 	SpinLockRelease(&wshared->mutex);
-	if (TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+	/* (at once after the clock stepped back: floors lie ahead of it) */
+	if (now < last_full_scan ||
+		TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
 	{
 		from = DT_NOBEGIN;
 		last_full_scan = now;
 	}
-	if (from == DT_NOEND)
-		return;
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
-		if (from < p->floor)
+	{
+		/* no floor passes the time of its scan, unless the clock went back */
+		if (p->floor > now)
+			p->floor = DT_NOBEGIN;
+		else if (from < p->floor)
 			p->floor = from;
+	}
 }
 
 /* The earliest time an open transaction started enqueueing; DT_NOEND: none. */
@@ -3029,7 +3053,8 @@ worker_round(TimestampTz *last_full)
 		TimestampTz now = GetCurrentTimestamp();
 
 		if (my_index == 0 &&
-			TimestampDifferenceExceeds(*last_full, now, worker_naptime_s * 1000))
+			(now < *last_full ||	/* the clock stepped back */
+			 TimestampDifferenceExceeds(*last_full, now, worker_naptime_s * 1000)))
 		{
 			exit_if_no_extension();
 			housekeeping(true);

@@ -26,6 +26,7 @@ pacelc.launcher_naptime = 1s
 pacelc.worker_naptime = 1s
 pacelc.workers_per_database = 3
 pacelc.done_retention = 1s
+max_prepared_transactions = 2
 });
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pacelc;
@@ -45,6 +46,25 @@ sub handled
 	my ($n) = @_;
 	return $node->poll_query_until('postgres',
 		"SELECT count(*) >= $n FROM effects");
+}
+
+# the queue "ext" empty within $limit seconds (a floored purge, not the
+# full one of every minute)
+sub purged_within
+{
+	my ($limit) = @_;
+	my $t0 = time;
+	while (time - $t0 < $limit)
+	{
+		if ($node->safe_psql('postgres',
+				q{SELECT count(*) = 0 FROM pacelc.messages WHERE queue = 'ext'}) eq 't')
+		{
+			note(sprintf('purged in %.1f s', time - $t0));
+			return 1;
+		}
+		usleep(200_000);
+	}
+	return 0;
 }
 
 sub index_read
@@ -140,6 +160,35 @@ ok($node->poll_query_until('postgres',
 $late = time - $t0;
 ok($late < 20, sprintf('by a floored purge, not the full one (%.1f s)', $late));
 $ack->quit;
+
+# the same from a session that does not report its activity
+# (track_activities off): pg_stat_activity shows its transaction id but
+# not when it began, so the purges cannot place their floor below it
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('ext', '{"n": 2}')});
+my $quiet = $node->background_psql('postgres');
+$quiet->query_safe('SET track_activities = off');
+$quiet->query_safe('BEGIN');
+$quiet->query_safe(q{SELECT pacelc.ack(id) FROM pacelc.dequeue('ext')});
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_stat_activity
+	 WHERE backend_xid IS NOT NULL AND xact_start IS NULL}),
+	'1', 'a writing transaction without a start time in pg_stat_activity');
+sleep 4;	# purges with a cutoff past its done_at
+$quiet->query_safe('COMMIT');
+ok(purged_within(8), "its message is purged by a floored purge too");
+$quiet->quit;
+
+# and from a prepared transaction, which has no start time to read: the
+# purges that saw it prepared start from the start, and so does the first
+# one after it commits
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('ext', '{"n": 3}')});
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT pacelc.ack(id) FROM pacelc.dequeue('ext');
+	PREPARE TRANSACTION 'pacelc_ack'});
+sleep 4;	# purges with a cutoff past its done_at
+$node->safe_psql('postgres', q{COMMIT PREPARED 'pacelc_ack'});
+ok(purged_within(8), 'a message acknowledged by a prepared transaction is purged');
 
 $long->query_safe('COMMIT');
 $long->quit;
