@@ -759,12 +759,57 @@ pool_size(void)
 	return Min(n, max_worker_processes);
 }
 
+/* Does a worker serve this database now? */
+static bool
+database_served(Oid dbid)
+{
+	bool		served = false;
+	int			i;
+
+	if (wshared == NULL)
+		return false;
+	SpinLockAcquire(&wshared->mutex);
+	for (i = 0; i < wshared->nslots && !served; i++)
+		served = wshared->slots[i].dbid == dbid;
+	SpinLockRelease(&wshared->mutex);
+	return served;
+}
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/*
+ * COMMIT PREPARED may commit an enqueue.  Its transaction announced that it
+ * was enqueueing (pacelc_worker_note_enqueue()) only until PREPARE, so the
+ * workers' scan floors may have passed its messages since: when the
+ * statement commits, every worker of the database scans from the start
+ * once, and one is woken.  (A database no worker serves has no floors;
+ * its first worker scans from the start.)
+ */
+static void
+worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		commit_prepared;
+
+	commit_prepared = IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
+	pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+						context, params, queryEnv, dest, qc);
+	if (commit_prepared && database_served(MyDatabaseId))
+		pacelc_worker_rescan(MyDatabaseId);
+}
+
 void
 pacelc_worker_init(void)
 {
 	BackgroundWorker bgw;
 
 	RegisterXactCallback(worker_xact_callback, NULL);
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = worker_ProcessUtility;
 
 	/*
 	 * pg_upgrade runs both clusters in binary-upgrade mode: no worker may
@@ -1943,9 +1988,10 @@ handle_message(DueMessage *m, const char *queue)
  * messages put back, a failed attempt, nack(), retry(), a new handler,
  * an external consumer's lease) lowers every worker's floors at commit
  * (lower_floors(): to where the messages a batch put back or failed are due,
- * to the start for what SQL did); and each worker scans from the start
- * every FULL_SCAN_MS in any case (a prepared transaction's enqueue,
- * a clock that stepped back).  A floor never loses a message: at worst a
+ * to the start for what SQL did and for COMMIT PREPARED, which may commit
+ * an enqueue that stopped announcing itself at PREPARE); each worker
+ * scans from the start at once when the clock stepped back, and every
+ * FULL_SCAN_MS in any case.  A floor never loses a message: at worst a
  * message waits for that full scan.
  */
 typedef struct QueuePace
