@@ -1369,6 +1369,17 @@ truncate_if_drained(void)
 	FreeErrorData(edata);		/* in use: next time */
 }
 
+/* Milliseconds from t to now (0 if the clock went back). */
+static long
+ms_since(TimestampTz t)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(t, GetCurrentTimestamp(), &secs, &usecs);
+	return secs * 1000L + usecs / 1000;
+}
+
 /*
  * Purge floor.  The worker deletes the messages handled more than
  * pacelc.done_retention ago through the done index (done_at).  Beside a
@@ -1385,21 +1396,104 @@ truncate_if_drained(void)
  *	  (done_at is clock_timestamp() when it is marked), and one that gets
  *	  its id later marks later still;
  *	- one second less, for the clock read before a statement's first write.
- * A prepared transaction has no start time to read, nor has a session
- * with track_activities off (pg_stat_activity shows its transaction id
- * only), so while one exists the purge starts from the start, and so does
- * the next one (the purge that last saw it may not have seen its commit);
- * so it does every PURGE_FULL_MS in any case (a done_at someone wrote by
- * hand), and at once after the clock stepped back.  A floor never deletes
- * a message early; at worst one is deleted at the next full purge.
- * pacelc.purge_done() always purges from the start.
+ * A session with track_activities off has no start time to read
+ * (pg_stat_activity shows its transaction id only): while one exists, the
+ * next purge starts from the start.  A prepared transaction has none
+ * either, but what it marked done is seen by no purge before it commits:
+ * while it stays prepared the floors rise as if it were not there, and
+ * the first purge that no longer lists it starts no higher than the floor
+ * in force when a purge first listed it (that floor was computed before it
+ * was prepared, so by the rules above it lies below what it marked).  A
+ * purge that lists it may already see its commit, hence the first purge
+ * that does not.  The purge starts from the start every PURGE_FULL_MS in
+ * any case (a done_at someone wrote by hand), and at once after the clock
+ * stepped back.  A floor never deletes a message early; at worst one is
+ * deleted at the next full purge.  pacelc.purge_done() always purges from
+ * the start.
+ *
+ * Beside a transaction open for hours that full purge reads every entry
+ * left behind since it began, so it comes at most once per
+ * SAFETY_NET_SHARE times the duration of the last one (see also
+ * FULL_SCAN_MS): its share of the worker's time stays bounded however old
+ * the transaction.
  */
 #define PURGE_FULL_MS 60000
+#define SAFETY_NET_SHARE 100
 
 static TimestampTz purge_floor = DT_NOBEGIN;
 static TimestampTz last_full_purge = 0;
+static long full_purge_every_ms = PURGE_FULL_MS;
+static long full_purge_took_ms = 0; /* the last full purge, once committed */
 static SPIPlanPtr purge_horizon_plan = NULL;
+static SPIPlanPtr purge_prepared_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
+
+/*
+ * The prepared transactions the last committed purge listed, each with the
+ * floor in force when a purge first listed it; and those this purge lists,
+ * taken over when it commits.  At most max_prepared_xacts each.
+ */
+typedef struct PreparedSeen
+{
+	TransactionId xid;
+	TimestampTz floor;
+} PreparedSeen;
+
+static PreparedSeen *prepared_seen = NULL;
+static int	nprepared_seen = 0;
+static PreparedSeen *prepared_listed = NULL;
+static int	nprepared_listed = 0;
+
+/*
+ * Notes the prepared transactions this purge lists (xids, an xid[] datum)
+ * and returns the lowest floor of those the last purge listed and this one
+ * does not: they may have committed since the last purge's snapshot.
+ * DT_NOEND: none.
+ */
+static TimestampTz
+list_prepared(Datum xids)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(xids);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			j;
+	TimestampTz gone = DT_NOEND;
+
+	if (prepared_seen == NULL)
+	{
+		int			cap = Max(max_prepared_xacts, 1);
+
+		prepared_seen = MemoryContextAlloc(TopMemoryContext, sizeof(PreparedSeen) * cap);
+		prepared_listed = MemoryContextAlloc(TopMemoryContext, sizeof(PreparedSeen) * cap);
+	}
+	deconstruct_array(arr, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	nprepared_listed = 0;
+	for (i = 0; i < n && i < Max(max_prepared_xacts, 1); i++)
+	{
+		PreparedSeen *p = &prepared_listed[nprepared_listed++];
+
+		p->xid = DatumGetTransactionId(elems[i]);
+		p->floor = purge_floor; /* first listed now */
+		for (j = 0; j < nprepared_seen; j++)
+			if (prepared_seen[j].xid == p->xid)
+				p->floor = prepared_seen[j].floor;
+	}
+	if (n > nprepared_listed)
+		gone = DT_NOBEGIN;		/* cannot happen: more than can be prepared */
+	for (j = 0; j < nprepared_seen; j++)
+	{
+		bool		listed = false;
+
+		for (i = 0; i < nprepared_listed; i++)
+			listed = listed || prepared_listed[i].xid == prepared_seen[j].xid;
+		if (!listed)
+			gone = Min(gone, prepared_seen[j].floor);
+	}
+	return gone;
+}
 
 /*
  * Deletes old handled messages from the floor up; returns the next floor.
@@ -1414,7 +1508,8 @@ purge_old_messages(TimestampTz now, bool *full)
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
-	bool		prepared;
+	TimestampTz prepared_gone;
+	TimestampTz started;
 
 	/*
 	 * before the purge's snapshot (see above); a writer whose start is not
@@ -1422,8 +1517,7 @@ purge_old_messages(TimestampTz now, bool *full)
 	 */
 	pacelc_keep_plan(&purge_horizon_plan,
 					 "SELECT pg_catalog.min(COALESCE(a.xact_start, '-infinity'::pg_catalog.timestamptz))"
-					 "         FILTER (WHERE a.backend_xid IS NOT NULL),"
-					 "       EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts)"
+					 "         FILTER (WHERE a.backend_xid IS NOT NULL)"
 					 "  FROM pg_catalog.pg_stat_activity a", 0, NULL);
 	if (SPI_execute_plan(purge_horizon_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -1432,14 +1526,23 @@ purge_old_messages(TimestampTz now, bool *full)
 												SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || horizon > now)
 		horizon = now;
-	prepared = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	/* after the horizon: one prepared in between is listed, or is in it */
+	pacelc_keep_plan(&purge_prepared_plan,
+					 "SELECT ARRAY(SELECT p.transaction FROM pg_catalog.pg_prepared_xacts p)",
+					 0, NULL);
+	if (SPI_execute_plan(purge_prepared_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pacelc worker: could not read the prepared transactions");
+	prepared_gone = list_prepared(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	/* a floor ahead of the clock: it stepped back since */
-	*full = prepared || now < last_full_purge || purge_floor > now ||
-		TimestampDifferenceExceeds(last_full_purge, now, PURGE_FULL_MS);
+	*full = now < last_full_purge || purge_floor > now ||
+		TimestampDifferenceExceeds(last_full_purge, now, full_purge_every_ms);
 	if (*full)
 		floor = DT_NOBEGIN;
+	floor = Min(floor, prepared_gone);
 
 	cutoff = GetCurrentTransactionStartTimestamp() -
 		(TimestampTz) done_retention_s * USECS_PER_SEC;
@@ -1451,9 +1554,12 @@ purge_old_messages(TimestampTz now, bool *full)
 					 "           RETURNING m.id)"
 					 "DELETE FROM pacelc.message_errors x"
 					 " WHERE x.message_id = ANY (ARRAY(SELECT d.id FROM d))", 2, argtypes);
+	started = GetCurrentTimestamp();
 	if (SPI_execute_plan(purge_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pacelc worker: could not purge handled messages");
-	if (prepared || horizon == DT_NOBEGIN)
+	if (*full)
+		full_purge_took_ms = ms_since(started);
+	if (horizon == DT_NOBEGIN)
 		return DT_NOBEGIN;
 	return Min(cutoff, horizon) - USECS_PER_SEC;
 }
@@ -1468,6 +1574,7 @@ housekeeping(bool full)
 	TimestampTz next_floor = purge_floor;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		full_purge = false;
+	bool		purged = false;
 
 	begin_work("pacelc: housekeeping");
 	exec_sql("SELECT pacelc.expire_holds(1000)");
@@ -1477,6 +1584,7 @@ housekeeping(bool full)
 		if (done_retention_s > 0)
 		{
 			next_floor = purge_old_messages(now, &full_purge);
+			purged = true;
 			truncate_if_drained();
 		}
 	}
@@ -1485,7 +1593,18 @@ housekeeping(bool full)
 	/* committed: what it deleted is gone */
 	purge_floor = next_floor;
 	if (full_purge)
+	{
 		last_full_purge = now;
+		full_purge_every_ms = Max(PURGE_FULL_MS, SAFETY_NET_SHARE * full_purge_took_ms);
+	}
+	if (purged)
+	{
+		PreparedSeen *swap = prepared_seen;
+
+		prepared_seen = prepared_listed;
+		nprepared_seen = nprepared_listed;
+		prepared_listed = swap;
+	}
 }
 
 typedef struct DueMessage
@@ -1992,7 +2111,11 @@ handle_message(DueMessage *m, const char *queue)
  * an enqueue that stopped announcing itself at PREPARE); each worker
  * scans from the start at once when the clock stepped back, and every
  * FULL_SCAN_MS in any case.  A floor never loses a message: at worst a
- * message waits for that full scan.
+ * message waits for that full scan.  Beside a transaction open for hours
+ * that scan steps over every entry left since it began, so it comes at
+ * most once per SAFETY_NET_SHARE times the duration of the statement that
+ * made the last one: a safety net that costs the worker a bounded share
+ * of its time however old the transaction.
  */
 typedef struct QueuePace
 {
@@ -2006,10 +2129,25 @@ typedef struct QueuePace
 static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
+static long full_scan_every_ms = FULL_SCAN_MS;
+static TimestampTz full_scan_began = 0; /* its floors not raised yet; 0: none */
 
 /*
- * Applies lower_floors() and, every FULL_SCAN_MS or when the clock stepped
- * back, starts from the start.
+ * A statement after a full scan's start raised floors: the next full scan
+ * comes SAFETY_NET_SHARE times its duration later, FULL_SCAN_MS at least.
+ */
+static void
+full_scan_done(void)
+{
+	if (full_scan_began == 0)
+		return;
+	full_scan_every_ms = Max(FULL_SCAN_MS, SAFETY_NET_SHARE * ms_since(full_scan_began));
+	full_scan_began = 0;
+}
+
+/*
+ * Applies lower_floors() and, every full_scan_every_ms or when the clock
+ * stepped back, starts from the start.
  */
 static void
 check_floors(void)
@@ -2025,10 +2163,11 @@ check_floors(void)
 	SpinLockRelease(&wshared->mutex);
 	/* (at once after the clock stepped back: floors lie ahead of it) */
 	if (now < last_full_scan ||
-		TimestampDifferenceExceeds(last_full_scan, now, FULL_SCAN_MS))
+		TimestampDifferenceExceeds(last_full_scan, now, full_scan_every_ms))
 	{
 		from = DT_NOBEGIN;
 		last_full_scan = now;
+		full_scan_began = now;
 	}
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
@@ -2215,6 +2354,7 @@ plan_next_round(void)
 			pace->floor = new_floor;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	full_scan_done();
 
 	pacelc_keep_plan(&expiry_plan,
 					 "SELECT min(r.expires_at) FROM pacelc.reservation_data r"
@@ -2887,6 +3027,7 @@ handle_batch(void)
 		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
 	if (nleased > 0 && new_floor > pace->floor && !partial)
 		pace->floor = new_floor;
+	full_scan_done();
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
@@ -3294,6 +3435,7 @@ pacelc_worker_main(Datum arg)
 			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
+			full_scan_began = 0;	/* not timed: its pause is no scan */
 			check_extension = true;
 			sleep_ms = 1000;
 		}

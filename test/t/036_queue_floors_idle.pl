@@ -122,6 +122,21 @@ my $purge_before = index_read('messages_done_idx');
 sleep 6;
 my $purged = index_read('messages_done_idx') - $purge_before;
 ok($purged < 8_000, "the purges skip the entries of purged messages ($purged read in 6 s)");
+# the same while a prepared transaction that wrote stays open (as one a
+# transaction manager forgot): what it marked done no purge can see
+# before it commits, so the purges keep to their floors meanwhile (they
+# started from the start while one was listed: each read those entries)
+$node->safe_psql('postgres', q{
+	CREATE TABLE held (n int);
+	BEGIN;
+	INSERT INTO held VALUES (1);
+	PREPARE TRANSACTION 'pacelc_held'});
+sleep 1;
+$purge_before = index_read('messages_done_idx');
+sleep 6;
+$purged = index_read('messages_done_idx') - $purge_before;
+ok($purged < 8_000, "beside a prepared transaction too ($purged read in 6 s)");
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'pacelc_held'});
 
 # a producer transaction that stays open while the idle workers plan
 my $slow = $node->background_psql('postgres');
@@ -175,8 +190,8 @@ ok(purged_within(8), "its message is purged by a floored purge too");
 $quiet->quit;
 
 # and from a prepared transaction, which has no start time to read: the
-# purges that saw it prepared start from the start, and so does the first
-# one after it commits
+# first purge that no longer lists it starts no higher than the floor in
+# force when one first listed it
 $node->safe_psql('postgres', q{SELECT pacelc.enqueue('ext', '{"n": 3}')});
 $node->safe_psql('postgres', q{
 	BEGIN;
