@@ -1373,8 +1373,8 @@ expire_isolated(int64 *ids, char **skus, uint64 from, uint64 to, int64 *n)
 static Datum
 expire_holds_body(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
 	int32		batch;
 	int64		n = 0;
 	uint64		ndue,
@@ -1394,13 +1394,16 @@ expire_holds_body(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	values[0] = Int32GetDatum(batch);
+	/* below it no hold can be (the workers' expiry floor) */
+	values[1] = TimestampTzGetDatum(pacelc_worker_expiry_floor(MyDatabaseId));
 	run_plan(get_plan(PLAN_DUE_HOLDS,
 					  "SELECT id, sku FROM pacelc.reservation_data r"
 					  " WHERE state = 'held' AND expires_at <= statement_timestamp()"
+					  "   AND expires_at >= $2"
 					  /* not while a restore has loaded the hold but not its SKU */
 					  "   AND EXISTS (SELECT FROM pacelc.skus k WHERE k.sku = r.sku)"
 					  " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-					  1, argtypes),
+					  2, argtypes),
 			 values, NULL, false);
 	ndue = SPI_processed;
 	ids = SPI_palloc(Max(ndue, 1) * sizeof(int64));

@@ -115,6 +115,10 @@ static char *worker_databases = NULL;
 #define DROP_CHECK_MS		1000
 /* The launcher re-checks a database without pacelc this rarely. */
 #define NO_EXTENSION_RECHECK_S	600
+/* Scans from the start (safety nets) at least this far apart ... */
+#define FULL_SCAN_MS		10000
+/* ... and this many times their last duration (their share of the time) */
+#define SAFETY_NET_SHARE	100
 
 /* ---------------------------------------------------------------------
  * Shared registry: the workers of each database, and what the launcher
@@ -146,9 +150,14 @@ typedef struct DbState
 	bool		leaving;		/* a worker left for DROP/ALTER DATABASE */
 	TimestampTz expiry_last;	/* when a worker last expired holds here */
 	TimestampTz expiry_claimed_until;	/* a worker is expiring holds now */
+	TimestampTz expiry_floor;	/* see pacelc_worker_expiry_floor() */
+	TimestampTz expiry_full_last;	/* when it was last lowered to the start */
+	long		expiry_full_every_ms;	/* and how often it is */
 } DbState;
 
 #define MAX_DB_STATES 1024
+
+static void lower_expiry_floor(DbState *db);
 
 /*
  * Per backend: the earliest time its open transaction started enqueueing
@@ -169,6 +178,7 @@ typedef struct WorkerShared
 	int			npending;
 	PendingSlot *pending;		/* npending entries, after the slots */
 	uint32		orphans;		/* bumped by a worker that left a batch */
+	uint64		expiry_gen;		/* bumped when an expiry floor is lowered */
 	DbState		dbs[MAX_DB_STATES];
 	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -234,6 +244,8 @@ db_state(Oid dbid, bool create)
 		return NULL;
 	memset(free_entry, 0, sizeof(DbState));
 	free_entry->dbid = dbid;
+	free_entry->expiry_floor = DT_NOBEGIN;
+	free_entry->expiry_full_every_ms = FULL_SCAN_MS;
 	return free_entry;
 }
 
@@ -343,6 +355,8 @@ lower_floors(Oid dbid, TimestampTz from)
 		if (s->dbid == dbid && from < s->rescan_from)
 			s->rescan_from = from;
 	}
+	if (from == DT_NOBEGIN)
+		lower_expiry_floor(db_state(dbid, false));
 	SpinLockRelease(&wshared->mutex);
 }
 
@@ -636,6 +650,103 @@ release_expiry(TimestampTz now)
 	{
 		db->expiry_claimed_until = 0;
 		db->expiry_last = now;
+	}
+	SpinLockRelease(&wshared->mutex);
+}
+
+/*
+ * The expiry floor of a database: no hold in state 'held' that is or can
+ * become visible expires before it.  The expiry scans (expire_holds(), the
+ * plans' next expiry) start there: beside a long transaction the expiry
+ * index keeps an entry for every hold ended since it began, and a scan
+ * from the start steps over all of them, four times a second.  The
+ * housekeeping that expired holds raises it after it commits, unless a
+ * floor was lowered meanwhile (expiry_gen), to at most
+ *	- the earliest expiry its plan saw among held holds (locked ones too:
+ *	  the plan takes no locks), and
+ *	- a second before the oldest transaction that held a transaction id
+ *	  began, read before that plan's snapshot: a hold expires after the
+ *	  clock read when it was made (its ttl ends after now), and one made by
+ *	  a transaction that had no id yet is made later still (-infinity when
+ *	  a writer's start is not shown).
+ * It goes back to the start when SQL did what the workers cannot see
+ * coming (lower_floors() to the start: COMMIT PREPARED, which may commit
+ * holds made long before), and now and then in any case (a hold written by
+ * hand or restored): every FULL_SCAN_MS, but no sooner than
+ * SAFETY_NET_SHARE times the duration of the last expiry from the start.
+ * DT_NOBEGIN when unknown.
+ */
+TimestampTz
+pacelc_worker_expiry_floor(Oid dbid)
+{
+	DbState    *db;
+	TimestampTz floor = DT_NOBEGIN;
+
+	if (wshared == NULL)
+		return DT_NOBEGIN;
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(dbid, false);
+	if (db != NULL)
+		floor = db->expiry_floor;
+	SpinLockRelease(&wshared->mutex);
+	return floor;
+}
+
+/* Lowers a database's expiry floor to the start; the caller holds the mutex. */
+static void
+lower_expiry_floor(DbState *db)
+{
+	wshared->expiry_gen++;
+	if (db != NULL)
+		db->expiry_floor = DT_NOBEGIN;
+}
+
+/*
+ * Before the housekeeping reads anything: lowers this database's expiry
+ * floor to the start when that is due (or the floor lies ahead of the
+ * clock, which stepped back), and returns the generation a raise must
+ * find (*full: it lowered it).
+ */
+static uint64
+expiry_floor_begin(TimestampTz now, bool *full)
+{
+	DbState    *db;
+	uint64		gen;
+
+	*full = false;
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, false);
+	if (db != NULL &&
+		(now < db->expiry_full_last || db->expiry_floor > now ||
+		 TimestampDifferenceExceeds(db->expiry_full_last, now, db->expiry_full_every_ms)))
+	{
+		lower_expiry_floor(db);
+		db->expiry_full_last = now;
+		*full = true;
+	}
+	gen = wshared->expiry_gen;
+	SpinLockRelease(&wshared->mutex);
+	return gen;
+}
+
+/*
+ * After the housekeeping committed: raises the floor unless it was lowered
+ * since expiry_floor_begin(); took_ms: how long its expiry from the start
+ * took (full), which spaces the next one.
+ */
+static void
+expiry_floor_end(uint64 gen, TimestampTz floor, bool full, long took_ms)
+{
+	DbState    *db;
+
+	SpinLockAcquire(&wshared->mutex);
+	db = db_state(MyDatabaseId, false);
+	if (db != NULL)
+	{
+		if (wshared->expiry_gen == gen && floor > db->expiry_floor)
+			db->expiry_floor = floor;
+		if (full)
+			db->expiry_full_every_ms = Max(FULL_SCAN_MS, SAFETY_NET_SHARE * took_ms);
 	}
 	SpinLockRelease(&wshared->mutex);
 }
@@ -1311,6 +1422,14 @@ leave_if_database_locked(void)
 	LockRelease(&tag, AccessShareLock, true);
 }
 
+/*
+ * What the worker knows about its next work, refreshed by
+ * plan_next_round(): when the next message of a handler queue is due and
+ * when the next hold expires (DT_NOEND: none).
+ */
+static TimestampTz next_message_at = DT_NOBEGIN;
+static TimestampTz next_expiry_at = DT_NOBEGIN;
+
 static void plan_next_round(void);
 static void ensure_helpers(void);
 
@@ -1418,13 +1537,12 @@ ms_since(TimestampTz t)
  * the transaction.
  */
 #define PURGE_FULL_MS 60000
-#define SAFETY_NET_SHARE 100
 
 static TimestampTz purge_floor = DT_NOBEGIN;
 static TimestampTz last_full_purge = 0;
 static long full_purge_every_ms = PURGE_FULL_MS;
 static long full_purge_took_ms = 0; /* the last full purge, once committed */
-static SPIPlanPtr purge_horizon_plan = NULL;
+static SPIPlanPtr writer_horizon_plan = NULL;
 static SPIPlanPtr purge_prepared_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
 
@@ -1496,14 +1614,41 @@ list_prepared(Datum xids)
 }
 
 /*
- * Deletes old handled messages from the floor up; returns the next floor.
- * *full: it purged from the start (the caller notes when, once committed).
+ * When the oldest transaction holding a transaction id began (at most now),
+ * from pg_stat_activity, which a transaction reads once: the caller reads
+ * it before the snapshots it bounds.  A writer whose start is not shown
+ * (track_activities off) counts as begun at the start of time: DT_NOBEGIN.
  */
 static TimestampTz
-purge_old_messages(TimestampTz now, bool *full)
+writer_horizon(TimestampTz now)
+{
+	TimestampTz horizon;
+	bool		isnull;
+
+	pacelc_keep_plan(&writer_horizon_plan,
+					 "SELECT pg_catalog.min(COALESCE(a.xact_start, '-infinity'::pg_catalog.timestamptz))"
+					 "         FILTER (WHERE a.backend_xid IS NOT NULL)"
+					 "  FROM pg_catalog.pg_stat_activity a", 0, NULL);
+	if (SPI_execute_plan(writer_horizon_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pacelc worker: could not read the oldest writing transaction");
+	horizon = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (isnull || horizon > now)
+		horizon = now;
+	return horizon;
+}
+
+/*
+ * Deletes old handled messages from the floor up; returns the next floor.
+ * horizon: writer_horizon(), read before.  *full: it purged from the start
+ * (the caller notes when, once committed).
+ */
+static TimestampTz
+purge_old_messages(TimestampTz now, TimestampTz horizon, bool *full)
 {
 	TimestampTz cutoff;
-	TimestampTz horizon;
 	TimestampTz floor = purge_floor;
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -1511,22 +1656,6 @@ purge_old_messages(TimestampTz now, bool *full)
 	TimestampTz prepared_gone;
 	TimestampTz started;
 
-	/*
-	 * before the purge's snapshot (see above); a writer whose start is not
-	 * shown counts as begun at the start of time
-	 */
-	pacelc_keep_plan(&purge_horizon_plan,
-					 "SELECT pg_catalog.min(COALESCE(a.xact_start, '-infinity'::pg_catalog.timestamptz))"
-					 "         FILTER (WHERE a.backend_xid IS NOT NULL)"
-					 "  FROM pg_catalog.pg_stat_activity a", 0, NULL);
-	if (SPI_execute_plan(purge_horizon_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "pacelc worker: could not read the oldest writing transaction");
-	horizon = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull || horizon > now)
-		horizon = now;
-	SPI_freetuptable(SPI_tuptable);
 	/* after the horizon: one prepared in between is listed, or is in it */
 	pacelc_keep_plan(&purge_prepared_plan,
 					 "SELECT ARRAY(SELECT p.transaction FROM pg_catalog.pg_prepared_xacts p)",
@@ -1573,24 +1702,40 @@ housekeeping(bool full)
 {
 	TimestampTz next_floor = purge_floor;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz horizon;
+	TimestampTz expiry_floor;
+	TimestampTz started;
 	bool		full_purge = false;
 	bool		purged = false;
+	bool		full_expiry;
+	long		expiry_ms;
+	uint64		gen;
 
 	begin_work("pacelc: housekeeping");
+	gen = expiry_floor_begin(now, &full_expiry);
+	/* before the snapshots of the expiry plan and the purge */
+	horizon = writer_horizon(now);
+	started = GetCurrentTimestamp();
 	exec_sql("SELECT pacelc.expire_holds(1000)");
+	expiry_ms = ms_since(started);
 	if (full)
 	{
 		exec_sql("SELECT pacelc.fold_confirmed(1000)");
 		if (done_retention_s > 0)
 		{
-			next_floor = purge_old_messages(now, &full_purge);
+			next_floor = purge_old_messages(now, horizon, &full_purge);
 			purged = true;
 			truncate_if_drained();
 		}
 	}
+	started = GetCurrentTimestamp();
 	plan_next_round();
+	expiry_ms += ms_since(started); /* its expiry probe: from the floor too */
+	expiry_floor = (horizon == DT_NOBEGIN) ? DT_NOBEGIN :
+		Min(next_expiry_at, horizon - USECS_PER_SEC);
 	end_work();
-	/* committed: what it deleted is gone */
+	/* committed: what it expired and deleted is gone */
+	expiry_floor_end(gen, expiry_floor, full_expiry, expiry_ms);
 	purge_floor = next_floor;
 	if (full_purge)
 	{
@@ -2124,8 +2269,6 @@ typedef struct QueuePace
 	TimestampTz floor;			/* no due message before it; DT_NOBEGIN */
 } QueuePace;
 
-#define FULL_SCAN_MS 10000
-
 static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
@@ -2233,13 +2376,6 @@ static List *skipped_queues = NIL;
 /* Round-robin: the queue this worker served last. */
 static char last_queue[NAMEDATALEN] = "";
 
-/*
- * What the worker knows about its next work, refreshed by
- * plan_next_round(): when the next message of a handler queue is due and
- * when the next hold expires (DT_NOEND: none).
- */
-static TimestampTz next_message_at = DT_NOBEGIN;
-static TimestampTz next_expiry_at = DT_NOBEGIN;
 static TimestampTz last_expiry_check = 0;
 static bool check_extension = true;
 static bool planned = false;
@@ -2300,6 +2436,7 @@ plan_next_round(void)
 	bool		isnull;
 	Datum		d;
 	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+	Oid			expiryargtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	TimestampTz scan_start;
 	TimestampTz pending_since;
@@ -2356,10 +2493,19 @@ plan_next_round(void)
 	SPI_freetuptable(SPI_tuptable);
 	full_scan_done();
 
+	/*
+	 * From the expiry floor (see pacelc_worker_expiry_floor()) to the next
+	 * naptime, like the probes above: past it lie the entries of the holds
+	 * ended before their ttl (a flash sale's confirmed ones), kept while a
+	 * long transaction is open.
+	 */
+	values[1] = values[2];
+	values[0] = TimestampTzGetDatum(pacelc_worker_expiry_floor(MyDatabaseId));
 	pacelc_keep_plan(&expiry_plan,
 					 "SELECT min(r.expires_at) FROM pacelc.reservation_data r"
-					 " WHERE r.state = 'held' AND r.expires_at IS NOT NULL", 0, NULL);
-	if (SPI_execute_plan(expiry_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+					 " WHERE r.state = 'held' AND r.expires_at IS NOT NULL"
+					 "   AND r.expires_at >= $1 AND r.expires_at <= $2", 2, expiryargtypes);
+	if (SPI_execute_plan(expiry_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

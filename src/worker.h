@@ -8,6 +8,8 @@
 #ifndef PACELC_WORKER_H
 #define PACELC_WORKER_H
 
+#include "datatype/timestamp.h"
+
 extern void pacelc_worker_init(void);
 extern Size pacelc_worker_shmem_size(void);
 extern void pacelc_worker_shmem_startup(void);
@@ -28,5 +30,12 @@ extern void pacelc_worker_wake_queue(Oid dbid, TimestampTz by, const char *queue
 extern void pacelc_worker_rescan(Oid dbid);
 extern void pacelc_worker_request(void);
 extern void pacelc_worker_note_enqueue(void);
+
+/*
+ * The time before which no held hold of the database expires, as far as
+ * its workers know (DT_NOBEGIN: nothing known): expire_holds() starts its
+ * scan there.
+ */
+extern TimestampTz pacelc_worker_expiry_floor(Oid dbid);
 
 #endif							/* PACELC_WORKER_H */
