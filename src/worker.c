@@ -64,6 +64,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -1369,17 +1370,6 @@ truncate_if_drained(void)
 	FreeErrorData(edata);		/* in use: next time */
 }
 
-/* Milliseconds from t to now (0 if the clock went back). */
-static long
-ms_since(TimestampTz t)
-{
-	long		secs;
-	int			usecs;
-
-	TimestampDifference(t, GetCurrentTimestamp(), &secs, &usecs);
-	return secs * 1000L + usecs / 1000;
-}
-
 /*
  * Purge floor.  The worker deletes the messages handled more than
  * pacelc.done_retention ago through the done index (done_at).  Beside a
@@ -1413,17 +1403,56 @@ ms_since(TimestampTz t)
  *
  * Beside a transaction open for hours that full purge reads every entry
  * left behind since it began, so it comes at most once per
- * SAFETY_NET_SHARE times the duration of the last one (see also
+ * SAFETY_NET_SHARE times the duration of a full purge (see SafetyNet and
  * FULL_SCAN_MS): its share of the worker's time stays bounded however old
  * the transaction.
  */
 #define PURGE_FULL_MS 60000
 #define SAFETY_NET_SHARE 100
 
+/*
+ * The pace of a safety net (the full purge, a worker's full scans): it
+ * comes every every_ms, SAFETY_NET_SHARE times the shorter of its last two
+ * runs and min_ms at least.  Durations are read on the monotonic clock: a
+ * step of the wall clock (NTP, a virtual machine resumed) is no work.  And
+ * the shorter of two: a machine that stalled once in the middle of a run
+ * (a paused virtual machine, a stopped process, a commit waiting for a
+ * synchronous standby) puts off the next run by a hundred times that
+ * stall for one run at most, whereas the cost of the entries a long
+ * transaction leaves grows run after run.
+ */
+typedef struct SafetyNet
+{
+	int			min_ms;
+	int			every_ms;		/* TimestampDifferenceExceeds() takes an int */
+	double		last_ms;		/* the last run's duration; 0: none yet */
+} SafetyNet;
+
+/* Notes a run of a safety net that took took_ms. */
+static void
+safety_net_ran(SafetyNet *net, double took_ms)
+{
+	double		wait_ms = SAFETY_NET_SHARE * Min(took_ms, net->last_ms);
+
+	net->last_ms = took_ms;
+	net->every_ms = (int) Min(Max(wait_ms, (double) net->min_ms), (double) INT_MAX);
+}
+
+/* Milliseconds on the monotonic clock since start. */
+static double
+ms_since(instr_time start)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, start);
+	return INSTR_TIME_GET_MILLISEC(now);
+}
+
 static TimestampTz purge_floor = DT_NOBEGIN;
 static TimestampTz last_full_purge = 0;
-static long full_purge_every_ms = PURGE_FULL_MS;
-static long full_purge_took_ms = 0; /* the last full purge, once committed */
+static SafetyNet full_purge_net = {PURGE_FULL_MS, PURGE_FULL_MS, 0};
+static double full_purge_took_ms = 0;	/* this transaction's, if full */
 static SPIPlanPtr purge_horizon_plan = NULL;
 static SPIPlanPtr purge_prepared_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
@@ -1509,7 +1538,7 @@ purge_old_messages(TimestampTz now, bool *full)
 	Datum		values[2];
 	bool		isnull;
 	TimestampTz prepared_gone;
-	TimestampTz started;
+	instr_time	started;
 
 	/*
 	 * before the purge's snapshot (see above); a writer whose start is not
@@ -1539,7 +1568,7 @@ purge_old_messages(TimestampTz now, bool *full)
 	SPI_freetuptable(SPI_tuptable);
 	/* a floor ahead of the clock: it stepped back since */
 	*full = now < last_full_purge || purge_floor > now ||
-		TimestampDifferenceExceeds(last_full_purge, now, full_purge_every_ms);
+		TimestampDifferenceExceeds(last_full_purge, now, full_purge_net.every_ms);
 	if (*full)
 		floor = DT_NOBEGIN;
 	floor = Min(floor, prepared_gone);
@@ -1554,7 +1583,7 @@ purge_old_messages(TimestampTz now, bool *full)
 					 "           RETURNING m.id)"
 					 "DELETE FROM pacelc.message_errors x"
 					 " WHERE x.message_id = ANY (ARRAY(SELECT d.id FROM d))", 2, argtypes);
-	started = GetCurrentTimestamp();
+	INSTR_TIME_SET_CURRENT(started);
 	if (SPI_execute_plan(purge_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pacelc worker: could not purge handled messages");
 	if (*full)
@@ -1595,7 +1624,7 @@ housekeeping(bool full)
 	if (full_purge)
 	{
 		last_full_purge = now;
-		full_purge_every_ms = Max(PURGE_FULL_MS, SAFETY_NET_SHARE * full_purge_took_ms);
+		safety_net_ran(&full_purge_net, full_purge_took_ms);
 	}
 	if (purged)
 	{
@@ -2113,9 +2142,9 @@ handle_message(DueMessage *m, const char *queue)
  * FULL_SCAN_MS in any case.  A floor never loses a message: at worst a
  * message waits for that full scan.  Beside a transaction open for hours
  * that scan steps over every entry left since it began, so it comes at
- * most once per SAFETY_NET_SHARE times the duration of the statement that
- * made the last one: a safety net that costs the worker a bounded share
- * of its time however old the transaction.
+ * most once per SAFETY_NET_SHARE times the duration of the statements
+ * that made one (see SafetyNet): a safety net that costs the worker a
+ * bounded share of its time however old the transaction.
  */
 typedef struct QueuePace
 {
@@ -2129,24 +2158,25 @@ typedef struct QueuePace
 static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
-static long full_scan_every_ms = FULL_SCAN_MS;
-static TimestampTz full_scan_began = 0; /* its floors not raised yet; 0: none */
+static SafetyNet full_scan_net = {FULL_SCAN_MS, FULL_SCAN_MS, 0};
+static bool full_scan_timed = false;	/* one began, its scan not run yet */
+static instr_time full_scan_began;
 
 /*
- * A statement after a full scan's start raised floors: the next full scan
- * comes SAFETY_NET_SHARE times its duration later, FULL_SCAN_MS at least.
+ * The scan of a statement after a full scan's start has run: it is timed
+ * (see SafetyNet).
  */
 static void
 full_scan_done(void)
 {
-	if (full_scan_began == 0)
+	if (!full_scan_timed)
 		return;
-	full_scan_every_ms = Max(FULL_SCAN_MS, SAFETY_NET_SHARE * ms_since(full_scan_began));
-	full_scan_began = 0;
+	safety_net_ran(&full_scan_net, ms_since(full_scan_began));
+	full_scan_timed = false;
 }
 
 /*
- * Applies lower_floors() and, every full_scan_every_ms or when the clock
+ * Applies lower_floors() and, every full_scan_net.every_ms or when the clock
  * stepped back, starts from the start.
  */
 static void
@@ -2163,11 +2193,12 @@ check_floors(void)
 	SpinLockRelease(&wshared->mutex);
 	/* (at once after the clock stepped back: floors lie ahead of it) */
 	if (now < last_full_scan ||
-		TimestampDifferenceExceeds(last_full_scan, now, full_scan_every_ms))
+		TimestampDifferenceExceeds(last_full_scan, now, full_scan_net.every_ms))
 	{
 		from = DT_NOBEGIN;
 		last_full_scan = now;
-		full_scan_began = now;
+		INSTR_TIME_SET_CURRENT(full_scan_began);
+		full_scan_timed = true;
 	}
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
@@ -2930,6 +2961,8 @@ handle_batch(void)
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
+	/* (timed here: a lease's commit below may wait for a standby) */
+	full_scan_done();
 
 	/*
 	 * A worker that left in the middle of a batch tells the others before
@@ -3027,7 +3060,6 @@ handle_batch(void)
 		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
 	if (nleased > 0 && new_floor > pace->floor && !partial)
 		pace->floor = new_floor;
-	full_scan_done();
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
@@ -3435,7 +3467,7 @@ pacelc_worker_main(Datum arg)
 			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
-			full_scan_began = 0;	/* not timed: its pause is no scan */
+			full_scan_timed = false;	/* its pause is no scan */
 			check_extension = true;
 			sleep_ms = 1000;
 		}
