@@ -1393,9 +1393,10 @@ truncate_if_drained(void)
  * while it stays prepared the floors rise as if it were not there, and
  * the first purge that no longer lists it starts no higher than the floor
  * in force when a purge first listed it (that floor was computed before it
- * was prepared, so by the rules above it lies below what it marked).  A
- * purge that lists it may already see its commit, hence the first purge
- * that does not.  The purge starts from the start every PURGE_FULL_MS in
+ * was prepared, so by the rules above it lies below what it marked; the
+ * start if the clock stepped back since, as what it marked then may lie
+ * below).  A purge that lists it may already see its commit, hence the
+ * first purge that does not.  The purge starts from the start every PURGE_FULL_MS in
  * any case (a done_at someone wrote by hand), and at once after the clock
  * stepped back.  A floor never deletes a message early; at worst one is
  * deleted at the next full purge.  pacelc.purge_done() always purges from
@@ -1474,13 +1475,14 @@ static PreparedSeen *prepared_listed = NULL;
 static int	nprepared_listed = 0;
 
 /*
- * Notes the prepared transactions this purge lists (xids, an xid[] datum)
- * and returns the lowest floor of those the last purge listed and this one
- * does not: they may have committed since the last purge's snapshot.
- * DT_NOEND: none.
+ * Notes the prepared transactions this purge lists (xids, an xid[] datum),
+ * those it lists first with the floor in force (first_floor), and returns
+ * the lowest floor of those the last purge listed and this one does not:
+ * they may have committed since the last purge's snapshot.  DT_NOEND:
+ * none.
  */
 static TimestampTz
-list_prepared(Datum xids)
+list_prepared(Datum xids, TimestampTz first_floor)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(xids);
 	Datum	   *elems;
@@ -1505,7 +1507,7 @@ list_prepared(Datum xids)
 		PreparedSeen *p = &prepared_listed[nprepared_listed++];
 
 		p->xid = DatumGetTransactionId(elems[i]);
-		p->floor = purge_floor; /* first listed now */
+		p->floor = first_floor; /* first listed now */
 		for (j = 0; j < nprepared_seen; j++)
 			if (prepared_seen[j].xid == p->xid)
 				p->floor = prepared_seen[j].floor;
@@ -1537,6 +1539,7 @@ purge_old_messages(TimestampTz now, bool *full)
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
+	bool		stepped_back;
 	TimestampTz prepared_gone;
 	instr_time	started;
 
@@ -1563,11 +1566,14 @@ purge_old_messages(TimestampTz now, bool *full)
 	if (SPI_execute_plan(purge_prepared_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not read the prepared transactions");
-	prepared_gone = list_prepared(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	/* a floor ahead of the clock: it stepped back since */
-	*full = now < last_full_purge || purge_floor > now ||
+	stepped_back = now < last_full_purge || purge_floor > now;
+	/* (and what one prepared since marked may lie below the floor) */
+	prepared_gone = list_prepared(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull),
+								  stepped_back ? DT_NOBEGIN : purge_floor);
+	SPI_freetuptable(SPI_tuptable);
+	*full = stepped_back ||
 		TimestampDifferenceExceeds(last_full_purge, now, full_purge_net.every_ms);
 	if (*full)
 		floor = DT_NOBEGIN;
