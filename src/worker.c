@@ -1396,11 +1396,11 @@ truncate_if_drained(void)
  * was prepared, so by the rules above it lies below what it marked; the
  * start if the clock stepped back since, as what it marked then may lie
  * below).  A purge that lists it may already see its commit, hence the
- * first purge that does not.  The purge starts from the start every PURGE_FULL_MS in
- * any case (a done_at someone wrote by hand), and at once after the clock
- * stepped back.  A floor never deletes a message early; at worst one is
- * deleted at the next full purge.  pacelc.purge_done() always purges from
- * the start.
+ * first purge that does not.  The purge starts from the start every
+ * PURGE_FULL_MS in any case (a done_at someone wrote by hand), and at once
+ * after the clock stepped back.  A floor never deletes a message early; at
+ * worst one is deleted at the next full purge.  pacelc.purge_done() always
+ * purges from the start.
  *
  * Beside a transaction open for hours that full purge reads every entry
  * left behind since it began, so it comes at most once per
