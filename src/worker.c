@@ -64,6 +64,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -120,6 +121,45 @@ static char *worker_databases = NULL;
 /* ... and this many times their last duration (their share of the time) */
 #define SAFETY_NET_SHARE	100
 
+/*
+ * The pace of a safety net (the full purge, a worker's full scans): it
+ * comes every every_ms, SAFETY_NET_SHARE times the shorter of its last two
+ * runs and min_ms at least.  Durations are read on the monotonic clock: a
+ * step of the wall clock (NTP, a virtual machine resumed) is no work.  And
+ * the shorter of two: a machine that stalled once in the middle of a run
+ * (a paused virtual machine, a stopped process, a commit waiting for a
+ * synchronous standby) puts off the next run by a hundred times that
+ * stall for one run at most, whereas the cost of the entries a long
+ * transaction leaves grows run after run.
+ */
+typedef struct SafetyNet
+{
+	int			min_ms;
+	int			every_ms;		/* TimestampDifferenceExceeds() takes an int */
+	double		last_ms;		/* the last run's duration; 0: none yet */
+} SafetyNet;
+
+/* Notes a run of a safety net that took took_ms. */
+static void
+safety_net_ran(SafetyNet *net, double took_ms)
+{
+	double		wait_ms = SAFETY_NET_SHARE * Min(took_ms, net->last_ms);
+
+	net->last_ms = took_ms;
+	net->every_ms = (int) Min(Max(wait_ms, (double) net->min_ms), (double) INT_MAX);
+}
+
+/* Milliseconds on the monotonic clock since start. */
+static double
+ms_since(instr_time start)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, start);
+	return INSTR_TIME_GET_MILLISEC(now);
+}
+
 /* ---------------------------------------------------------------------
  * Shared registry: the workers of each database, and what the launcher
  * and the workers tell each other about databases.
@@ -152,7 +192,7 @@ typedef struct DbState
 	TimestampTz expiry_claimed_until;	/* a worker is expiring holds now */
 	TimestampTz expiry_floor;	/* see pacelc_worker_expiry_floor() */
 	TimestampTz expiry_full_last;	/* when it was last lowered to the start */
-	long		expiry_full_every_ms;	/* and how often it is */
+	SafetyNet	expiry_net;		/* and how often it is */
 } DbState;
 
 #define MAX_DB_STATES 1024
@@ -245,7 +285,8 @@ db_state(Oid dbid, bool create)
 	memset(free_entry, 0, sizeof(DbState));
 	free_entry->dbid = dbid;
 	free_entry->expiry_floor = DT_NOBEGIN;
-	free_entry->expiry_full_every_ms = FULL_SCAN_MS;
+	free_entry->expiry_net.min_ms = FULL_SCAN_MS;
+	free_entry->expiry_net.every_ms = FULL_SCAN_MS;
 	return free_entry;
 }
 
@@ -718,7 +759,7 @@ expiry_floor_begin(TimestampTz now, bool *full)
 	db = db_state(MyDatabaseId, false);
 	if (db != NULL &&
 		(now < db->expiry_full_last || db->expiry_floor > now ||
-		 TimestampDifferenceExceeds(db->expiry_full_last, now, db->expiry_full_every_ms)))
+		 TimestampDifferenceExceeds(db->expiry_full_last, now, db->expiry_net.every_ms)))
 	{
 		lower_expiry_floor(db);
 		db->expiry_full_last = now;
@@ -735,7 +776,7 @@ expiry_floor_begin(TimestampTz now, bool *full)
  * took (full), which spaces the next one.
  */
 static void
-expiry_floor_end(uint64 gen, TimestampTz floor, bool full, long took_ms)
+expiry_floor_end(uint64 gen, TimestampTz floor, bool full, double took_ms)
 {
 	DbState    *db;
 
@@ -746,7 +787,7 @@ expiry_floor_end(uint64 gen, TimestampTz floor, bool full, long took_ms)
 		if (wshared->expiry_gen == gen && floor > db->expiry_floor)
 			db->expiry_floor = floor;
 		if (full)
-			db->expiry_full_every_ms = Max(FULL_SCAN_MS, SAFETY_NET_SHARE * took_ms);
+			safety_net_ran(&db->expiry_net, took_ms);
 	}
 	SpinLockRelease(&wshared->mutex);
 }
@@ -1488,17 +1529,6 @@ truncate_if_drained(void)
 	FreeErrorData(edata);		/* in use: next time */
 }
 
-/* Milliseconds from t to now (0 if the clock went back). */
-static long
-ms_since(TimestampTz t)
-{
-	long		secs;
-	int			usecs;
-
-	TimestampDifference(t, GetCurrentTimestamp(), &secs, &usecs);
-	return secs * 1000L + usecs / 1000;
-}
-
 /*
  * Purge floor.  The worker deletes the messages handled more than
  * pacelc.done_retention ago through the done index (done_at).  Beside a
@@ -1522,17 +1552,18 @@ ms_since(TimestampTz t)
  * while it stays prepared the floors rise as if it were not there, and
  * the first purge that no longer lists it starts no higher than the floor
  * in force when a purge first listed it (that floor was computed before it
- * was prepared, so by the rules above it lies below what it marked).  A
- * purge that lists it may already see its commit, hence the first purge
- * that does not.  The purge starts from the start every PURGE_FULL_MS in
- * any case (a done_at someone wrote by hand), and at once after the clock
- * stepped back.  A floor never deletes a message early; at worst one is
- * deleted at the next full purge.  pacelc.purge_done() always purges from
- * the start.
+ * was prepared, so by the rules above it lies below what it marked; the
+ * start if the clock stepped back since, as what it marked then may lie
+ * below).  A purge that lists it may already see its commit, hence the
+ * first purge that does not.  The purge starts from the start every
+ * PURGE_FULL_MS in any case (a done_at someone wrote by hand), and at once
+ * after the clock stepped back.  A floor never deletes a message early; at
+ * worst one is deleted at the next full purge.  pacelc.purge_done() always
+ * purges from the start.
  *
  * Beside a transaction open for hours that full purge reads every entry
  * left behind since it began, so it comes at most once per
- * SAFETY_NET_SHARE times the duration of the last one (see also
+ * SAFETY_NET_SHARE times the duration of a full purge (see SafetyNet and
  * FULL_SCAN_MS): its share of the worker's time stays bounded however old
  * the transaction.
  */
@@ -1540,8 +1571,8 @@ ms_since(TimestampTz t)
 
 static TimestampTz purge_floor = DT_NOBEGIN;
 static TimestampTz last_full_purge = 0;
-static long full_purge_every_ms = PURGE_FULL_MS;
-static long full_purge_took_ms = 0; /* the last full purge, once committed */
+static SafetyNet full_purge_net = {PURGE_FULL_MS, PURGE_FULL_MS, 0};
+static double full_purge_took_ms = 0;	/* this transaction's, if full */
 static SPIPlanPtr writer_horizon_plan = NULL;
 static SPIPlanPtr purge_prepared_plan = NULL;
 static SPIPlanPtr purge_plan = NULL;
@@ -1563,13 +1594,14 @@ static PreparedSeen *prepared_listed = NULL;
 static int	nprepared_listed = 0;
 
 /*
- * Notes the prepared transactions this purge lists (xids, an xid[] datum)
- * and returns the lowest floor of those the last purge listed and this one
- * does not: they may have committed since the last purge's snapshot.
- * DT_NOEND: none.
+ * Notes the prepared transactions this purge lists (xids, an xid[] datum),
+ * those it lists first with the floor in force (first_floor), and returns
+ * the lowest floor of those the last purge listed and this one does not:
+ * they may have committed since the last purge's snapshot.  DT_NOEND:
+ * none.
  */
 static TimestampTz
-list_prepared(Datum xids)
+list_prepared(Datum xids, TimestampTz first_floor)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(xids);
 	Datum	   *elems;
@@ -1594,7 +1626,7 @@ list_prepared(Datum xids)
 		PreparedSeen *p = &prepared_listed[nprepared_listed++];
 
 		p->xid = DatumGetTransactionId(elems[i]);
-		p->floor = purge_floor; /* first listed now */
+		p->floor = first_floor; /* first listed now */
 		for (j = 0; j < nprepared_seen; j++)
 			if (prepared_seen[j].xid == p->xid)
 				p->floor = prepared_seen[j].floor;
@@ -1653,8 +1685,9 @@ purge_old_messages(TimestampTz now, TimestampTz horizon, bool *full)
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
+	bool		stepped_back;
 	TimestampTz prepared_gone;
-	TimestampTz started;
+	instr_time	started;
 
 	/* after the horizon: one prepared in between is listed, or is in it */
 	pacelc_keep_plan(&purge_prepared_plan,
@@ -1663,12 +1696,15 @@ purge_old_messages(TimestampTz now, TimestampTz horizon, bool *full)
 	if (SPI_execute_plan(purge_prepared_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not read the prepared transactions");
-	prepared_gone = list_prepared(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	/* a floor ahead of the clock: it stepped back since */
-	*full = now < last_full_purge || purge_floor > now ||
-		TimestampDifferenceExceeds(last_full_purge, now, full_purge_every_ms);
+	stepped_back = now < last_full_purge || purge_floor > now;
+	/* (and what one prepared since marked may lie below the floor) */
+	prepared_gone = list_prepared(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull),
+								  stepped_back ? DT_NOBEGIN : purge_floor);
+	SPI_freetuptable(SPI_tuptable);
+	*full = stepped_back ||
+		TimestampDifferenceExceeds(last_full_purge, now, full_purge_net.every_ms);
 	if (*full)
 		floor = DT_NOBEGIN;
 	floor = Min(floor, prepared_gone);
@@ -1683,7 +1719,7 @@ purge_old_messages(TimestampTz now, TimestampTz horizon, bool *full)
 					 "           RETURNING m.id)"
 					 "DELETE FROM pacelc.message_errors x"
 					 " WHERE x.message_id = ANY (ARRAY(SELECT d.id FROM d))", 2, argtypes);
-	started = GetCurrentTimestamp();
+	INSTR_TIME_SET_CURRENT(started);
 	if (SPI_execute_plan(purge_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pacelc worker: could not purge handled messages");
 	if (*full)
@@ -1704,18 +1740,18 @@ housekeeping(bool full)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz horizon;
 	TimestampTz expiry_floor;
-	TimestampTz started;
+	instr_time	started;
 	bool		full_purge = false;
 	bool		purged = false;
 	bool		full_expiry;
-	long		expiry_ms;
+	double		expiry_ms;
 	uint64		gen;
 
 	begin_work("pacelc: housekeeping");
 	gen = expiry_floor_begin(now, &full_expiry);
 	/* before the snapshots of the expiry plan and the purge */
 	horizon = writer_horizon(now);
-	started = GetCurrentTimestamp();
+	INSTR_TIME_SET_CURRENT(started);
 	exec_sql("SELECT pacelc.expire_holds(1000)");
 	expiry_ms = ms_since(started);
 	if (full)
@@ -1728,7 +1764,7 @@ housekeeping(bool full)
 			truncate_if_drained();
 		}
 	}
-	started = GetCurrentTimestamp();
+	INSTR_TIME_SET_CURRENT(started);
 	plan_next_round();
 	expiry_ms += ms_since(started); /* its expiry probe: from the floor too */
 	expiry_floor = (horizon == DT_NOBEGIN) ? DT_NOBEGIN :
@@ -1740,7 +1776,7 @@ housekeeping(bool full)
 	if (full_purge)
 	{
 		last_full_purge = now;
-		full_purge_every_ms = Max(PURGE_FULL_MS, SAFETY_NET_SHARE * full_purge_took_ms);
+		safety_net_ran(&full_purge_net, full_purge_took_ms);
 	}
 	if (purged)
 	{
@@ -2258,9 +2294,9 @@ handle_message(DueMessage *m, const char *queue)
  * FULL_SCAN_MS in any case.  A floor never loses a message: at worst a
  * message waits for that full scan.  Beside a transaction open for hours
  * that scan steps over every entry left since it began, so it comes at
- * most once per SAFETY_NET_SHARE times the duration of the statement that
- * made the last one: a safety net that costs the worker a bounded share
- * of its time however old the transaction.
+ * most once per SAFETY_NET_SHARE times the duration of the statements
+ * that made one (see SafetyNet): a safety net that costs the worker a
+ * bounded share of its time however old the transaction.
  */
 typedef struct QueuePace
 {
@@ -2272,24 +2308,25 @@ typedef struct QueuePace
 static HTAB *queue_pace = NULL;
 
 static TimestampTz last_full_scan = 0;
-static long full_scan_every_ms = FULL_SCAN_MS;
-static TimestampTz full_scan_began = 0; /* its floors not raised yet; 0: none */
+static SafetyNet full_scan_net = {FULL_SCAN_MS, FULL_SCAN_MS, 0};
+static bool full_scan_timed = false;	/* one began, its scan not run yet */
+static instr_time full_scan_began;
 
 /*
- * A statement after a full scan's start raised floors: the next full scan
- * comes SAFETY_NET_SHARE times its duration later, FULL_SCAN_MS at least.
+ * The scan of a statement after a full scan's start has run: it is timed
+ * (see SafetyNet).
  */
 static void
 full_scan_done(void)
 {
-	if (full_scan_began == 0)
+	if (!full_scan_timed)
 		return;
-	full_scan_every_ms = Max(FULL_SCAN_MS, SAFETY_NET_SHARE * ms_since(full_scan_began));
-	full_scan_began = 0;
+	safety_net_ran(&full_scan_net, ms_since(full_scan_began));
+	full_scan_timed = false;
 }
 
 /*
- * Applies lower_floors() and, every full_scan_every_ms or when the clock
+ * Applies lower_floors() and, every full_scan_net.every_ms or when the clock
  * stepped back, starts from the start.
  */
 static void
@@ -2306,11 +2343,12 @@ check_floors(void)
 	SpinLockRelease(&wshared->mutex);
 	/* (at once after the clock stepped back: floors lie ahead of it) */
 	if (now < last_full_scan ||
-		TimestampDifferenceExceeds(last_full_scan, now, full_scan_every_ms))
+		TimestampDifferenceExceeds(last_full_scan, now, full_scan_net.every_ms))
 	{
 		from = DT_NOBEGIN;
 		last_full_scan = now;
-		full_scan_began = now;
+		INSTR_TIME_SET_CURRENT(full_scan_began);
+		full_scan_timed = true;
 	}
 	hash_seq_init(&seq, queue_pace);
 	while ((p = hash_seq_search(&seq)) != NULL)
@@ -3076,6 +3114,8 @@ handle_batch(void)
 	if (SPI_execute_plan(lease_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pacelc worker: could not lease messages");
 	nleased = (int) SPI_processed;
+	/* (timed here: a lease's commit below may wait for a standby) */
+	full_scan_done();
 
 	/*
 	 * A worker that left in the middle of a batch tells the others before
@@ -3173,7 +3213,6 @@ handle_batch(void)
 		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
 	if (nleased > 0 && new_floor > pace->floor && !partial)
 		pace->floor = new_floor;
-	full_scan_done();
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
@@ -3581,7 +3620,7 @@ pacelc_worker_main(Datum arg)
 			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
-			full_scan_began = 0;	/* not timed: its pause is no scan */
+			full_scan_timed = false;	/* its pause is no scan */
 			check_extension = true;
 			sleep_ms = 1000;
 		}

@@ -5,7 +5,8 @@
 # transaction or not.
 # And the floor never loses a message: one from a producer transaction that
 # stayed open while later ones were handled, a retried dead letter and a
-# prepared enqueue are all handled, each exactly once.
+# prepared enqueue are all handled, each exactly once; one made due below
+# the floors by hand, by the periodic full scan.
 use strict;
 use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
@@ -132,6 +133,20 @@ $t0 = time;
 ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM effects WHERE n = 100003'),
 	'the prepared enqueue is handled after COMMIT PREPARED');
 ok(time - $t0 < 5, sprintf('at once, not at the full scan of every 10 s (%.1f s)', time - $t0));
+
+# a message the floors passed without anyone lowering them (its run_at
+# moved back by hand): the safety net, each worker's full scan of every
+# 10 s (beside this transaction no later: its full scans take milliseconds,
+# and it waits 100 times the shorter of its last two), finds it
+$node->safe_psql('postgres', q{SELECT pacelc.enqueue('q', '{"n": 100004}', delay => '1 hour')});
+sleep 2;	# the floors pass where it will be due
+$node->safe_psql('postgres', q{
+	UPDATE pacelc.messages SET run_at = now() - interval '1 minute'
+	 WHERE payload = '{"n": 100004}'});
+$t0 = time;
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM effects WHERE n = 100004'),
+	'a message made due below the floors by hand is handled');
+ok(time - $t0 < 25, sprintf('by the periodic full scan (%.1f s)', time - $t0));
 
 $long->query_safe('COMMIT');
 $long->quit;
