@@ -7,15 +7,18 @@
 #
 #   fresh   WINDOW_S seconds with no long transaction
 #   aged    WINDOW_S seconds beside a REPEATABLE READ transaction behind
-#           which DEAD messages were enqueued and handled (made in one
-#           statement: the index entries of DEAD messages that VACUUM may
-#           not remove while the transaction stays open, as an hour at
-#           DEAD/3600 messages a second leaves)
+#           which DEAD messages were enqueued and handled and DEAD holds
+#           with a ttl made and released (in one statement each: the
+#           index entries that VACUUM may not remove while the transaction
+#           stays open, as an hour at DEAD/3600 a second leaves; the holds'
+#           expiries spread from an hour ago to ten minutes on)
 #
 # and prints the workers' CPU time and the entries they read from the due
-# index (scans) and the done index (purges) in each window, and the ratio.
-# Before the safety nets were spaced, the aged window cost a worker a full
-# scan of DEAD entries every 10 s and a full purge of them every minute.
+# index (scans), the done index (purges) and the expiry index (hold
+# expiry) in each window, and the ratio.  Before the safety nets were
+# spaced, the aged window cost a worker a full scan of DEAD entries every
+# 10 s and a full purge of them every minute; before the expiry floor,
+# four expiry checks a second read the holds' entries.
 #
 # Usage: bash test/bench/queue_aged_bench.sh [--quick]   (as root)
 # Environment: PG_CONFIG, DEAD=2000000, WINDOW_S=120, WORKERS=2,
@@ -58,6 +61,9 @@ END $$;
 ALTER FUNCTION h(jsonb) OWNER TO bench_owner;
 SET ROLE bench_owner;
 SELECT pacelc.create_queue('q', 'public.h(jsonb)');
+RESET ROLE;
+SELECT pacelc.set_stock('ghost', 1);
+SET ROLE bench_owner;
 SELECT pacelc.enqueue('q', '{"n": 0}');
 -- due in a day: the queue is never drained, so it is never truncated
 SELECT pacelc.enqueue('q', '{"n": -1}', delay => '1 day');
@@ -81,12 +87,13 @@ index_read() {
 }
 
 # window NAME: one message a second for WINDOW_S s; prints and keeps
-# "cpu_ms due_read done_read"
+# "cpu_ms due_read done_read expiry_read"
 window() {
-	local c0 d0 p0 c1 d1 p1 i
+	local c0 d0 p0 e0 c1 d1 p1 e1 i
 	c0=$(workers_ms)
 	d0=$(index_read messages_due_idx)
 	p0=$(index_read messages_done_idx)
+	e0=$(index_read reservation_data_expiry_idx)
 	for i in $(seq 1 "$WINDOW_S"); do
 		"${PSQL[@]}" -c "SELECT pacelc.enqueue('q', jsonb_build_object('n', $i))" >/dev/null
 		sleep 1
@@ -95,9 +102,10 @@ window() {
 	c1=$(workers_ms)
 	d1=$(index_read messages_due_idx)
 	p1=$(index_read messages_done_idx)
-	printf "  %-6s workers' CPU %6d ms (%5.2f %% of one CPU)  due index entries read %10d  done index %10d\n" \
-		"$1" $((c1 - c0)) "$(echo "($c1 - $c0) / ($WINDOW_S * 10)" | bc -l)" $((d1 - d0)) $((p1 - p0))
-	echo "$((c1 - c0)) $((d1 - d0)) $((p1 - p0))" >"$DIR/$1"
+	e1=$(index_read reservation_data_expiry_idx)
+	printf "  %-6s workers' CPU %6d ms (%5.2f %% of one CPU)  entries read: due index %10d  done index %10d  expiry index %10d\n" \
+		"$1" $((c1 - c0)) "$(echo "($c1 - $c0) / ($WINDOW_S * 10)" | bc -l)" $((d1 - d0)) $((p1 - p0)) $((e1 - e0))
+	echo "$((c1 - c0)) $((d1 - d0)) $((p1 - p0)) $((e1 - e0))" >"$DIR/$1"
 }
 
 until [ "$("${PSQL[@]}" -c "SELECT count(*) FROM effects")" -ge 1 ]; do sleep 0.2; done
@@ -117,6 +125,12 @@ SELECT 'q', jsonb_build_object('n', i), now() - interval '1 hour' FROM generate_
 UPDATE pacelc.messages SET state = 'done', done_at = clock_timestamp()
  WHERE queue = 'q' AND state = 'ready' AND run_at < now() - interval '30 minutes';
 COMMIT;
+BEGIN;
+INSERT INTO pacelc.reservation_data (sku, qty, expires_at)
+SELECT 'ghost', 1, now() - interval '1 hour' + interval '70 minutes' * (i::float8 / $DEAD)
+  FROM generate_series(1, $DEAD) i;
+UPDATE pacelc.reservation_data SET state = 'released', ended_at = now() WHERE sku = 'ghost';
+COMMIT;
 SQL
 # purged after pacelc.done_retention: then their entries are dead in both indexes
 until [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pacelc.messages WHERE state = 'done'")" = 0 ]; do sleep 1; done
@@ -124,9 +138,9 @@ sleep 15	# past the first full scans after the purge
 window aged
 kill "$LONG_PID" 2>/dev/null || true
 
-read -r fc fd fp <"$DIR/fresh"
-read -r ac ad ap <"$DIR/aged"
+read -r fc fd fp fe <"$DIR/fresh"
+read -r ac ad ap ae <"$DIR/aged"
 echo
-printf "aged vs fresh: workers' CPU %.2f; due index entries read per dead message and minute %.2f (a full scan reads %d); done index %.2f\n" \
-	"$(echo "$ac / ($fc + 1)" | bc -l)" "$(echo "($ad - $fd) * 60 / $WINDOW_S / $DEAD" | bc -l)" "$DEAD" \
-	"$(echo "($ap - $fp) * 60 / $WINDOW_S / $DEAD" | bc -l)"
+printf "aged vs fresh: workers' CPU %.2f; entries read per dead entry and minute (a full scan reads each once): due index %.2f, done index %.2f, expiry index %.2f\n" \
+	"$(echo "$ac / ($fc + 1)" | bc -l)" "$(echo "($ad - $fd) * 60 / $WINDOW_S / $DEAD" | bc -l)" \
+	"$(echo "($ap - $fp) * 60 / $WINDOW_S / $DEAD" | bc -l)" "$(echo "($ae - $fe) * 60 / $WINDOW_S / $DEAD" | bc -l)"
