@@ -342,6 +342,16 @@ insert_reservation(const char *sku, int64 qty, Interval *ttl, text *key,
 	int64		id;
 	TimestampTz expires_at;
 
+	/*
+	 * A transaction id before the clock read that makes the expiry: the
+	 * workers' expiry floor stays a second below the start of every
+	 * transaction that holds one (pacelc_worker_expiry_floor()), but a
+	 * DBA's trigger or CHECK constraint may run for long between that read
+	 * and the insert, which would get the id only then.
+	 */
+	if (ttl != NULL)
+		(void) GetTopTransactionId();
+
 	/* the usual case: straight into the table and its indexes */
 	if (pacelc_reservation_insert(sku, qty, ttl, key, (struct varlena *) on_expire,
 								  pacelc_caller(), &id, &expires_at))
