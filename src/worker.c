@@ -197,8 +197,6 @@ typedef struct DbState
 
 #define MAX_DB_STATES 1024
 
-static void lower_expiry_floor(DbState *db);
-
 /*
  * Per backend: the earliest time its open transaction started enqueueing
  * (0: it has not).  Written under the slot's own spinlock, the clock read
@@ -396,8 +394,6 @@ lower_floors(Oid dbid, TimestampTz from)
 		if (s->dbid == dbid && from < s->rescan_from)
 			s->rescan_from = from;
 	}
-	if (from == DT_NOBEGIN)
-		lower_expiry_floor(db_state(dbid, false));
 	SpinLockRelease(&wshared->mutex);
 }
 
@@ -707,14 +703,17 @@ release_expiry(TimestampTz now)
  *	  the plan takes no locks), and
  *	- a second before the oldest transaction that held a transaction id
  *	  began, read before that plan's snapshot: a hold expires after the
- *	  clock read when it was made (its ttl ends after now), and one made by
- *	  a transaction that had no id yet is made later still (-infinity when
- *	  a writer's start is not shown).
+ *	  clock read when it was made (its ttl ends after now), which its
+ *	  transaction makes holding an id already (insert_reservation() takes
+ *	  it first), so one made by a transaction that had no id yet is made
+ *	  later still (-infinity when a writer's start is not shown).
  * It goes back to the start when SQL did what the workers cannot see
- * coming (lower_floors() to the start: COMMIT PREPARED, which may commit
- * holds made long before), and now and then in any case (a hold written by
- * hand or restored): every FULL_SCAN_MS, but no sooner than
- * SAFETY_NET_SHARE times the duration of the last expiry from the start.
+ * coming (COMMIT PREPARED, which may commit holds made long before, at
+ * once, whether a worker serves the database or not: reset_expiry_floor();
+ * not nack() or retry(), which make no hold), and now and then in any
+ * case (a hold written by hand or restored): every FULL_SCAN_MS, but no
+ * sooner than SAFETY_NET_SHARE times the duration of the last expiry from
+ * the start.
  * DT_NOBEGIN when unknown.
  */
 TimestampTz
@@ -740,6 +739,17 @@ lower_expiry_floor(DbState *db)
 	wshared->expiry_gen++;
 	if (db != NULL)
 		db->expiry_floor = DT_NOBEGIN;
+}
+
+/* Lowers a database's expiry floor to the start (COMMIT PREPARED). */
+static void
+reset_expiry_floor(Oid dbid)
+{
+	if (wshared == NULL)
+		return;
+	SpinLockAcquire(&wshared->mutex);
+	lower_expiry_floor(db_state(dbid, false));
+	SpinLockRelease(&wshared->mutex);
 }
 
 /*
@@ -934,8 +944,9 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
  * was enqueueing (pacelc_worker_note_enqueue()) only until PREPARE, so the
  * workers' scan floors may have passed its messages since: when the
  * statement commits, every worker of the database scans from the start
- * once, and one is woken.  (A database no worker serves has no floors;
- * its first worker scans from the start.)
+ * once, and one is woken.  (A database no worker serves has no scan
+ * floors; its first worker scans from the start.  Its expiry floor is
+ * shared and stays: it is lowered in any case.)
  */
 static void
 worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -948,9 +959,29 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	commit_prepared = IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
-	pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
-						context, params, queryEnv, dest, qc);
-	if (commit_prepared && database_served(MyDatabaseId))
+	if (!commit_prepared)
+	{
+		pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+							context, params, queryEnv, dest, qc);
+		return;
+	}
+	PG_TRY();
+	{
+		pacelc_next_utility(prev_ProcessUtility, pstmt, queryString, readOnlyTree,
+							context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		/*
+		 * Its holds are visible now (or it failed), whether or not a worker
+		 * serves the database: the expiry floor, which expire_holds() called
+		 * by hand reads too, goes back to the start at once, not at the end
+		 * of a transaction that may still fail.
+		 */
+		reset_expiry_floor(MyDatabaseId);
+	}
+	PG_END_TRY();
+	if (database_served(MyDatabaseId))
 		pacelc_worker_rescan(MyDatabaseId);
 }
 
