@@ -759,16 +759,22 @@ reset_expiry_floor(Oid dbid)
  * find (*full: it lowered it).
  */
 static uint64
-expiry_floor_begin(TimestampTz now, bool *full)
+expiry_floor_begin(bool *full)
 {
 	DbState    *db;
 	uint64		gen;
+	TimestampTz now = GetCurrentTimestamp();
 
 	*full = false;
 	SpinLockAcquire(&wshared->mutex);
 	db = db_state(MyDatabaseId, false);
+
+	/*
+	 * Another worker's clock read a moment later is no step back: a second
+	 * of slack (the floor itself lies a second behind its maker's clock)
+	 */
 	if (db != NULL &&
-		(now < db->expiry_full_last || db->expiry_floor > now ||
+		(now < db->expiry_full_last - USECS_PER_SEC || db->expiry_floor > now ||
 		 TimestampDifferenceExceeds(db->expiry_full_last, now, db->expiry_net.every_ms)))
 	{
 		lower_expiry_floor(db);
@@ -1779,7 +1785,7 @@ housekeeping(bool full)
 	uint64		gen;
 
 	begin_work("pacelc: housekeeping");
-	gen = expiry_floor_begin(now, &full_expiry);
+	gen = expiry_floor_begin(&full_expiry);
 	/* before the snapshots of the expiry plan and the purge */
 	horizon = writer_horizon(now);
 	INSTR_TIME_SET_CURRENT(started);

@@ -14,7 +14,6 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use PacelcTest;
@@ -41,18 +40,12 @@ sub index_read
 sub expired_within
 {
 	my ($id, $limit) = @_;
-	my $t0 = time;
-	while (time - $t0 < $limit)
-	{
-		if ($node->safe_psql('postgres',
-				"SELECT state FROM pacelc.reservations WHERE id = $id") eq 'expired')
-		{
-			note(sprintf('hold %d expired %.1f s after the check began', $id, time - $t0));
-			return 1;
-		}
-		usleep(100_000);
-	}
-	return 0;
+	my ($secs) = wait_for_value($node,
+		"SELECT state FROM pacelc.reservations WHERE id = $id", 'expired', $limit);
+	note(defined $secs
+		? sprintf('hold %d expired %.1f s after the check began', $id, $secs)
+		: "hold $id not expired within $limit s");
+	return defined $secs;
 }
 
 sub reserve
