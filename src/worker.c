@@ -193,6 +193,7 @@ typedef struct DbState
 	TimestampTz expiry_floor;	/* see pacelc_worker_expiry_floor() */
 	TimestampTz expiry_full_last;	/* when it was last lowered to the start */
 	SafetyNet	expiry_net;		/* and how often it is */
+	uint64		expiry_gen;		/* new (unique) whenever it is lowered */
 } DbState;
 
 #define MAX_DB_STATES 1024
@@ -216,7 +217,7 @@ typedef struct WorkerShared
 	int			npending;
 	PendingSlot *pending;		/* npending entries, after the slots */
 	uint32		orphans;		/* bumped by a worker that left a batch */
-	uint64		expiry_gen;		/* bumped when an expiry floor is lowered */
+	uint64		expiry_gens;	/* the last DbState.expiry_gen handed out */
 	DbState		dbs[MAX_DB_STATES];
 	PoolSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
@@ -283,6 +284,7 @@ db_state(Oid dbid, bool create)
 	memset(free_entry, 0, sizeof(DbState));
 	free_entry->dbid = dbid;
 	free_entry->expiry_floor = DT_NOBEGIN;
+	free_entry->expiry_gen = ++wshared->expiry_gens;
 	free_entry->expiry_net.min_ms = FULL_SCAN_MS;
 	free_entry->expiry_net.every_ms = FULL_SCAN_MS;
 	return free_entry;
@@ -732,13 +734,19 @@ pacelc_worker_expiry_floor(Oid dbid)
 	return floor;
 }
 
-/* Lowers a database's expiry floor to the start; the caller holds the mutex. */
+/*
+ * Lowers a database's expiry floor to the start; the caller holds the
+ * mutex.  A new generation, never handed out before (not even to an entry
+ * of another database, or to this one's entry freed and made again), so a
+ * raise computed before finds it changed.
+ */
 static void
 lower_expiry_floor(DbState *db)
 {
-	wshared->expiry_gen++;
-	if (db != NULL)
-		db->expiry_floor = DT_NOBEGIN;
+	if (db == NULL)
+		return;					/* no floor to lower, none raised */
+	db->expiry_floor = DT_NOBEGIN;
+	db->expiry_gen = ++wshared->expiry_gens;
 }
 
 /* Lowers a database's expiry floor to the start (COMMIT PREPARED). */
@@ -781,7 +789,7 @@ expiry_floor_begin(bool *full)
 		db->expiry_full_last = now;
 		*full = true;
 	}
-	gen = wshared->expiry_gen;
+	gen = (db != NULL) ? db->expiry_gen : 0;	/* 0: no raise */
 	SpinLockRelease(&wshared->mutex);
 	return gen;
 }
@@ -800,7 +808,7 @@ expiry_floor_end(uint64 gen, TimestampTz floor, bool full, double took_ms)
 	db = db_state(MyDatabaseId, false);
 	if (db != NULL)
 	{
-		if (wshared->expiry_gen == gen && floor > db->expiry_floor)
+		if (gen != 0 && db->expiry_gen == gen && floor > db->expiry_floor)
 			db->expiry_floor = floor;
 		if (full)
 			safety_net_ran(&db->expiry_net, took_ms);
