@@ -2521,6 +2521,7 @@ plan_next_round(void)
 	Oid			argtypes[3] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	Oid			expiryargtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
+	Datum		expiryvalues[2];
 	TimestampTz scan_start;
 	TimestampTz pending_since;
 	uint64		i;
@@ -2582,13 +2583,13 @@ plan_next_round(void)
 	 * ended before their ttl (a flash sale's confirmed ones), kept while a
 	 * long transaction is open.
 	 */
-	values[1] = values[2];
-	values[0] = TimestampTzGetDatum(pacelc_worker_expiry_floor(MyDatabaseId));
+	expiryvalues[0] = TimestampTzGetDatum(pacelc_worker_expiry_floor(MyDatabaseId));
+	expiryvalues[1] = values[2];	/* the next naptime */
 	pacelc_keep_plan(&expiry_plan,
 					 "SELECT min(r.expires_at) FROM pacelc.reservation_data r"
 					 " WHERE r.state = 'held' AND r.expires_at IS NOT NULL"
 					 "   AND r.expires_at >= $1 AND r.expires_at <= $2", 2, expiryargtypes);
-	if (SPI_execute_plan(expiry_plan, values, NULL, false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(expiry_plan, expiryvalues, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pacelc worker: could not plan its next round");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
