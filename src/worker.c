@@ -112,6 +112,8 @@ static char *worker_databases = NULL;
 #define BATCH_BUDGET_MS		200
 /* Every worker looks at hold expiry at least this often while busy. */
 #define EXPIRY_CHECK_MS		250
+/* A pick that found one candidate queue holds this long (see pick_queue()). */
+#define PICK_REUSE_MS		100
 /* An idle worker looks this often whether its database is being dropped. */
 #define DROP_CHECK_MS		1000
 /* The launcher re-checks a database without pacelc this rarely. */
@@ -545,11 +547,19 @@ worker_xact_callback(XactEvent event, void *arg)
 	launcher_at_commit = false;
 }
 
-/* Wakes one idle sibling: there is more work than this worker takes. */
+/*
+ * Wakes one idle sibling: there is more work in this worker's queue than it
+ * takes, and room for another worker on it.  At the queue's limit (by
+ * default one worker a queue) a sibling could not take it: woken for every
+ * full batch under load, it would only pay for a round that finds nothing.
+ * Work in other queues wakes a worker itself (wake_database()).
+ */
 static void
 wake_sibling(void)
 {
 	PGPROC	   *proc = NULL;
+	PoolSlot   *idle = NULL;
+	int			working = 0;
 	int			i;
 
 	SpinLockAcquire(&wshared->mutex);
@@ -557,12 +567,17 @@ wake_sibling(void)
 	{
 		PoolSlot   *s = &wshared->slots[i];
 
-		if (s != my_slot && s->dbid == MyDatabaseId && s->idle)
-		{
-			s->idle = false;
-			proc = s->proc;
-			break;
-		}
+		if (s->dbid != MyDatabaseId)
+			continue;
+		if (strcmp(s->queue, my_slot->queue) == 0)
+			working++;
+		else if (s != my_slot && s->idle && idle == NULL)
+			idle = s;
+	}
+	if (idle != NULL && working < my_slot->queue_limit)
+	{
+		idle->idle = false;
+		proc = idle->proc;
 	}
 	SpinLockRelease(&wshared->mutex);
 	if (proc)
@@ -922,8 +937,11 @@ claim_queue(const char *queue, int limit)
 static int
 default_pool_size(void)
 {
-	long		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	/* read once: the first worker asks before every batch (ensure_helpers) */
+	static long ncpu = 0;
 
+	if (ncpu <= 0)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	return (int) Max(2, Min(ncpu, 4));
 }
 
@@ -1517,6 +1535,7 @@ static TimestampTz next_message_at = DT_NOBEGIN;
 static TimestampTz next_expiry_at = DT_NOBEGIN;
 
 static void plan_next_round(void);
+static void forget_reuse(void);
 static void ensure_helpers(void);
 
 /* A drained message table larger than this is truncated (bytes). */
@@ -2386,6 +2405,8 @@ check_floors(void)
 	from = my_slot->rescan_from;
 	my_slot->rescan_from = DT_NOEND;
 	SpinLockRelease(&wshared->mutex);
+	if (from != DT_NOEND)
+		forget_reuse();			/* a new handler, nack, retry: pick anew */
 	/* (at once after the clock stepped back: floors lie ahead of it) */
 	if (now < last_full_scan ||
 		TimestampDifferenceExceeds(last_full_scan, now, full_scan_net.every_ms))
@@ -2598,6 +2619,61 @@ plan_next_round(void)
 }
 
 /*
+ * The queue the last pick found as the only candidate, and when.  Under a
+ * steady stream of enqueues a batch holds a dozen messages, and the pick
+ * statement cost as much as a third of them, to give the same answer
+ * batch after batch.  For PICK_REUSE_MS the worker takes that queue again
+ * without it, unless it skipped the queue in this round (all its messages
+ * locked by others).  Fairness is untouched where it matters: with two
+ * candidates or more every batch picks.  A queue that becomes a candidate
+ * meanwhile waits at most PICK_REUSE_MS for this worker (an enqueue into
+ * it wakes an idle worker at once), and whatever asks the workers for a
+ * rescan (a new handler, nack, retry) ends the reuse (check_floors()).
+ */
+static char reuse_queue[NAMEDATALEN] = "";
+static int	reuse_limit = 1;
+static TimestampTz reuse_from = 0;
+
+static void
+forget_reuse(void)
+{
+	reuse_queue[0] = '\0';
+}
+
+static bool
+queue_skipped(const char *queue)
+{
+	ListCell   *lc;
+
+	foreach(lc, skipped_queues)
+	{
+		if (strcmp((char *) lfirst(lc), queue) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The queue of the last pick, if it may and can be taken again (above). */
+static bool
+reuse_pick(char *queue)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (reuse_queue[0] == '\0')
+		return false;
+	if (now >= reuse_from &&	/* else the clock stepped back */
+		!TimestampDifferenceExceeds(reuse_from, now, PICK_REUSE_MS) &&
+		!queue_skipped(reuse_queue) &&
+		claim_queue(reuse_queue, reuse_limit))
+	{
+		strlcpy(queue, reuse_queue, NAMEDATALEN);
+		return true;
+	}
+	forget_reuse();
+	return false;
+}
+
+/*
  * Picks the next queue for this worker, round-robin after the one it
  * served last, among the handler queues with due messages that have fewer
  * workers than their concurrency limit, and claims it.  False: none.
@@ -2610,6 +2686,8 @@ pick_queue(char *queue)
 	int			tries;
 	List	   *lost = NIL;
 
+	if (reuse_pick(queue))
+		return true;
 	for (tries = 0; tries < 8; tries++)
 	{
 		Datum	   *names;
@@ -2675,7 +2753,7 @@ pick_queue(char *queue)
 						 "     q AS (SELECT q.name, coalesce((pg_catalog.to_jsonb(q)"
 						 "                  OPERATOR(pg_catalog.->>) 'concurrency')::pg_catalog.int4, $3) AS lim"
 						 "             FROM pacelc.queues q WHERE q.handler IS NOT NULL)"
-						 "SELECT q.name, q.lim FROM q"
+						 "SELECT q.name, q.lim, pg_catalog.count(*) OVER () FROM q"
 						 " WHERE coalesce((SELECT busy.n FROM busy WHERE busy.name = q.name LIMIT 1), 0) < q.lim"
 						 "   AND EXISTS (SELECT FROM pacelc.messages m WHERE m.queue = q.name"
 						 "                 AND m.state = 'ready' AND m.run_at <= $7"
@@ -2697,7 +2775,19 @@ pick_queue(char *queue)
 		if (isnull || limit < 1)
 			limit = 1;
 		if (claim_queue(queue, limit))
+		{
+			/* the only candidate: the next batches may take it again */
+			if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull)) == 1)
+			{
+				strlcpy(reuse_queue, queue, NAMEDATALEN);
+				reuse_limit = limit;
+				reuse_from = GetCurrentTimestamp();
+			}
+			else
+				forget_reuse();
 			return true;
+		}
 		/* another worker took its last place meanwhile */
 		lost = lappend(lost, pstrdup(queue));
 	}
@@ -3666,6 +3756,7 @@ pacelc_worker_main(Datum arg)
 			abandon_open_batch();
 			pacelc_inflight_release(false);
 			set_my_queue("");
+			forget_reuse();
 			full_scan_timed = false;	/* its pause is no scan */
 			check_extension = true;
 			sleep_ms = 1000;

@@ -32,6 +32,10 @@
 # Before that, enqueue alone (no consumer running, pacelc's workers kept
 # away with pacelc.databases): pacelc.enqueue() vs a plain INSERT of a row
 # as wide as a message (table plain_insert, same columns, primary key only).
+# The last lines print the ratios, with two bounds measured in the same
+# run: the floor (SKIP LOCKED / pgmq: a plain table and the cheapest
+# consumer) and the ceiling (pacelc's producers with no consumer at all /
+# pgmq: pacelc's processing cannot pass it, its worker sharing the CPUs).
 #
 # --longtx adds the bloat test: per design, producers and consumers at full
 # speed for LONGTX_S s without, then LONGTX_S s with a REPEATABLE READ
@@ -408,7 +412,7 @@ printf "enqueue alone vs plain INSERT of the same width: %.2f (%.0f/s vs %.0f/s)
 	"$(echo "$enq_cpu_insert / $enq_cpu_pacelc" | bc -l)"
 # ratios measured in this same run; CPU per message is the steadier one on
 # a shared machine (a rate also measures what else ran meanwhile)
-awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9; w[$1] = $10 }
+awk -v enq="$enq_pacelc" '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9; w[$1] = $10 }
 	END {
 		split("skiplocked pgmq pgq", o, " ");
 		for (i = 1; i <= 3; i++)
@@ -419,6 +423,11 @@ awk '$1 != "skipped" && $2 != "skipped" { p[$1] = $4; c[$1] = $9; w[$1] = $10 }
 		# cheapest consumer (no retries, no dead letters, no leases)
 		if ("skiplocked" in p && "pgmq" in p)
 			printf "floor: skiplocked vs pgmq: processed/s %.2f\n", p["skiplocked"] / p["pgmq"];
+		# how far pacelc could get past pgmq here: its producers alone, with
+		# no consumer at all (its worker takes a share of the same CPUs)
+		if ("pacelc" in p && "pgmq" in p && enq > 0)
+			printf "ceiling: pacelc.enqueue alone (no consumer) vs pgmq processed/s: %.2f; pacelc processed / its enqueue alone: %.2f\n",
+				enq / p["pgmq"], p["pacelc"] / enq;
 	}' "$RESULTS"
 if [ $LONGTX = 1 ]; then
 	echo
