@@ -2629,6 +2629,10 @@ plan_next_round(void)
  * meanwhile waits at most PICK_REUSE_MS for this worker (an enqueue into
  * it wakes an idle worker at once), and whatever asks the workers for a
  * rescan (a new handler, nack, retry) ends the reuse (check_floors()).
+ * A queue taken again that yields nothing ends it too, and is not left
+ * out for the round as a queue the pick chose is (handle_batch()): it was
+ * probably just drained, not locked by others, and left out it would wait
+ * for every other queue's backlog to drain.
  */
 static char reuse_queue[NAMEDATALEN] = "";
 static int	reuse_limit = 1;
@@ -2677,16 +2681,18 @@ reuse_pick(char *queue)
  * Picks the next queue for this worker, round-robin after the one it
  * served last, among the handler queues with due messages that have fewer
  * workers than their concurrency limit, and claims it.  False: none.
+ * *reused: taken again without the pick statement (reuse_pick()).
  */
 static bool
-pick_queue(char *queue)
+pick_queue(char *queue, bool *reused)
 {
 	Oid			argtypes[7] = {TEXTARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
 	TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	int			tries;
 	List	   *lost = NIL;
 
-	if (reuse_pick(queue))
+	*reused = reuse_pick(queue);
+	if (*reused)
 		return true;
 	for (tries = 0; tries < 8; tries++)
 	{
@@ -3185,6 +3191,7 @@ handle_batch(void)
 	TimestampTz batch_start;
 	QueuePace  *pace;
 	bool		leased;			/* the old way (see above) */
+	bool		reused;			/* the queue taken again without a pick */
 	bool		interrupted = false;
 	bool		partial = false;	/* fresh messages left for the next batch */
 	Datum	   *ids,
@@ -3213,7 +3220,7 @@ handle_batch(void)
 	/* 1. pick a queue and lock its due messages */
 	begin_work("pacelc: taking messages");
 	check_floors();
-	if (!pick_queue(queue))
+	if (!pick_queue(queue, &reused))
 	{
 		plan_next_round();
 		end_work();
@@ -3349,6 +3356,13 @@ handle_batch(void)
 		new_floor = Min(new_floor, DatumGetTimestampTz(runs[nleased - 1]));
 	if (nleased > 0 && new_floor > pace->floor && !partial)
 		pace->floor = new_floor;
+	if (nleased == 0 && reused)
+	{
+		/* drained, most likely: the pick statement decides (reuse_pick()) */
+		forget_reuse();
+		set_my_queue("");
+		return true;
+	}
 	if (nleased == 0)
 	{
 		/* all locked by someone else: leave this queue for the round */
