@@ -3656,6 +3656,7 @@ reload_config_if_pending(void)
 		return;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	forget_reuse();				/* its limit: pacelc.queue_concurrency */
 	if (!database_wanted(my_dbname))
 		proc_exit(0);			/* pacelc.databases no longer names us */
 	if (my_index >= pool_size())

@@ -4,6 +4,8 @@
 #    drained is not left out for the rest of the round (before the fix, a
 #    backlog in another queue then held its new messages back until the
 #    backlog was gone);
+#  - a queue whose handler is removed under load is left alone from then
+#    on (a consumer queue);
 #  - the siblings still join a queue whose concurrency is above 1, and no
 #    more workers than that run its handler at once.
 use strict;
@@ -45,6 +47,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pacelc;' . shop_role_sql() . q{
 		PERFORM pg_sleep(0.01);
 		INSERT INTO public.seen (q, n, pid, started) VALUES (p->>'q', (p->>'n')::int, pg_backend_pid(), t0);
 	END $$;
+	CREATE FUNCTION noop(p jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$;
 	SET ROLE regress_pacelc_shop;
 	SELECT pacelc.create_queue('hot', 'hot(jsonb)');
 	SELECT pacelc.create_queue('bulk', 'slow(jsonb)');
@@ -83,6 +86,29 @@ note "pool of one, hot queue beside a 4 s backlog: enqueue to handled max $max_m
 # 200 ms, 20 messages); left out for the round, it waited for all of it.
 cmp_ok($bulk_after, '>=', 200, 'the hot queue is served while the backlog lasts');
 cmp_ok($max_ms, '<', 1500, 'hot message waited for a batch, not for the backlog');
+
+# --- a hot queue turned into a consumer queue: untouched from then on --
+# (the worker takes it again without the pick, which looks for a handler)
+$node->safe_psql('postgres', q{SET ROLE regress_pacelc_shop; SELECT pacelc.create_queue('turn', 'noop(jsonb)')});
+my $load = start_pgbench($node, q{SELECT pacelc.enqueue('turn', '{}');}, clients => 2, seconds => 3);
+$node->poll_query_until('postgres', q{
+	SELECT count(*) > 100 FROM pacelc.messages WHERE queue = 'turn' AND state = 'done'})
+  or die 'turn not served';
+my $turned = $node->safe_psql('postgres', q{SET ROLE regress_pacelc_shop;
+	SELECT pacelc.alter_queue('turn', drop_handler => true);
+	SELECT clock_timestamp()});
+$load->finish;
+my ($late_done, $touched, $left) = split /\|/, $node->safe_psql('postgres', qq{
+	SELECT count(*) FILTER (WHERE done_at > '$turned'::timestamptz + interval '1 s'),
+	       count(*) FILTER (WHERE state = 'ready' AND (attempts > 0 OR leased_until IS NOT NULL)),
+	       count(*) FILTER (WHERE state = 'ready')
+	  FROM pacelc.messages WHERE queue = 'turn'});
+note "queue turned into a consumer queue under load: $left messages left for consumers";
+cmp_ok($left, '>', 0, 'messages enqueued after the handler was removed stay');
+is($late_done, '0', 'none handled after the handler was removed (beyond the batch then running)');
+is($touched, '0', 'none attempted or leased by the worker');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pacelc.dequeue('turn', 1000000)}), $left,
+	'a consumer gets every one of them');
 
 # --- concurrency 3 on a pool of 3: the siblings join, at most 3 at once
 $node->safe_psql('postgres', q{
