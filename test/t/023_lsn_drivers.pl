@@ -1,7 +1,8 @@
 # The token flow from real drivers and poolers (issue 11): write on the
 # primary, take the token the driver received (ParameterStatus), read on a
-# standby that applies WAL 300 ms late.  Every read must see its write (or
-# fail with a retryable error); none may be stale.
+# standby that applies WAL 100 ms late (a read follows its write within a
+# few ms, so one that did not wait would be stale).  Every read must see its
+# write (or fail with a retryable error); none may be stale.
 #   libpq (C): simple protocol, extended protocol with a named prepared
 #              statement re-executed, pipeline mode
 #   psycopg2, psycopg 3 (Debian's python3-psycopg, statements prepared on
@@ -34,7 +35,7 @@ $primary->safe_psql('postgres', q{
 	CREATE TABLE churn (x int);
 });
 my $standby = pacelc_standby($primary, 'dstandby', backup => 'b', conf => qq{
-recovery_min_apply_delay = '300ms'
+recovery_min_apply_delay = '100ms'
 pacelc.wait_timeout = '20s'
 });
 $primary->wait_for_catchup($standby);
