@@ -2665,12 +2665,12 @@ plan_next_round(void)
  * candidates or more every batch picks.  What makes another queue a
  * candidate ends the reuse: an enqueue into a queue with room for this
  * worker, at its commit, or for a delayed message when it becomes due
- * (wake_database()), a rescan (a new handler, nack, retry, a batch's failed
- * messages: check_floors()).  Before, such a queue waited up to
- * PICK_REUSE_MS with a pool of one (p99 of a trickle queue beside a hot
- * one 5.9 ms before the reuse, 102 ms with it), which is left only for
- * what no commit announces (a delayed message committed before the pick,
- * or more than one committed during the reuse: the earliest is known).
+ * (wake_database()); a message of another queue not due at the pick when
+ * it becomes due (reuse_end()); a rescan (a new handler, nack, retry, a
+ * batch's failed or put-back messages: check_floors()); a reload.  Before,
+ * such a queue waited up to PICK_REUSE_MS with a pool of one (p99 of a
+ * trickle queue beside a hot one 5.9 ms before the reuse, 102 ms with it),
+ * which is left only for messages written by hand.
  * A queue taken again that yields nothing ends it too, and is not left
  * out for the round as a queue the pick chose is (handle_batch()): it was
  * probably just drained, not locked by others, and left out it would wait
