@@ -90,7 +90,7 @@ cmp_ok($max_ms, '<', 1500, 'hot message waited for a batch, not for the backlog'
 # --- a hot queue turned into a consumer queue: untouched from then on --
 # (the worker takes it again without the pick, which looks for a handler)
 $node->safe_psql('postgres', q{SET ROLE regress_pacelc_shop; SELECT pacelc.create_queue('turn', 'noop(jsonb)')});
-my $load = start_pgbench($node, q{SELECT pacelc.enqueue('turn', '{}');}, clients => 2, seconds => 3);
+my $load = start_pgbench($node, q{SELECT pacelc.enqueue('turn', '{}');}, clients => 2, seconds => 4);
 $node->poll_query_until('postgres', q{
 	SELECT count(*) > 100 FROM pacelc.messages WHERE queue = 'turn' AND state = 'done'})
   or die 'turn not served';
